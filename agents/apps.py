@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class AgentsConfig(AppConfig):
+    """Agent registry (DESIGN §2): publishers, skills, blueprints, agents, identities, credentials."""
+
+    name = "agents"
+    default_auto_field = "django.db.models.BigAutoField"

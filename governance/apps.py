@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class GovernanceConfig(AppConfig):
+    """Approvals, access packages, reviews, conditional access, risk and their jobs (DESIGN §2)."""
+
+    name = "governance"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,79 @@
+"""REST API (``/api/v1/``): read access to workspaces, members and the audit trail, restricted like the pages."""
+
+from __future__ import annotations
+
+from rest_framework import routers, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+
+from portal import rbac, selectors
+from portal.models import AuditEvent, Workspace, WorkspaceMembership
+
+
+class WorkspaceSerializer(serializers.ModelSerializer):
+    your_role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Workspace
+        fields = ["slug", "name", "description", "created_at", "your_role"]
+
+    def get_your_role(self, workspace) -> str | None:
+        return rbac.workspace_role(self.context["request"].user, workspace)
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = WorkspaceMembership
+        fields = ["id", "username", "role", "created_at"]
+
+
+class EffectiveOwnerSerializer(serializers.Serializer):
+    username = serializers.CharField(source="user.username")
+    sources = serializers.ListField(child=serializers.CharField())
+    inherited = serializers.BooleanField()
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "actor_name", "actor_kind", "action", "target_type", "target_id",
+                  "target_label", "workspace", "before", "after", "request_id", "hash"]
+
+
+class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = WorkspaceSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self):
+        return rbac.workspaces_visible_to(self.request.user).order_by("name")
+
+    @action(detail=True)
+    def members(self, request, slug=None):
+        workspace = self.get_object()
+        page = self.paginate_queryset(selectors.memberships_of(workspace))
+        return self.get_paginated_response(MembershipSerializer(page, many=True).data)
+
+    @action(detail=True, url_path="effective-owners")
+    def effective_owners(self, request, slug=None):
+        owners = rbac.effective_owners(self.get_object())
+        return Response(EffectiveOwnerSerializer(owners, many=True).data)
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = AuditEventSerializer
+
+    def get_queryset(self):
+        events = selectors.audit_events_visible_to(self.request.user)
+        if events is None:
+            raise PermissionDenied("The audit trail is open to workspace owners and audit readers.")
+        return events.select_related("workspace").order_by("-id")
+
+
+router = routers.DefaultRouter()
+router.register("workspaces", WorkspaceViewSet, basename="workspace")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")

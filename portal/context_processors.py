@@ -1,0 +1,18 @@
+from portal import rbac
+
+
+def navigation(request) -> dict:
+    """Header data: the workspace switcher and which menu entries this user may open."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    workspace = request.workspace
+    return {
+        "nav_workspaces": list(rbac.workspaces_visible_to(user).order_by("name").only("slug", "name")),
+        "current_workspace": workspace,
+        "current_role": rbac.workspace_role(user, workspace) if workspace else None,
+        "is_inherited_owner": rbac.is_inherited_owner(user),
+        "can_manage_directory": rbac.can_manage_directory(user),
+        "can_view_jobs": rbac.can_view_jobs(user),
+        "can_view_audit": rbac.can_read_all_audit(user) or rbac.workspaces_owned_by(user).exists(),
+    }

@@ -1,0 +1,99 @@
+"""Forms: parse and validate input only; every change is made by a service."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+
+from portal.choices import ActorKind, UserKind, WorkspaceRole
+from portal.models import DirectoryRole, User
+
+
+class UsernameField(forms.CharField):
+    """A username typed in (constant cost however large the directory is), resolved to an active person."""
+
+    def __init__(self, *args, humans_only: bool = True, **kwargs):
+        kwargs.setdefault("max_length", 150)
+        super().__init__(*args, **kwargs)
+        self.humans_only = humans_only
+
+    def clean(self, value):
+        username = super().clean(value)
+        if not username:
+            return None
+        user = User.objects.filter(username__iexact=username.strip()).first()
+        if user is None:
+            raise forms.ValidationError(f"No user is called '{username}'.")
+        if not user.is_active:
+            raise forms.ValidationError(f"{user.username} is deactivated.")
+        if self.humans_only and user.kind != UserKind.HUMAN:
+            raise forms.ValidationError(f"{user.username} is an agent user, not a person.")
+        return user
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That username and password do not match an active account.",
+    }
+
+
+class MemberAddForm(forms.Form):
+    user = UsernameField(label="Username", widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    role = forms.ChoiceField(choices=WorkspaceRole.choices, initial=WorkspaceRole.CONTRIBUTOR)
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=WorkspaceRole.choices)
+
+
+class WorkspaceCreateForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    slug = forms.SlugField(max_length=50, required=False, label="Short name",
+                           help_text="Used in addresses; made from the name if left empty.")
+    description = forms.CharField(max_length=300, required=False)
+    owners = forms.CharField(
+        label="Owners", help_text="Usernames separated by commas. A workspace needs two effective owners.",
+    )
+
+    def clean_owners(self):
+        names = [n.strip() for n in self.cleaned_data["owners"].split(",") if n.strip()]
+        field = UsernameField()
+        return [field.clean(name) for name in dict.fromkeys(names)]
+
+
+class UserCreateForm(forms.Form):
+    username = forms.RegexField(regex=r"^[\w.@+-]+$", max_length=150,
+                                error_messages={"invalid": "Letters, digits and @/./+/-/_ only."})
+    display_name = forms.CharField(max_length=150, required=False)
+    email = forms.EmailField(required=False)
+    manager = UsernameField(required=False)
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False,
+                               help_text="At least 12 characters. Leave empty to create the user without "
+                                         "a usable password.")
+
+
+class UserUpdateForm(forms.Form):
+    display_name = forms.CharField(max_length=150, required=False)
+    email = forms.EmailField(required=False)
+    manager = UsernameField(required=False)
+
+
+class RoleAssignForm(forms.Form):
+    role = forms.ModelChoiceField(queryset=DirectoryRole.objects.order_by("name"), empty_label=None)
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False, label="Actor")
+    actor_kind = forms.ChoiceField(required=False, choices=[("", "Any kind"), *ActorKind.choices],
+                                   label="Actor kind")
+    action = forms.CharField(required=False, help_text="e.g. workspace.member_add, or a prefix: workspace.")
+    target = forms.CharField(required=False, help_text="Type, id or label of the object changed.")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise forms.ValidationError("'From' must be on or before 'To'.")
+        return data

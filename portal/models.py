@@ -1,0 +1,246 @@
+"""Directory, permission catalog, workspaces, audit trail and job records (the portal layer, DESIGN §1–§2).
+
+State changes never happen here: they live in the service modules (``directory``, ``workspaces``, ``audit``,
+``jobs``). Models hold the data and the invariants that fit in a row.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser, Group, UserManager
+from django.db import models
+from django.db.models import Q
+
+from portal.choices import (
+    ActorKind,
+    JobStatus,
+    JobTrigger,
+    PermissionKind,
+    Product,
+    UserKind,
+    WorkspaceRole,
+)
+
+
+class PortalUserManager(UserManager):
+    def humans(self):
+        return self.filter(kind=UserKind.HUMAN)
+
+
+class User(AbstractUser):
+    """A workforce user or an agent user (R6). Agent users never sign in interactively."""
+
+    display_name = models.CharField(max_length=150, blank=True)
+    manager = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reports"
+    )
+    kind = models.CharField(max_length=20, choices=UserKind.choices, default=UserKind.HUMAN, db_index=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PortalUserManager()
+
+    class Meta:
+        ordering = ["username"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.get_full_name() or self.username
+
+    @property
+    def is_agent_user(self) -> bool:
+        return self.kind == UserKind.AGENT_USER
+
+
+class Permission(models.Model):
+    """A data right from the catalog, e.g. ``Policy.Read.All`` (application or delegated).
+
+    Directory roles grant them to people; blueprints require them for agents. ``privileged`` ones can never
+    reach an agent (R4).
+    """
+
+    name = models.CharField(max_length=150)
+    kind = models.CharField(max_length=20, choices=PermissionKind.choices)
+    product = models.CharField(max_length=20, choices=Product.choices, db_index=True)
+    description = models.CharField(max_length=300, blank=True)
+    privileged = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["product", "name", "kind"]
+        constraints = [models.UniqueConstraint(fields=["name", "kind"], name="permission_unique_name_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display().lower()})"
+
+
+class DirectoryRole(models.Model):
+    """A directory role such as Global Administrator; carries the data rights its holders get."""
+
+    key = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    privileged = models.BooleanField(default=False, help_text="Privileged roles can never be held by an agent (R4).")
+    permissions = models.ManyToManyField(Permission, blank=True, related_name="roles")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DirectoryRoleAssignment(models.Model):
+    """A user holds a directory role. Removing one that makes a workspace's owners fall below two is refused (R12)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="role_assignments")
+    role = models.ForeignKey(DirectoryRole, on_delete=models.PROTECT, related_name="assignments")
+    assigned_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["role__name", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["user", "role"], name="role_assignment_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.role}"
+
+
+class Workspace(models.Model):
+    """The scope of platform roles (R10). Workspaces are archived, never deleted, so audit rows keep their scope."""
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=300, blank=True)
+    owner_group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="+")
+    contributor_group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        default_permissions = ("view", "change")
+        permissions = [
+            ("manage_members", "Add, remove and change members"),
+            ("setup_agents", "Set up agents at workspace scope"),
+            ("run_agents", "Run agents, create sessions and use outputs"),
+            ("publish_user_scope", "Build, test and publish at user scope"),
+            ("publish_workspace_scope", "Build, test and publish at workspace scope"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WorkspaceMembership(models.Model):
+    """A user's platform role in a workspace (R10). Platform roles never grant data access (R13)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=WorkspaceRole.choices)
+    added_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workspace__name", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "user"], name="membership_unique")]
+        indexes = [models.Index(fields=["workspace", "role"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.get_role_display()} of {self.workspace}"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Bulk updates and deletes are refused: the audit trail is append-only (R23)."""
+
+    def update(self, **kwargs):
+        raise PermissionError("Audit events are append-only.")
+
+    def delete(self):
+        raise PermissionError("Audit events are append-only.")
+
+    _raw_delete = delete
+
+
+class AuditEvent(models.Model):
+    """One state change (R23): who did what to which object, before/after, hash-chained to the previous event.
+
+    ``hash`` covers every field but ``actor`` (a foreign key that may be nulled when a user row goes); the actor's
+    name is copied into ``actor_name`` and covered instead.
+    """
+
+    created_at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_name = models.CharField(max_length=150)
+    actor_kind = models.CharField(max_length=20, choices=ActorKind.choices)
+    action = models.CharField(max_length=80, db_index=True)
+    target_type = models.CharField(max_length=80, blank=True, db_index=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    workspace = models.ForeignKey(Workspace, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["workspace", "-id"]), models.Index(fields=["actor_name"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} {self.target_label}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Audit events are append-only.")
+
+
+class AuditChainHead(models.Model):
+    """Singleton row holding the newest event's hash. Locking it serialises appends so the chain never forks."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_event_id = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_chain_head_singleton")]
+
+
+class JobRun(models.Model):
+    """One execution of a scheduled governance job (DESIGN §4), shown on the Jobs page."""
+
+    job = models.CharField(max_length=60, db_index=True)
+    trigger = models.CharField(max_length=20, choices=JobTrigger.choices)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.RUNNING)
+    triggered_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["job", "-started_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(finished_at__gte=models.F("started_at")),
+                name="jobrun_finished_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.started_at:%Y-%m-%d %H:%M} {self.status}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

@@ -1,0 +1,37 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from portal import api, views
+
+urlpatterns = [
+    path("accounts/login/", views.ThrottledLoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.dashboard, name="dashboard"),
+    path("healthz", views.healthz, name="healthz"),
+    path("robots.txt", views.robots),
+    path("workspaces/", views.workspace_list, name="workspace-list"),
+    path("workspaces/new/", views.workspace_create, name="workspace-create"),
+    path("workspaces/switch/", views.workspace_switch, name="workspace-switch"),
+    path("workspaces/<slug:slug>/members/", views.workspace_members, name="workspace-members"),
+    path("workspaces/<slug:slug>/members/add/", views.member_add, name="member-add"),
+    path("workspaces/<slug:slug>/members/<int:membership_id>/role/", views.member_role, name="member-role"),
+    path("workspaces/<slug:slug>/members/<int:membership_id>/remove/", views.member_remove, name="member-remove"),
+    path("directory/users/", views.directory_users, name="directory-users"),
+    path("directory/users/new/", views.directory_user_create, name="directory-user-create"),
+    path("directory/users/<int:user_id>/", views.directory_user, name="directory-user"),
+    path("directory/users/<int:user_id>/active/", views.directory_user_active, name="directory-user-active"),
+    path("directory/users/<int:user_id>/roles/", views.directory_role_assign, name="directory-role-assign"),
+    path("directory/role-assignments/<int:assignment_id>/remove/", views.directory_role_unassign,
+         name="directory-role-unassign"),
+    path("directory/roles/", views.directory_roles, name="directory-roles"),
+    path("audit/", views.audit_list, name="audit-list"),
+    path("audit/export/", views.audit_export, name="audit-export"),
+    path("jobs/", views.job_list, name="job-list"),
+    path("jobs/<slug:name>/run/", views.job_run_now, name="job-run-now"),
+    path("api/v1/", include(api.router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,458 @@
+"""Portal pages. Views are thin: parse input, fetch through selectors, call one service, render.
+
+Objects a user may not see are 404 (selectors); actions they may not take are 403 (services raise
+PermissionDenied, which Django renders as 403).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from kombu import Connection
+
+from portal import audit, directory, jobs, rbac, selectors, workspaces
+from portal.forms import (
+    AuditFilterForm,
+    MemberAddForm,
+    MemberRoleForm,
+    RoleAssignForm,
+    ThrottledAuthenticationForm,
+    UserCreateForm,
+    UserUpdateForm,
+    WorkspaceCreateForm,
+)
+from portal.middleware import SESSION_WORKSPACE_KEY
+from portal.models import DirectoryRole, DirectoryRoleAssignment, User
+
+PAGE_SIZE = 50
+
+
+def _page(request, queryset, per_page: int = PAGE_SIZE):
+    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+
+
+def _error_messages(error: ValidationError) -> list[str]:
+    return error.messages if hasattr(error, "messages") else [str(error)]
+
+
+def _flash_errors(request, error: ValidationError) -> None:
+    for message in _error_messages(error):
+        messages.error(request, message)
+
+
+# --- sign-in ------------------------------------------------------------------------------------------
+
+
+class ThrottledLoginView(auth_views.LoginView):
+    """Sign-in that refuses an account or address after repeated failures, for a while (HTTP 429)."""
+
+    template_name = "portal/login.html"
+    authentication_form = ThrottledAuthenticationForm
+    redirect_authenticated_user = True
+
+    def _keys(self) -> list[tuple[str, int]]:
+        username = self.request.POST.get("username", "").strip().lower()[:150]
+        address = self.request.META.get("REMOTE_ADDR", "")
+        limit = settings.LOGIN_FAILURE_LIMIT
+        return [(f"login-fail:user:{username}", limit), (f"login-fail:addr:{address}", limit * 4)]
+
+    def post(self, request, *args, **kwargs):
+        if any((cache.get(key) or 0) >= limit for key, limit in self._keys()):
+            form = self.get_form()
+            minutes = int(settings.LOGIN_FAILURE_WINDOW.total_seconds() // 60)
+            form.errors.clear()
+            form.add_error(None, f"Too many failed sign-ins. Wait {minutes} minutes and try again.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        window = int(settings.LOGIN_FAILURE_WINDOW.total_seconds())
+        for key, _limit in self._keys():
+            cache.add(key, 0, timeout=window)
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout=window)
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        cache.delete(self._keys()[0][0])
+        return super().form_valid(form)
+
+
+# --- dashboard and workspaces -------------------------------------------------------------------------
+
+
+@login_required
+def dashboard(request):
+    workspace = request.workspace
+    context = {
+        "counts": selectors.dashboard_counts(request.user, workspace),
+        "owners": rbac.effective_owners(workspace) if workspace else [],
+        "recent_runs": selectors.latest_job_runs(5) if rbac.can_view_jobs(request.user) else None,
+    }
+    return render(request, "portal/dashboard.html", context)
+
+
+@login_required
+@require_POST
+def workspace_switch(request):
+    workspace = selectors.workspace_get(request.user, request.POST.get("workspace", ""))
+    request.session[SESSION_WORKSPACE_KEY] = workspace.pk
+    target = request.POST.get("next") or reverse("dashboard")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = reverse("dashboard")
+    return redirect(target)
+
+
+@login_required
+def workspace_list(request):
+    return render(request, "portal/workspace_list.html", {
+        "workspaces": selectors.workspace_summaries(request.user),
+        "can_create": rbac.can_create_workspace(request.user),
+    })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def workspace_create(request):
+    rbac.require(rbac.can_create_workspace(request.user),
+                 "Only Global and Privileged Role Administrators create workspaces.")
+    form = WorkspaceCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            workspace = workspaces.workspace_create(actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Workspace {workspace.name} created.")
+            return redirect("workspace-members", slug=workspace.slug)
+    return render(request, "portal/workspace_form.html", {"form": form})
+
+
+@login_required
+def workspace_members(request, slug: str):
+    workspace = selectors.workspace_get(request.user, slug)
+    search = request.GET.get("q", "").strip()
+    can_manage = rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS)
+    owners = rbac.effective_owners(workspace)
+    context = {
+        "workspace": workspace,
+        "page": _page(request, selectors.memberships_of(workspace, search)),
+        "search": search,
+        "effective_owners": owners,
+        "inherited_owners": [o for o in owners if o.inherited],
+        "can_manage": can_manage,
+        "add_form": MemberAddForm() if can_manage else None,
+        "roles": MemberRoleForm.base_fields["role"].choices,
+        "min_owners": rbac.MIN_EFFECTIVE_OWNERS,
+    }
+    return render(request, "portal/members.html", context)
+
+
+@login_required
+@require_POST
+def member_add(request, slug: str):
+    workspace = selectors.workspace_get(request.user, slug)
+    rbac.require(rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS),
+                 "Only owners of this workspace can add members.")
+    form = MemberAddForm(request.POST)
+    if form.is_valid():
+        try:
+            membership = workspaces.membership_add(actor=request.user, workspace=workspace, **form.cleaned_data)
+        except ValidationError as error:
+            _flash_errors(request, error)
+        else:
+            messages.success(request, f"{membership.user.username} added as {membership.get_role_display().lower()}.")
+    else:
+        for errors in form.errors.values():
+            for message in errors:
+                messages.error(request, message)
+    return redirect("workspace-members", slug=workspace.slug)
+
+
+@login_required
+@require_POST
+def member_role(request, slug: str, membership_id: int):
+    workspace = selectors.workspace_get(request.user, slug)
+    membership = selectors.membership_get(request.user, workspace, membership_id)
+    form = MemberRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose owner or contributor.")
+        return redirect("workspace-members", slug=workspace.slug)
+    try:
+        membership = workspaces.membership_change_role(actor=request.user, membership=membership,
+                                                       role=form.cleaned_data["role"])
+    except ValidationError as error:
+        _flash_errors(request, error)
+    else:
+        messages.success(request, f"{membership.user.username} is now {membership.get_role_display().lower()}.")
+    return redirect("workspace-members", slug=workspace.slug)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def member_remove(request, slug: str, membership_id: int):
+    workspace = selectors.workspace_get(request.user, slug)
+    membership = selectors.membership_get(request.user, workspace, membership_id)
+    rbac.require(rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS),
+                 "Only owners of this workspace can remove members.")
+    if request.method == "POST":
+        try:
+            workspaces.membership_remove(actor=request.user, membership=membership)
+        except ValidationError as error:
+            _flash_errors(request, error)
+        else:
+            messages.success(request, f"{membership.user.username} removed from {workspace.name}.")
+        return redirect("workspace-members", slug=workspace.slug)
+    return render(request, "portal/member_remove.html", {"workspace": workspace, "membership": membership})
+
+
+# --- directory ----------------------------------------------------------------------------------------
+
+
+def _require_directory(request) -> None:
+    rbac.require(rbac.can_manage_directory(request.user),
+                 "The directory is managed by Global Administrators and Privileged Role Administrators.")
+
+
+@login_required
+def directory_users(request):
+    _require_directory(request)
+    search = request.GET.get("q", "").strip()
+    return render(request, "portal/directory_users.html", {
+        "page": _page(request, selectors.users_search(search)), "search": search,
+    })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def directory_user_create(request):
+    _require_directory(request)
+    form = UserCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = directory.user_create(actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"User {user.username} created.")
+            return redirect("directory-user", user_id=user.pk)
+    return render(request, "portal/directory_user_form.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def directory_user(request, user_id: int):
+    _require_directory(request)
+    subject = get_object_or_404(User.objects.select_related("manager"), pk=user_id)
+    initial = {"display_name": subject.display_name, "email": subject.email,
+               "manager": subject.manager.username if subject.manager else ""}
+    form = UserUpdateForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            directory.user_update(actor=request.user, user=subject, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, "Saved.")
+            return redirect("directory-user", user_id=subject.pk)
+    return render(request, "portal/directory_user.html", {
+        "subject": subject, "form": form, "assignments": selectors.role_assignments_of(subject),
+        "role_form": RoleAssignForm(), "memberships": subject.memberships.select_related("workspace"),
+    })
+
+
+@login_required
+@require_POST
+def directory_user_active(request, user_id: int):
+    _require_directory(request)
+    subject = get_object_or_404(User, pk=user_id)
+    service = directory.user_reactivate if request.POST.get("active") == "1" else directory.user_deactivate
+    try:
+        subject = service(actor=request.user, user=subject)
+    except ValidationError as error:
+        _flash_errors(request, error)
+    else:
+        messages.success(request, f"{subject.username} is now {'active' if subject.is_active else 'deactivated'}.")
+    return redirect("directory-user", user_id=subject.pk)
+
+
+@login_required
+@require_POST
+def directory_role_assign(request, user_id: int):
+    _require_directory(request)
+    subject = get_object_or_404(User, pk=user_id)
+    form = RoleAssignForm(request.POST)
+    if form.is_valid():
+        try:
+            directory.role_assign(actor=request.user, user=subject, role=form.cleaned_data["role"])
+        except ValidationError as error:
+            _flash_errors(request, error)
+        else:
+            messages.success(request, f"{form.cleaned_data['role'].name} assigned to {subject.username}.")
+    else:
+        messages.error(request, "Choose a role.")
+    return redirect("directory-user", user_id=subject.pk)
+
+
+@login_required
+@require_POST
+def directory_role_unassign(request, assignment_id: int):
+    _require_directory(request)
+    assignment = get_object_or_404(DirectoryRoleAssignment.objects.select_related("user", "role"), pk=assignment_id)
+    try:
+        directory.role_unassign(actor=request.user, assignment=assignment)
+    except ValidationError as error:
+        _flash_errors(request, error)
+    else:
+        messages.success(request, f"{assignment.role.name} removed from {assignment.user.username}.")
+    return redirect("directory-user", user_id=assignment.user_id)
+
+
+@login_required
+def directory_roles(request):
+    _require_directory(request)
+    roles = DirectoryRole.objects.prefetch_related("permissions", "assignments__user").order_by("name")
+    return render(request, "portal/directory_roles.html", {"roles": roles})
+
+
+# --- audit --------------------------------------------------------------------------------------------
+
+
+def _audit_queryset(request):
+    events = selectors.audit_events_visible_to(request.user)
+    if events is None:
+        raise PermissionDenied("The audit trail is open to workspace owners and audit readers.")
+    form = AuditFilterForm(request.GET or None)
+    if form.is_bound and form.is_valid():
+        events = selectors.audit_events_filtered(events, form.cleaned_data)
+    elif form.is_bound:
+        events = events.none()
+    else:
+        events = events.select_related("workspace")
+    return form, events
+
+
+@login_required
+@require_GET
+def audit_list(request):
+    form, events = _audit_queryset(request)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "portal/audit_list.html", {
+        "form": form, "page": _page(request, events.order_by("-id")), "query": query.urlencode(),
+    })
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@login_required
+@require_GET
+def audit_export(request):
+    """Stream the filtered events as CSV or JSON; memory stays flat whatever the row count."""
+    _form, events = _audit_queryset(request)
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    if request.GET.get("format") == "json":
+        def json_stream():
+            yield "["
+            for index, row in enumerate(audit.export_rows(events)):
+                yield ("," if index else "") + "\n" + json.dumps(row, separators=(",", ":"))
+            yield "\n]\n"
+
+        response = StreamingHttpResponse(json_stream(), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.json"'
+        return response
+    writer = csv.writer(_Echo())
+    columns = [c if c != "workspace__slug" else "workspace" for c in audit.EXPORT_COLUMNS]
+
+    def csv_stream():
+        yield writer.writerow(columns)
+        for row in audit.export_rows(events):
+            row["before"] = json.dumps(row["before"]) if row["before"] is not None else ""
+            row["after"] = json.dumps(row["after"]) if row["after"] is not None else ""
+            yield writer.writerow([row[c] for c in columns])
+
+    response = StreamingHttpResponse(csv_stream(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
+    return response
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def job_list(request):
+    rbac.require(rbac.can_view_jobs(request.user), "The Jobs page is for workspace owners.")
+    last_runs = selectors.last_run_per_job()
+    rows = []
+    for job in sorted(jobs.REGISTRY.values(), key=lambda j: j.name):
+        last = last_runs.get(job.name)
+        rows.append({"job": job, "last": last, "next": job.next_run_after(last.started_at if last else None)})
+    template = "portal/partials/job_runs.html" if request.htmx else "portal/job_list.html"
+    return render(request, template, {"rows": rows, "runs": selectors.latest_job_runs(50)})
+
+
+@login_required
+@require_POST
+def job_run_now(request, name: str):
+    if name not in jobs.REGISTRY:
+        raise Http404("No such job.")
+    run = jobs.job_enqueue(actor=request.user, name=name)
+    messages.success(request, f"{name} queued (run #{run.pk}); a worker will pick it up shortly.")
+    return redirect("job-list")
+
+
+# --- health -------------------------------------------------------------------------------------------
+
+
+@require_GET
+def healthz(request):
+    """Liveness and readiness: 200 when the database and the broker answer, 503 otherwise."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as error:  # report, don't raise: this endpoint must answer
+        checks["database"] = f"error: {type(error).__name__}"
+    try:
+        with Connection(settings.CELERY_BROKER_URL,
+                        transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+                        connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as error:
+        checks["broker"] = f"error: {type(error).__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks},
+                        status=200 if healthy else 503)
+
+
+def csrf_failure(request, reason=""):
+    return render(request, "403.html", {"message": "Your form expired or came from another site. Reload the page "
+                                                   "and try again."}, status=403)
+
+
+def robots(request):
+    return HttpResponse("User-agent: *\nDisallow: /\n", content_type="text/plain")
