@@ -47,6 +47,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = WorkspaceSerializer
+    queryset = Workspace.objects.none()  # for the schema; get_queryset restricts per user
     lookup_field = "slug"
 
     def get_queryset(self):
@@ -66,6 +67,7 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AuditEventSerializer
+    queryset = AuditEvent.objects.none()  # for the schema; get_queryset restricts per user
 
     def get_queryset(self):
         events = selectors.audit_events_visible_to(self.request.user)
@@ -75,5 +77,5 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 router = routers.DefaultRouter()
-router.register("workspaces", WorkspaceViewSet, basename="workspace")
-router.register("audit-events", AuditEventViewSet, basename="audit-event")
+router.register("workspaces", WorkspaceViewSet, basename="api-workspace")
+router.register("audit-events", AuditEventViewSet, basename="api-audit-event")

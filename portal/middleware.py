@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
 from portal import audit, rbac
-from portal.models import Workspace
+from portal.models import User, Workspace
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SESSION_WORKSPACE_KEY = "current_workspace_id"
@@ -57,5 +57,5 @@ class CurrentWorkspaceMiddleware:
             now = timezone.now()
             # Presence, not a governance change: updated at most every five minutes, not audited.
             if user.last_seen_at is None or (now - user.last_seen_at).total_seconds() > LAST_SEEN_RESOLUTION_SECONDS:
-                type(user).objects.filter(pk=user.pk).update(last_seen_at=now)
+                User.objects.filter(pk=user.pk).update(last_seen_at=now)
         return self.get_response(request)

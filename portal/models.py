@@ -212,6 +212,9 @@ class AuditChainHead(models.Model):
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_chain_head_singleton")]
 
+    def __str__(self) -> str:
+        return f"audit chain head at event #{self.last_event_id}"
+
 
 class JobRun(models.Model):
     """One execution of a scheduled governance job (DESIGN §4), shown on the Jobs page."""

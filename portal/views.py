@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -156,6 +157,7 @@ def workspace_members(request, slug: str):
         "workspace": workspace,
         "page": _page(request, selectors.memberships_of(workspace, search)),
         "search": search,
+        "query": urlencode({"q": search}) if search else "",
         "effective_owners": owners,
         "inherited_owners": [o for o in owners if o.inherited],
         "can_manage": can_manage,
@@ -238,6 +240,7 @@ def directory_users(request):
     search = request.GET.get("q", "").strip()
     return render(request, "portal/directory_users.html", {
         "page": _page(request, selectors.users_search(search)), "search": search,
+        "query": urlencode({"q": search}) if search else "",
     })
 
 

@@ -38,7 +38,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             users = self._users(password)
             self._workspaces(users)
-        self.stdout.write(self.style.SUCCESS("Demo data ready. Logins (password for all: %s):" % password))
+        self.stdout.write(self.style.SUCCESS(f"Demo data ready. Logins (password for all: {password}):"))
         for username, display, role_key, _manager in USERS:
             role = DirectoryRole.objects.get(key=role_key).name if role_key else ""
             places = ", ".join(

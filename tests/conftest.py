@@ -1,0 +1,104 @@
+"""Shared fixtures: the personas of the permission matrix, service checks, fast password hashing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from portal.models import User, Workspace
+from tests.factories import UserFactory, grant_role, make_workspace
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def _missing(service: str, why: str):
+    """Fail under REQUIRE_SERVICES=1 (CI), skip on a developer machine without the service."""
+    message = f"{service} is required for this test: {why}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres():
+    if connection.vendor != "postgresql":
+        _missing("PostgreSQL", "set DATABASE_URL=postgres://… (row locks are PostgreSQL's)")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = django_settings.REDIS_URL
+    if not url:
+        _missing("Redis", "set REDIS_URL=redis://…")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        _missing("Redis", f"{url} does not answer ({error})")
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    """Production settings (DEBUG off) except what needs TLS or a collectstatic run, and a fast password hash."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.SECURE_SSL_REDIRECT = False
+    settings.STORAGES = {**settings.STORAGES,
+                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@dataclass
+class World:
+    """Two workspaces and one user per persona of the permission matrix.
+
+    ``alpha``: explicit owners ``owner`` and ``owner_b``, contributor ``contributor``.
+    ``beta``: owners ``other`` and ``other_b`` (the "member of another workspace").
+    ``inherited``: Security Administrator (inherited owner of both); ``ga``: Global Administrator.
+    """
+
+    alpha: Workspace
+    beta: Workspace
+    owner: User
+    owner_b: User
+    contributor: User
+    other: User
+    other_b: User
+    inherited: User
+    ga: User
+    newcomer: User
+
+    def persona(self, name: str) -> User | None:
+        return {
+            "anonymous": None, "contributor": self.contributor, "owner": self.owner,
+            "inherited_owner": self.inherited, "global_admin": self.ga, "other_workspace": self.other,
+        }[name]
+
+
+PERSONAS = ("anonymous", "contributor", "owner", "inherited_owner", "global_admin", "other_workspace")
+
+
+@pytest.fixture
+def world(db) -> World:
+    owner, owner_b, contributor = (UserFactory(username=n) for n in ("owner", "owner_b", "contributor"))
+    other, other_b = UserFactory(username="other"), UserFactory(username="other_b")
+    inherited, ga = UserFactory(username="secadmin"), UserFactory(username="ga")
+    grant_role(inherited, "security-administrator")
+    grant_role(ga, "global-administrator")
+    alpha = make_workspace("alpha", owners=[owner, owner_b], contributors=[contributor])
+    beta = make_workspace("beta", owners=[other, other_b])
+    return World(alpha, beta, owner, owner_b, contributor, other, other_b, inherited, ga,
+                 newcomer=UserFactory(username="newcomer"))
