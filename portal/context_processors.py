@@ -14,5 +14,5 @@ def navigation(request) -> dict:
         "is_inherited_owner": rbac.is_inherited_owner(user),
         "can_manage_directory": rbac.can_manage_directory(user),
         "can_view_jobs": rbac.can_view_jobs(user),
-        "can_view_audit": rbac.can_read_all_audit(user) or rbac.workspaces_owned_by(user).exists(),
+        "can_view_audit": rbac.can_view_audit(user),
     }

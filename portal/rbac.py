@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
+from guardian.core import ObjectPermissionChecker
 from guardian.shortcuts import assign_perm, get_objects_for_user
 
 from portal.choices import UserKind, WorkspaceRole
@@ -90,7 +91,9 @@ def role_keys(user: User | AnonymousUser) -> frozenset[str]:
 
 
 def forget_cached_roles(user: User) -> None:
-    user.__dict__.pop("_portal_role_keys", None)
+    """Drop what this module cached on the user object (call after a change, or after taking a lock)."""
+    for attr in ("_portal_role_keys", "_portal_perm_checker", "_portal_owns_any"):
+        user.__dict__.pop(attr, None)
 
 
 def is_inherited_owner(user) -> bool:
@@ -149,7 +152,10 @@ def has_workspace_perm(user, workspace: Workspace, perm: str) -> bool:
         return False
     if is_inherited_owner(user):
         return perm in ROLE_PERMISSIONS[WorkspaceRole.OWNER]
-    return user.has_perm(perm, workspace)
+    checker = getattr(user, "_portal_perm_checker", None)
+    if checker is None:  # one guardian checker per user object: its per-object cache serves the whole request
+        checker = user._portal_perm_checker = ObjectPermissionChecker(user)
+    return checker.has_perm(perm.split(".", 1)[1], workspace)
 
 
 def workspace_role(user, workspace: Workspace) -> str | None:
@@ -161,9 +167,24 @@ def workspace_role(user, workspace: Workspace) -> str | None:
     return None
 
 
+def owns_any_workspace(user) -> bool:
+    """Inherited owners and explicit owners of at least one workspace (cached on the user object)."""
+    if is_inherited_owner(user):
+        return True
+    owns_any = getattr(user, "_portal_owns_any", None)
+    if owns_any is None:
+        owns_any = user._portal_owns_any = workspaces_owned_by(user).exists()
+    return owns_any
+
+
 def can_view_jobs(user) -> bool:
     """The Jobs page is for owners: inherited ones and explicit owners of any workspace."""
-    return is_inherited_owner(user) or workspaces_owned_by(user).exists()
+    return owns_any_workspace(user)
+
+
+def can_view_audit(user) -> bool:
+    """Audit readers see every event; owners see their workspaces' events."""
+    return can_read_all_audit(user) or owns_any_workspace(user)
 
 
 # --- effective owners (R11, R12) ------------------------------------------------------------------------

@@ -47,9 +47,8 @@ def audit_events_visible_to(user) -> QuerySet[AuditEvent] | None:
     """All events for audit readers; owners see their workspaces' events; anyone else: None (403)."""
     if rbac.can_read_all_audit(user):
         return AuditEvent.objects.all()
-    owned = rbac.workspaces_owned_by(user)
-    if owned.exists():
-        return AuditEvent.objects.filter(workspace__in=owned)
+    if rbac.owns_any_workspace(user):
+        return AuditEvent.objects.filter(workspace__in=rbac.workspaces_owned_by(user))
     return None
 
 

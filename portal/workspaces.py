@@ -95,8 +95,9 @@ def membership_change_role(*, actor: User | None, membership: WorkspaceMembershi
     if role not in WorkspaceRole.values:
         raise ValidationError(f"Unknown role '{role}'.")
     workspace, membership = _lock_membership(membership.workspace, membership.pk)
-    # Checked after the lock: an actor demoted by a concurrent change has lost the right by now.
+    # Checked after the lock, afresh: an actor demoted by a concurrent change has lost the right by now.
     if actor is not None:
+        rbac.forget_cached_roles(actor)
         rbac.require(rbac.has_workspace_perm(actor, workspace, rbac.MANAGE_MEMBERS),
                      "Only owners of this workspace can change members' roles.")
     if membership.role == role:
@@ -117,6 +118,7 @@ def membership_remove(*, actor: User | None, membership: WorkspaceMembership) ->
     """Remove a member; removing one of the last two effective owners is refused (R12)."""
     workspace, membership = _lock_membership(membership.workspace, membership.pk)
     if actor is not None:
+        rbac.forget_cached_roles(actor)
         rbac.require(rbac.has_workspace_perm(actor, workspace, rbac.MANAGE_MEMBERS),
                      "Only owners of this workspace can remove members.")
     before = snapshot(membership, MEMBERSHIP_FIELDS)
