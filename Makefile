@@ -36,7 +36,9 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-bench: migrate
+## Measure hot paths (JSON lines); set DATABASE_URL to report PostgreSQL figures.
+bench: seed
+	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py bench
 
 check-deploy: setup

@@ -9,6 +9,19 @@ from portal.choices import ActorKind, UserKind, WorkspaceRole
 from portal.models import DirectoryRole, User
 
 
+class StyledForm(forms.Form):
+    """Gives every widget the layout's form classes, so templates render fields without per-field markup."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            widget = field.widget
+            css = "form-select" if isinstance(widget, forms.Select) else "form-control"
+            widget.attrs["class"] = f"{widget.attrs.get('class', '')} {css}".strip()
+            if field.help_text:
+                widget.attrs.setdefault("aria-describedby", f"{self[name].id_for_label}_help")
+
+
 class UsernameField(forms.CharField):
     """A username typed in (constant cost however large the directory is), resolved to an active person."""
 
@@ -38,16 +51,16 @@ class ThrottledAuthenticationForm(AuthenticationForm):
     }
 
 
-class MemberAddForm(forms.Form):
+class MemberAddForm(StyledForm):
     user = UsernameField(label="Username", widget=forms.TextInput(attrs={"autocomplete": "off"}))
     role = forms.ChoiceField(choices=WorkspaceRole.choices, initial=WorkspaceRole.CONTRIBUTOR)
 
 
-class MemberRoleForm(forms.Form):
+class MemberRoleForm(StyledForm):
     role = forms.ChoiceField(choices=WorkspaceRole.choices)
 
 
-class WorkspaceCreateForm(forms.Form):
+class WorkspaceCreateForm(StyledForm):
     name = forms.CharField(max_length=100)
     slug = forms.SlugField(max_length=50, required=False, label="Short name",
                            help_text="Used in addresses; made from the name if left empty.")
@@ -62,7 +75,7 @@ class WorkspaceCreateForm(forms.Form):
         return [field.clean(name) for name in dict.fromkeys(names)]
 
 
-class UserCreateForm(forms.Form):
+class UserCreateForm(StyledForm):
     username = forms.RegexField(regex=r"^[\w.@+-]+$", max_length=150,
                                 error_messages={"invalid": "Letters, digits and @/./+/-/_ only."})
     display_name = forms.CharField(max_length=150, required=False)
@@ -73,17 +86,17 @@ class UserCreateForm(forms.Form):
                                          "a usable password.")
 
 
-class UserUpdateForm(forms.Form):
+class UserUpdateForm(StyledForm):
     display_name = forms.CharField(max_length=150, required=False)
     email = forms.EmailField(required=False)
     manager = UsernameField(required=False)
 
 
-class RoleAssignForm(forms.Form):
+class RoleAssignForm(StyledForm):
     role = forms.ModelChoiceField(queryset=DirectoryRole.objects.order_by("name"), empty_label=None)
 
 
-class AuditFilterForm(forms.Form):
+class AuditFilterForm(StyledForm):
     actor = forms.CharField(required=False, label="Actor")
     actor_kind = forms.ChoiceField(required=False, choices=[("", "Any kind"), *ActorKind.choices],
                                    label="Actor kind")
