@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 
 import pytest
+from django.apps import apps as django_apps
 from django.conf import settings as django_settings
 from django.db import connection
 
-from portal.models import User, Workspace
+from portal.models import DirectoryRole, User, Workspace
 from tests.factories import UserFactory, grant_role, make_workspace
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -92,7 +94,24 @@ PERSONAS = ("anonymous", "contributor", "owner", "inherited_owner", "global_admi
 
 
 @pytest.fixture
-def world(db) -> World:
+def catalog(db) -> None:
+    """The permission catalog and directory roles of migration 0002.
+
+    Transactional tests end with a flush that empties every table, seeded ones included; this puts the seed
+    back for the tests that follow (pytest-django runs transactional tests after the others).
+    """
+    if not DirectoryRole.objects.exists():
+        importlib.import_module("portal.migrations.0002_seed_catalog").seed(django_apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _catalog_for_database_tests(request):
+    if request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames):
+        request.getfixturevalue("catalog")
+
+
+@pytest.fixture
+def world(db, catalog) -> World:
     owner, owner_b, contributor = (UserFactory(username=n) for n in ("owner", "owner_b", "contributor"))
     other, other_b = UserFactory(username="other"), UserFactory(username="other_b")
     inherited, ga = UserFactory(username="secadmin"), UserFactory(username="ga")

@@ -11,8 +11,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.mark.browser
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_r12_browser_demotion_of_second_to_last_owner_is_refused(live_server, page):
+@pytest.mark.django_db(transaction=True)
+def test_r12_browser_demotion_of_second_to_last_owner_is_refused(live_server, page, catalog):
     alice, bob, carol = (UserFactory(username=n) for n in ("alice", "bob", "carol"))
     make_workspace("alpha", owners=[alice, bob])
     beta = make_workspace("beta", owners=[alice, carol], contributors=[UserFactory(username="dave")])

@@ -47,7 +47,7 @@ def test_r23_a_rolled_back_change_leaves_no_event(world):
     assert audit.verify_chain().ok
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_r23_record_refuses_to_run_outside_a_transaction():
     with pytest.raises(RuntimeError, match="inside the transaction"):
         audit.record(actor=None, action="test.outside")

@@ -70,7 +70,7 @@ def test_jobs_page_shows_last_and_next_run(client, world):
     assert 'data-job="verify_audit_chain"' in body and "Succeeded" in body and "(in " in body
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_run_now_executes_on_a_real_celery_worker_over_redis(redis_url, world):
     """"Run now" → Redis → a real worker thread runs verify_audit_chain and records the JobRun."""
     from celery.contrib.testing.worker import start_worker

@@ -138,7 +138,7 @@ def test_agent_users_and_deactivated_people_get_no_platform_role(world):
         workspaces.membership_add(actor=world.owner, workspace=world.alpha, user=world.contributor, role="owner")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_r12_two_concurrent_demotions_leave_two_owners_on_postgres(postgres):
     """Two owners in two connections each demote a different one of the last three owners: one wins."""
     a, b, c = (UserFactory(username=n) for n in ("ann", "ben", "cat"))
