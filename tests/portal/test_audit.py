@@ -181,5 +181,6 @@ def test_r23_owners_see_only_their_workspaces_events(client, world):
     client.force_login(world.owner)
     body = client.get("/audit/").content.decode()
     assert "newcomer" not in body
+    assert "&quot;role&quot;: &quot;contributor&quot;" in body  # snapshots are shown as JSON
     rows = json.loads(b"".join(client.get("/audit/export/?format=json").streaming_content))
     assert rows and {r["workspace"] for r in rows} == {"alpha"}
