@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -54,6 +55,31 @@ def _error_messages(error: ValidationError) -> list[str]:
 def _flash_errors(request, error: ValidationError) -> None:
     for message in _error_messages(error):
         messages.error(request, message)
+
+
+def _submit(request, form, service, **arguments):
+    """On a valid POST, call ``service(actor=…, **arguments, **form data)``; its refusals land on the form.
+
+    Returns the service's result, or None when there was nothing to do or the service refused.
+    """
+    if request.method != "POST" or not form.is_valid():
+        return None
+    try:
+        return service(actor=request.user, **arguments, **form.cleaned_data)
+    except ValidationError as error:
+        form.add_error(None, error)
+        return None
+
+
+def _act(request, service, success: Callable[[object], str], **arguments):
+    """Call a one-click service (no form) and report its outcome as a flash message."""
+    try:
+        result = service(actor=request.user, **arguments)
+    except ValidationError as error:
+        _flash_errors(request, error)
+        return None
+    messages.success(request, success(result))
+    return result
 
 
 # --- sign-in ------------------------------------------------------------------------------------------
@@ -136,14 +162,10 @@ def workspace_create(request):
     rbac.require(rbac.can_create_workspace(request.user),
                  "Only Global and Privileged Role Administrators create workspaces.")
     form = WorkspaceCreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            workspace = workspaces.workspace_create(actor=request.user, **form.cleaned_data)
-        except ValidationError as error:
-            form.add_error(None, error)
-        else:
-            messages.success(request, f"Workspace {workspace.name} created.")
-            return redirect("workspace-members", slug=workspace.slug)
+    workspace = _submit(request, form, workspaces.workspace_create)
+    if workspace is not None:
+        messages.success(request, f"Workspace {workspace.name} created.")
+        return redirect("workspace-members", slug=workspace.slug)
     return render(request, "portal/workspace_form.html", {"form": form})
 
 
@@ -176,12 +198,9 @@ def member_add(request, slug: str):
                  "Only owners of this workspace can add members.")
     form = MemberAddForm(request.POST)
     if form.is_valid():
-        try:
-            membership = workspaces.membership_add(actor=request.user, workspace=workspace, **form.cleaned_data)
-        except ValidationError as error:
-            _flash_errors(request, error)
-        else:
-            messages.success(request, f"{membership.user.username} added as {membership.get_role_display().lower()}.")
+        _act(request, workspaces.membership_add,
+             lambda m: f"{m.user.username} added as {m.get_role_display().lower()}.",
+             workspace=workspace, **form.cleaned_data)
     else:
         for errors in form.errors.values():
             for message in errors:
@@ -198,13 +217,9 @@ def member_role(request, slug: str, membership_id: int):
     if not form.is_valid():
         messages.error(request, "Choose owner or contributor.")
         return redirect("workspace-members", slug=workspace.slug)
-    try:
-        membership = workspaces.membership_change_role(actor=request.user, membership=membership,
-                                                       role=form.cleaned_data["role"])
-    except ValidationError as error:
-        _flash_errors(request, error)
-    else:
-        messages.success(request, f"{membership.user.username} is now {membership.get_role_display().lower()}.")
+    _act(request, workspaces.membership_change_role,
+         lambda m: f"{m.user.username} is now {m.get_role_display().lower()}.",
+         membership=membership, role=form.cleaned_data["role"])
     return redirect("workspace-members", slug=workspace.slug)
 
 
@@ -216,12 +231,8 @@ def member_remove(request, slug: str, membership_id: int):
     rbac.require(rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS),
                  "Only owners of this workspace can remove members.")
     if request.method == "POST":
-        try:
-            workspaces.membership_remove(actor=request.user, membership=membership)
-        except ValidationError as error:
-            _flash_errors(request, error)
-        else:
-            messages.success(request, f"{membership.user.username} removed from {workspace.name}.")
+        _act(request, workspaces.membership_remove,
+             lambda _: f"{membership.user.username} removed from {workspace.name}.", membership=membership)
         return redirect("workspace-members", slug=workspace.slug)
     return render(request, "portal/member_remove.html", {"workspace": workspace, "membership": membership})
 
@@ -249,14 +260,10 @@ def directory_users(request):
 def directory_user_create(request):
     _require_directory(request)
     form = UserCreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            user = directory.user_create(actor=request.user, **form.cleaned_data)
-        except ValidationError as error:
-            form.add_error(None, error)
-        else:
-            messages.success(request, f"User {user.username} created.")
-            return redirect("directory-user", user_id=user.pk)
+    user = _submit(request, form, directory.user_create)
+    if user is not None:
+        messages.success(request, f"User {user.username} created.")
+        return redirect("directory-user", user_id=user.pk)
     return render(request, "portal/directory_user_form.html", {"form": form})
 
 
@@ -268,14 +275,9 @@ def directory_user(request, user_id: int):
     initial = {"display_name": subject.display_name, "email": subject.email,
                "manager": subject.manager.username if subject.manager else ""}
     form = UserUpdateForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        try:
-            directory.user_update(actor=request.user, user=subject, **form.cleaned_data)
-        except ValidationError as error:
-            form.add_error(None, error)
-        else:
-            messages.success(request, "Saved.")
-            return redirect("directory-user", user_id=subject.pk)
+    if _submit(request, form, directory.user_update, user=subject) is not None:
+        messages.success(request, "Saved.")
+        return redirect("directory-user", user_id=subject.pk)
     return render(request, "portal/directory_user.html", {
         "subject": subject, "form": form, "assignments": selectors.role_assignments_of(subject),
         "role_form": RoleAssignForm(), "memberships": subject.memberships.select_related("workspace"),
@@ -288,12 +290,8 @@ def directory_user_active(request, user_id: int):
     _require_directory(request)
     subject = get_object_or_404(User, pk=user_id)
     service = directory.user_reactivate if request.POST.get("active") == "1" else directory.user_deactivate
-    try:
-        subject = service(actor=request.user, user=subject)
-    except ValidationError as error:
-        _flash_errors(request, error)
-    else:
-        messages.success(request, f"{subject.username} is now {'active' if subject.is_active else 'deactivated'}.")
+    _act(request, service, lambda u: f"{u.username} is now {'active' if u.is_active else 'deactivated'}.",
+         user=subject)
     return redirect("directory-user", user_id=subject.pk)
 
 
@@ -304,12 +302,8 @@ def directory_role_assign(request, user_id: int):
     subject = get_object_or_404(User, pk=user_id)
     form = RoleAssignForm(request.POST)
     if form.is_valid():
-        try:
-            directory.role_assign(actor=request.user, user=subject, role=form.cleaned_data["role"])
-        except ValidationError as error:
-            _flash_errors(request, error)
-        else:
-            messages.success(request, f"{form.cleaned_data['role'].name} assigned to {subject.username}.")
+        _act(request, directory.role_assign, lambda a: f"{a.role.name} assigned to {subject.username}.",
+             user=subject, role=form.cleaned_data["role"])
     else:
         messages.error(request, "Choose a role.")
     return redirect("directory-user", user_id=subject.pk)
@@ -320,12 +314,8 @@ def directory_role_assign(request, user_id: int):
 def directory_role_unassign(request, assignment_id: int):
     _require_directory(request)
     assignment = get_object_or_404(DirectoryRoleAssignment.objects.select_related("user", "role"), pk=assignment_id)
-    try:
-        directory.role_unassign(actor=request.user, assignment=assignment)
-    except ValidationError as error:
-        _flash_errors(request, error)
-    else:
-        messages.success(request, f"{assignment.role.name} removed from {assignment.user.username}.")
+    _act(request, directory.role_unassign,
+         lambda _: f"{assignment.role.name} removed from {assignment.user.username}.", assignment=assignment)
     return redirect("directory-user", user_id=assignment.user_id)
 
 
