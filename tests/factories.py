@@ -30,3 +30,28 @@ def grant_role(user: User, role_key: str):
 def make_workspace(slug: str, *, owners=(), contributors=()) -> Workspace:
     return workspaces.workspace_create(actor=None, name=slug.title(), slug=slug, owners=list(owners),
                                        contributors=list(contributors))
+
+
+def make_blueprint(name: str = "TestAgent", *, permissions=("User.Read.All", "Policy.Read.All"),
+                   publisher_kind: str = "microsoft", version: int = 1, complete: bool = True):
+    """A blueprint row as the manifest importer would leave it (for registry tests that need no manifest)."""
+    from agents.models import Blueprint, Publisher
+    from portal.models import Permission
+
+    publisher, _ = Publisher.objects.get_or_create(name=f"{publisher_kind.title()} Publisher",
+                                                   defaults={"kind": publisher_kind})
+    blueprint = Blueprint.objects.create(
+        name=name, version=version, display_name=name, publisher=publisher, publisher_kind=publisher_kind,
+        manifest={"Descriptor": {"Name": name}}, manifest_digest="0" * 64, is_complete=complete,
+        triggers=[{"Name": "Default", "DefaultPollPeriodSeconds": 0}],
+    )
+    blueprint.required_permissions.set(Permission.objects.filter(name__in=permissions, kind="application"))
+    return blueprint
+
+
+def agent_spec(blueprint, name: str, *, sponsors, owners, identity_type: str = "agent_identity",
+               scope: str = "workspace", **extra):
+    from agents.registry import AgentSpec
+
+    return AgentSpec(blueprint=blueprint, name=name, identity_type=identity_type, scope=scope,
+                     sponsors=list(sponsors), owners=list(owners), **extra)

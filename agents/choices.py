@@ -1,0 +1,45 @@
+"""Enumerations of the agent registry."""
+
+from django.db import models
+
+
+class PublisherKind(models.TextChoices):
+    MICROSOFT = "microsoft", "Microsoft"
+    PARTNER = "partner", "Partner"
+    ORGANISATION = "organisation", "Organisation"
+
+
+class AgentStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PENDING_APPROVAL = "pending_approval", "Pending approval"
+    ACTIVE = "active", "Active"
+    DISABLED = "disabled", "Disabled"
+    RETIRED = "retired", "Retired"
+
+
+class IdentityType(models.TextChoices):
+    AGENT_IDENTITY = "agent_identity", "Agent identity"
+    USER_ACCOUNT = "user_account", "Existing user account"
+
+
+class AgentScope(models.TextChoices):
+    WORKSPACE = "workspace", "Workspace"
+    USER = "user", "User"
+
+
+class AgentKind(models.TextChoices):
+    ASSISTIVE = "assistive", "Assistive"
+    AUTONOMOUS = "autonomous", "Autonomous"
+
+
+class DisabledBy(models.TextChoices):
+    """Who disabled an agent: only owners may re-enable an agent an owner disabled."""
+
+    NONE = "", "—"
+    SPONSOR = "sponsor", "Sponsor"
+    OWNER = "owner", "Owner"
+    SYSTEM = "system", "System"
+
+
+class GrantSource(models.TextChoices):
+    BLUEPRINT = "blueprint", "Blueprint (automatic)"

@@ -1,0 +1,482 @@
+"""Agent setup and lifecycle services (R1–R10): one path for one agent and for ten thousand.
+
+``agents_provision`` validates a batch of ``AgentSpec``s completely before writing anything (all-or-nothing,
+errors name their row and field), then writes each table with batched inserts. ``agent_create`` is the same
+path with one spec, so the wizard, the API, bulk upload and ``provision_agents`` share every rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import Permission as AuthPermission
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from agents import credentials, policy
+from agents.choices import AgentScope, AgentStatus, DisabledBy, GrantSource, IdentityType
+from agents.models import (
+    Agent,
+    AgentIdentity,
+    AgentUser,
+    AgentUserObjectPermission,
+    AttributeValue,
+    Blueprint,
+    Credential,
+    PermissionGrant,
+)
+from portal import audit
+from portal.choices import UserKind
+from portal.models import User, Workspace
+
+CREDENTIAL_LIFETIME = timedelta(days=180)
+ROTATION_OVERLAP = timedelta(hours=24)
+ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[\w .@+-]{1,150}$")
+BATCH = 2000
+
+#: Governance registers callables here (from its AppConfig.ready) that decide a new agent's first status,
+#: e.g. ``pending_approval`` for partner blueprints (R14). Each takes (blueprint, workspace) and returns a status
+#: or None. Imports flow downward only, so the registry exposes this hook instead of importing governance.
+SETUP_STATUS_HOOKS: list[Callable[[Blueprint, Workspace], str | None]] = []
+#: Called inside the retirement transaction with (agent, now); each returns counts of what it ended (R5).
+RETIRE_HOOKS: list[Callable[[Agent, datetime], dict]] = []
+#: Called inside disable/retire transactions with (agent,); revokes tokens once they exist (R22).
+DISABLE_HOOKS: list[Callable[[Agent], None]] = []
+
+
+@dataclass
+class AgentSpec:
+    """Everything a new agent needs; ``row`` numbers bulk-file errors (1 = first data row)."""
+
+    blueprint: Blueprint
+    name: str
+    identity_type: str
+    scope: str
+    sponsors: Sequence[User]
+    owners: Sequence[User]
+    run_as_user: User | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    expires_at: datetime | None = None
+    with_agent_user: bool = True
+    row: int | None = None
+
+
+@dataclass
+class Provisioned:
+    agent: Agent
+    client_id: str = ""
+    client_secret: str = ""  # shown once, never stored
+
+
+class ProvisioningError(ValidationError):
+    """All problems of a batch, each as (row, column, message); nothing was written."""
+
+    def __init__(self, problems: list[tuple[int | None, str, str]]):
+        self.problems = problems
+        super().__init__([self.describe(p) for p in problems])
+
+    @staticmethod
+    def describe(problem: tuple[int | None, str, str]) -> str:
+        row, column, message = problem
+        where = f"Row {row}, column {column}: " if row is not None else (f"{column}: " if column else "")
+        return where + message
+
+
+def _human_problems(users: Sequence[User], column: str) -> list[str]:
+    problems = []
+    for user in users:
+        if user.kind != UserKind.HUMAN:
+            problems.append(f"{user.username} is an agent user; {column} must be people")
+        elif not user.is_active:
+            problems.append(f"{user.username} is deactivated")
+    return problems
+
+
+def spec_problems(actor: User | None, workspace: Workspace, spec: AgentSpec, *, now: datetime,
+                  taken_names: set[str], blueprint_permissions: list) -> list[tuple[str, str]]:
+    """Every rule a new agent must meet, as (column, message) pairs; empty when the spec is valid."""
+    from django.conf import settings
+
+    problems: list[tuple[str, str]] = []
+    blueprint = spec.blueprint
+    if actor is not None and not policy.can_create_agent(actor, workspace, spec.scope):
+        problems.append(("scope", "contributors set up agents at user scope only (R10)"
+                         if spec.scope == AgentScope.WORKSPACE else "you may not set up agents in this workspace"))
+    if spec.scope not in AgentScope.values:
+        problems.append(("scope", f"'{spec.scope}' is not workspace or user"))
+    if not NAME_RE.match(spec.name or ""):
+        problems.append(("name", "a name of 1–150 letters, digits, spaces or . @ + - _ is required"))
+    elif spec.name.lower() in taken_names:
+        problems.append(("name", f"an agent called '{spec.name}' already exists in {workspace.slug}"))
+    if not blueprint.is_complete:
+        problems.append(("blueprint", f"{blueprint} has skills the catalog does not know; an owner must map them"))
+    privileged = [p.name for p in blueprint_permissions if p.privileged]
+    if privileged:
+        problems.append(("blueprint", f"it requires privileged permissions that can never reach an agent (R4): "
+                                      f"{', '.join(sorted(privileged))}"))
+    if spec.identity_type == IdentityType.AGENT_IDENTITY:
+        if blueprint.publisher_kind not in settings.AGENT_IDENTITY_PUBLISHER_KINDS:
+            problems.append(("identity_type", f"agent identities are offered only for blueprints published by "
+                                              f"{', '.join(settings.AGENT_IDENTITY_PUBLISHER_KINDS)}; "
+                                              f"run it as an existing user account (R2)"))
+        if spec.run_as_user is not None:
+            problems.append(("identity_type", "an agent identity does not run as a user account"))
+    elif spec.identity_type == IdentityType.USER_ACCOUNT:
+        if spec.run_as_user is None:
+            problems.append(("identity_type", "name the user account the agent runs as (R1)"))
+        else:
+            problems += [("identity_type", p) for p in _human_problems([spec.run_as_user], "the run-as account")]
+    else:
+        problems.append(("identity_type", f"'{spec.identity_type}' is not agent_identity or user_account"))
+    if not spec.sponsors:
+        problems.append(("sponsors", "at least one active sponsor is required (R7)"))
+    problems += [("sponsors", p) for p in _human_problems(spec.sponsors, "sponsors")]
+    if not spec.owners:
+        problems.append(("owners", "at least one owner is required (R7)"))
+    problems += [("owners", p) for p in _human_problems(spec.owners, "owners")]
+    for key, value in (spec.attributes or {}).items():
+        if not ATTRIBUTE_KEY_RE.match(key):
+            problems.append(("attributes", f"'{key}' is not a valid attribute name"))
+        if len(str(value)) > 256:
+            problems.append(("attributes", f"the value of '{key}' is longer than 256 characters"))
+    if spec.expires_at is not None:
+        if timezone.is_naive(spec.expires_at):
+            problems.append(("expires_at", "give a time zone (e.g. 2027-01-31T00:00:00Z)"))
+        elif spec.expires_at <= now:
+            problems.append(("expires_at", "the expiry must be in the future"))
+    return problems
+
+
+def _first_status(blueprint: Blueprint, workspace: Workspace) -> str:
+    for hook in SETUP_STATUS_HOOKS:
+        status = hook(blueprint, workspace)
+        if status:
+            return status
+    return AgentStatus.ACTIVE
+
+
+def _snapshot(agent: Agent, spec: AgentSpec, permission_names: list[str]) -> dict:
+    return {
+        "name": agent.name, "blueprint": f"{spec.blueprint.name}@{spec.blueprint.version}", "scope": agent.scope,
+        "identity_type": agent.identity_type, "run_as_user": spec.run_as_user.username if spec.run_as_user else None,
+        "status": agent.status, "sponsors": sorted(u.username for u in spec.sponsors),
+        "owners": sorted(u.username for u in spec.owners), "attributes": dict(spec.attributes or {}),
+        "expires_at": agent.expires_at, "permissions": permission_names,
+    }
+
+
+@transaction.atomic
+def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequence[AgentSpec],
+                     dry_run: bool = False, progress: Callable[[int], None] | None = None) -> list[Provisioned]:
+    """Create agents all-or-nothing with their identities, fixed permissions (R3), agent users (R6),
+    credentials, sponsors and owners (R7), attributes and expiry (R8), one audit event each (R23)."""
+    now = timezone.now()
+    taken = {n.lower() for n in Agent.objects.filter(workspace=workspace).values_list("name", flat=True)}
+    permissions_of = {bp.pk: list(bp.required_permissions.all())
+                      for bp in {s.blueprint.pk: s.blueprint for s in specs}.values()}
+    problems: list[tuple[int | None, str, str]] = []
+    for index, spec in enumerate(specs):
+        row = spec.row if spec.row is not None else (index + 1 if len(specs) > 1 else None)
+        found = spec_problems(actor, workspace, spec, now=now, taken_names=taken,
+                              blueprint_permissions=permissions_of[spec.blueprint.pk])
+        problems += [(row, column, message) for column, message in found]
+        taken.add((spec.name or "").lower())
+    if problems:
+        raise ProvisioningError(problems)
+    if dry_run or not specs:
+        return []
+    own, sponsor = (AuthPermission.objects.get(content_type__app_label="agents", codename=c)
+                    for c in (policy.OWN_AGENT, policy.SPONSOR_AGENT))
+    results: list[Provisioned] = []
+    done = 0
+    for start in range(0, len(specs), BATCH):
+        batch = specs[start:start + BATCH]
+        agents = Agent.objects.bulk_create([
+            Agent(workspace=workspace, blueprint=s.blueprint, name=s.name.strip(), scope=s.scope,
+                  kind=s.blueprint.kind, identity_type=s.identity_type, run_as_user=s.run_as_user,
+                  status=_first_status(s.blueprint, workspace), created_by=actor, created_at=now,
+                  expires_at=s.expires_at)
+            for s in batch
+        ])
+        with_identity = [(a, s) for a, s in zip(agents, batch, strict=True)
+                         if s.identity_type == IdentityType.AGENT_IDENTITY]
+        identities = AgentIdentity.objects.bulk_create([
+            AgentIdentity(agent=a, client_id=credentials.new_client_id(), created_at=now) for a, _ in with_identity
+        ])
+        PermissionGrant.objects.bulk_create([
+            PermissionGrant(identity=identity, permission=permission, source=GrantSource.BLUEPRINT, granted_at=now)
+            for identity, (_agent, spec) in zip(identities, with_identity, strict=True)
+            for permission in permissions_of[spec.blueprint.pk]
+        ], batch_size=BATCH)
+        agent_user_pairs = [(identity, agent) for identity, (agent, spec) in zip(identities, with_identity,
+                                                                                  strict=True)
+                            if spec.with_agent_user]
+        users = User.objects.bulk_create([
+            _agent_user_row(identity, agent) for identity, agent in agent_user_pairs
+        ])
+        AgentUser.objects.bulk_create([AgentUser(identity=identity, user=user)
+                                       for (identity, _agent), user in zip(agent_user_pairs, users, strict=True)])
+        secrets_by_identity = {identity.pk: credentials.new_secret() for identity in identities}
+        Credential.objects.bulk_create([
+            Credential(identity=identity, secret_hash=credentials.hash_secret(secrets_by_identity[identity.pk]),
+                       prefix=secrets_by_identity[identity.pk][:10], created_at=now, created_by=actor,
+                       expires_at=now + CREDENTIAL_LIFETIME)
+            for identity in identities
+        ])
+        AgentUserObjectPermission.objects.bulk_create(
+            [AgentUserObjectPermission(permission=own, user=u, content_object=a)
+             for a, s in zip(agents, batch, strict=True) for u in {u.pk: u for u in s.owners}.values()]
+            + [AgentUserObjectPermission(permission=sponsor, user=u, content_object=a)
+               for a, s in zip(agents, batch, strict=True) for u in {u.pk: u for u in s.sponsors}.values()],
+            batch_size=BATCH,
+        )
+        AttributeValue.objects.bulk_create([
+            AttributeValue(agent=a, key=k, value=str(v))
+            for a, s in zip(agents, batch, strict=True) for k, v in (s.attributes or {}).items()
+        ], batch_size=BATCH)
+        identity_of = {identity.agent_id: identity for identity in identities}
+        audit.record_many(actor=actor, changes=[
+            audit.Change("agent.create", a, workspace,
+                         after=_snapshot(a, s, sorted(p.name for p in permissions_of[s.blueprint.pk])
+                                         if s.identity_type == IdentityType.AGENT_IDENTITY else []))
+            for a, s in zip(agents, batch, strict=True)
+        ])
+        for agent in agents:
+            identity = identity_of.get(agent.pk)
+            results.append(Provisioned(agent, identity.client_id if identity else "",
+                                       secrets_by_identity[identity.pk] if identity else ""))
+        done += len(batch)
+        if progress:
+            progress(done)
+    return results
+
+
+def _agent_user_row(identity: AgentIdentity, agent: Agent) -> User:
+    user = User(username=f"agent-{identity.client_id[:12]}", display_name=f"{agent.name} (agent user)",
+                kind=UserKind.AGENT_USER, is_active=agent.status == AgentStatus.ACTIVE)
+    user.set_unusable_password()  # R6: an agent user never signs in interactively
+    return user
+
+
+def agent_create(*, actor: User | None, workspace: Workspace, spec: AgentSpec) -> Provisioned:
+    """Set up one agent: the same validation and writes as a bulk file of one row."""
+    return agents_provision(actor=actor, workspace=workspace, specs=[spec])[0]
+
+
+# --- lifecycle (R5, R6, R8) ------------------------------------------------------------------------------
+
+
+def _lock(agent: Agent) -> Agent:
+    return Agent.objects.select_for_update().select_related("workspace", "run_as_user").get(pk=agent.pk)
+
+
+def _set_agent_user_active(agent: Agent, active: bool) -> int:
+    """R6: the agent user follows its agent's status."""
+    return User.objects.filter(agent_user_of__identity__agent=agent).update(is_active=active)
+
+
+@transaction.atomic
+def agent_disable(*, actor: User | None, agent: Agent, reason: str = "") -> Agent:
+    """Sponsors and owners disable an agent; its agent user is disabled with it."""
+    agent = _lock(agent)
+    if actor is not None and not policy.can_toggle_agent(actor, agent):
+        raise PermissionDenied("Only the agent's sponsors and owners can disable it.")
+    if agent.status == AgentStatus.RETIRED:
+        raise ValidationError("A retired agent cannot be disabled or enabled.")
+    if agent.status == AgentStatus.DISABLED:
+        return agent
+    before = {"status": agent.status}
+    if actor is None:
+        agent.disabled_by = DisabledBy.SYSTEM
+    else:
+        agent.disabled_by = DisabledBy.OWNER if policy.can_manage_agent(actor, agent) else DisabledBy.SPONSOR
+    agent.status = AgentStatus.DISABLED
+    agent.save(update_fields=["status", "disabled_by"])
+    _set_agent_user_active(agent, False)
+    for hook in DISABLE_HOOKS:
+        hook(agent)
+    audit.record(actor=actor, action="agent.disable", target=agent, workspace=agent.workspace, before=before,
+                 after={"status": agent.status, "disabled_by": agent.disabled_by, "reason": reason})
+    return agent
+
+
+@transaction.atomic
+def agent_enable(*, actor: User | None, agent: Agent) -> Agent:
+    """Re-enable a disabled agent. Only owners may re-enable one an owner (or the system) disabled."""
+    agent = _lock(agent)
+    if actor is not None:
+        if not policy.can_toggle_agent(actor, agent):
+            raise PermissionDenied("Only the agent's sponsors and owners can enable it.")
+        if agent.disabled_by in (DisabledBy.OWNER, DisabledBy.SYSTEM) and not policy.can_manage_agent(actor, agent):
+            raise PermissionDenied("An owner disabled this agent; only an owner can enable it again.")
+    if agent.status != AgentStatus.DISABLED:
+        raise ValidationError(f"Only a disabled agent can be enabled; this one is {agent.get_status_display()}.")
+    if agent.is_expired():
+        raise ValidationError("This agent has expired; extend its expiry before enabling it (R8).")
+    agent.status, agent.disabled_by = AgentStatus.ACTIVE, DisabledBy.NONE
+    agent.save(update_fields=["status", "disabled_by"])
+    _set_agent_user_active(agent, True)
+    audit.record(actor=actor, action="agent.enable", target=agent, workspace=agent.workspace,
+                 before={"status": AgentStatus.DISABLED}, after={"status": agent.status})
+    return agent
+
+
+def retirement_preview(agent: Agent) -> dict:
+    """Exactly what retiring would end, for the confirmation page."""
+    now = timezone.now()
+    identity = AgentIdentity.objects.filter(agent=agent).first()
+    creds = list(Credential.objects.filter(identity__agent=agent, revoked_at__isnull=True, expires_at__gt=now))
+    grants = list(PermissionGrant.objects.filter(identity__agent=agent, ended_at__isnull=True)
+                  .select_related("permission"))
+    agent_user = User.objects.filter(agent_user_of__identity__agent=agent).first()
+    return {"identity": identity, "credentials": creds, "grants": grants, "agent_user": agent_user}
+
+
+@transaction.atomic
+def agent_retire(*, actor: User | None, agent: Agent) -> dict:
+    """R5: in one transaction revoke every credential (and token), end every grant and assignment, disable the
+    agent user. Irreversible; the records are kept."""
+    agent = _lock(agent)
+    if actor is not None and not policy.can_manage_agent(actor, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners can retire it.")
+    if agent.status == AgentStatus.RETIRED:
+        raise ValidationError("This agent is already retired.")
+    now = timezone.now()
+    counts = {
+        "credentials_revoked": Credential.objects.filter(identity__agent=agent, revoked_at__isnull=True)
+        .update(revoked_at=now),
+        "grants_ended": PermissionGrant.objects.filter(identity__agent=agent)._end_for_retirement(now),
+        "agent_users_disabled": _set_agent_user_active(agent, False),
+    }
+    for hook in DISABLE_HOOKS:
+        hook(agent)
+    for hook in RETIRE_HOOKS:
+        counts.update(hook(agent, now))
+    before = {"status": agent.status}
+    agent.status, agent.retired_at = AgentStatus.RETIRED, now
+    agent.save(update_fields=["status", "retired_at"])
+    audit.record(actor=actor, action="agent.retire", target=agent, workspace=agent.workspace, before=before,
+                 after={"status": agent.status, **counts})
+    return counts
+
+
+# --- credentials ----------------------------------------------------------------------------------------
+
+
+def _identity_for_management(actor: User | None, agent: Agent) -> AgentIdentity:
+    if actor is not None and not policy.can_manage_agent(actor, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners manage its credentials.")
+    if agent.status == AgentStatus.RETIRED:
+        raise ValidationError("A retired agent gets no new credentials.")
+    identity = AgentIdentity.objects.filter(agent=agent).first()
+    if identity is None:
+        raise ValidationError("This agent runs as a user account and has no credentials of its own.")
+    return identity
+
+
+@transaction.atomic
+def credential_rotate(*, actor: User | None, agent: Agent, overlap: timedelta = ROTATION_OVERLAP,
+                      lifetime: timedelta = CREDENTIAL_LIFETIME) -> tuple[Credential, str]:
+    """Issue a new secret; the current ones stay valid for ``overlap`` so callers can switch over."""
+    agent = _lock(agent)
+    identity = _identity_for_management(actor, agent)
+    now = timezone.now()
+    secret = credentials.new_secret()
+    new = Credential.objects.create(identity=identity, secret_hash=credentials.hash_secret(secret),
+                                    prefix=secret[:10], created_at=now, created_by=actor, expires_at=now + lifetime)
+    cutoff = now + overlap
+    shortened = 0
+    for old in Credential.objects.filter(identity=identity, revoked_at__isnull=True, expires_at__gt=cutoff) \
+            .exclude(pk=new.pk):
+        old.expires_at, old.replaced_by = cutoff, new
+        old.save(update_fields=["expires_at", "replaced_by"])
+        shortened += 1
+    audit.record(actor=actor, action="agent.credential_rotate", target=agent, workspace=agent.workspace,
+                 after={"credential_id": new.pk, "prefix": new.prefix, "expires_at": new.expires_at,
+                        "previous_valid_until": cutoff if shortened else None})
+    return new, secret
+
+
+@transaction.atomic
+def credential_revoke(*, actor: User | None, credential: Credential) -> Credential:
+    agent = _lock(credential.identity.agent)
+    _identity_for_management(actor, agent)
+    credential = Credential.objects.select_for_update().get(pk=credential.pk)
+    if credential.revoked_at is not None:
+        return credential
+    credential.revoked_at = timezone.now()
+    credential.save(update_fields=["revoked_at"])
+    audit.record(actor=actor, action="agent.credential_revoke", target=agent, workspace=agent.workspace,
+                 after={"credential_id": credential.pk, "prefix": credential.prefix})
+    return credential
+
+
+# --- owners and sponsors (R7) -------------------------------------------------------------------------------
+
+
+def people_of(agent: Agent) -> dict[str, list[User]]:
+    """The agent's owners and sponsors, in one query."""
+    people: dict[str, list[User]] = {policy.OWN_AGENT: [], policy.SPONSOR_AGENT: []}
+    rows = AgentUserObjectPermission.objects.filter(content_object=agent).select_related("user", "permission")
+    for row in rows.order_by("user__username"):
+        people[row.permission.codename].append(row.user)
+    return people
+
+
+@transaction.atomic
+def agent_person_add(*, actor: User | None, agent: Agent, user: User, role: str) -> None:
+    """Add an owner (``own_agent``) or a sponsor (``sponsor_agent``)."""
+    agent = _lock(agent)
+    if actor is not None and not policy.can_manage_agent(actor, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners change its owners and sponsors.")
+    if role not in (policy.OWN_AGENT, policy.SPONSOR_AGENT):
+        raise ValidationError("Choose owner or sponsor.")
+    problems = _human_problems([user], "owners and sponsors")
+    if problems:
+        raise ValidationError(problems)
+    permission = AuthPermission.objects.get(content_type__app_label="agents", codename=role)
+    _, created = AgentUserObjectPermission.objects.get_or_create(permission=permission, user=user,
+                                                                 content_object=agent)
+    if created:
+        audit.record(actor=actor, action=f"agent.{role.split('_')[0]}_add", target=agent, workspace=agent.workspace,
+                     after={"user": user.username})
+
+
+@transaction.atomic
+def agent_person_remove(*, actor: User | None, agent: Agent, user: User, role: str) -> None:
+    """Remove an owner or sponsor; the last active one of either cannot go (R7)."""
+    agent = _lock(agent)
+    if actor is not None and not policy.can_manage_agent(actor, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners change its owners and sponsors.")
+    deleted = AgentUserObjectPermission.objects.filter(content_object=agent, user=user,
+                                                       permission__codename=role).delete()[0]
+    if not deleted:
+        return
+    remaining = AgentUserObjectPermission.objects.filter(content_object=agent, permission__codename=role,
+                                                         user__is_active=True, user__kind=UserKind.HUMAN)
+    if agent.status != AgentStatus.RETIRED and not remaining.exists():
+        label = "owner" if role == policy.OWN_AGENT else "active sponsor"
+        raise ValidationError(f"An agent keeps at least one {label} (R7); add another before removing "
+                              f"{user.username}.")
+    audit.record(actor=actor, action=f"agent.{role.split('_')[0]}_remove", target=agent, workspace=agent.workspace,
+                 before={"user": user.username})
+
+
+@transaction.atomic
+def agent_attribute_set(*, actor: User | None, agent: Agent, key: str, value: str) -> AttributeValue:
+    agent = _lock(agent)
+    if actor is not None and not policy.can_manage_agent(actor, agent):
+        raise PermissionDenied("Only owners change an agent's attributes.")
+    if not ATTRIBUTE_KEY_RE.match(key) or len(value) > 256:
+        raise ValidationError("Attribute names start with a letter (letters, digits, . _ -); values ≤ 256 chars.")
+    existing = AttributeValue.objects.filter(agent=agent, key=key).first()
+    before = {key: existing.value} if existing else None
+    attribute, _ = AttributeValue.objects.update_or_create(agent=agent, key=key, defaults={"value": value})
+    audit.record(actor=actor, action="agent.attribute_set", target=agent, workspace=agent.workspace,
+                 before=before, after={key: value})
+    return attribute
