@@ -293,3 +293,43 @@ class AttributeValue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}={self.value}"
+
+
+class BulkJob(models.Model):
+    """A bulk provisioning upload (R9): validated in the request, run by a Celery worker with progress.
+
+    The uploaded file holds no secrets. The new client secrets are kept only encrypted (``secrets_ciphertext``)
+    with a key that lives in the requester's session, until they download them once; then they are erased.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="bulk_jobs")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    filename = models.CharField(max_length=255)
+    file_format = models.CharField(max_length=10)
+    payload = models.TextField(help_text="The uploaded file (names, sponsors, owners; no secrets).")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    problems = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    secrets_ciphertext = models.BinaryField(null=True, blank=True)
+    secrets_downloaded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"bulk job #{self.pk} ({self.filename})"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.done / self.total) if self.total else 0
