@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -16,8 +15,7 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -40,47 +38,7 @@ from portal.forms import (
 )
 from portal.middleware import SESSION_WORKSPACE_KEY
 from portal.models import DirectoryRole, DirectoryRoleAssignment, User
-
-PAGE_SIZE = 50
-
-
-def _page(request, queryset, per_page: int = PAGE_SIZE):
-    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
-
-
-def _error_messages(error: ValidationError) -> list[str]:
-    return error.messages if hasattr(error, "messages") else [str(error)]
-
-
-def _flash_errors(request, error: ValidationError) -> None:
-    for message in _error_messages(error):
-        messages.error(request, message)
-
-
-def _submit(request, form, service, **arguments):
-    """On a valid POST, call ``service(actor=…, **arguments, **form data)``; its refusals land on the form.
-
-    Returns the service's result, or None when there was nothing to do or the service refused.
-    """
-    if request.method != "POST" or not form.is_valid():
-        return None
-    try:
-        return service(actor=request.user, **arguments, **form.cleaned_data)
-    except ValidationError as error:
-        form.add_error(None, error)
-        return None
-
-
-def _act(request, service, success: Callable[[object], str], **arguments):
-    """Call a one-click service (no form) and report its outcome as a flash message."""
-    try:
-        result = service(actor=request.user, **arguments)
-    except ValidationError as error:
-        _flash_errors(request, error)
-        return None
-    messages.success(request, success(result))
-    return result
-
+from portal.viewutils import act, page, submit
 
 # --- sign-in ------------------------------------------------------------------------------------------
 
@@ -162,7 +120,7 @@ def workspace_create(request):
     rbac.require(rbac.can_create_workspace(request.user),
                  "Only Global and Privileged Role Administrators create workspaces.")
     form = WorkspaceCreateForm(request.POST or None)
-    workspace = _submit(request, form, workspaces.workspace_create)
+    workspace = submit(request, form, workspaces.workspace_create)
     if workspace is not None:
         messages.success(request, f"Workspace {workspace.name} created.")
         return redirect("workspace-members", slug=workspace.slug)
@@ -177,7 +135,7 @@ def workspace_members(request, slug: str):
     owners = rbac.effective_owners(workspace)
     context = {
         "workspace": workspace,
-        "page": _page(request, selectors.memberships_of(workspace, search)),
+        "page": page(request, selectors.memberships_of(workspace, search)),
         "search": search,
         "query": urlencode({"q": search}) if search else "",
         "effective_owners": owners,
@@ -198,7 +156,7 @@ def member_add(request, slug: str):
                  "Only owners of this workspace can add members.")
     form = MemberAddForm(request.POST)
     if form.is_valid():
-        _act(request, workspaces.membership_add,
+        act(request, workspaces.membership_add,
              lambda m: f"{m.user.username} added as {m.get_role_display().lower()}.",
              workspace=workspace, **form.cleaned_data)
     else:
@@ -217,7 +175,7 @@ def member_role(request, slug: str, membership_id: int):
     if not form.is_valid():
         messages.error(request, "Choose owner or contributor.")
         return redirect("workspace-members", slug=workspace.slug)
-    _act(request, workspaces.membership_change_role,
+    act(request, workspaces.membership_change_role,
          lambda m: f"{m.user.username} is now {m.get_role_display().lower()}.",
          membership=membership, role=form.cleaned_data["role"])
     return redirect("workspace-members", slug=workspace.slug)
@@ -231,7 +189,7 @@ def member_remove(request, slug: str, membership_id: int):
     rbac.require(rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS),
                  "Only owners of this workspace can remove members.")
     if request.method == "POST":
-        _act(request, workspaces.membership_remove,
+        act(request, workspaces.membership_remove,
              lambda _: f"{membership.user.username} removed from {workspace.name}.", membership=membership)
         return redirect("workspace-members", slug=workspace.slug)
     return render(request, "portal/member_remove.html", {"workspace": workspace, "membership": membership})
@@ -250,7 +208,7 @@ def directory_users(request):
     _require_directory(request)
     search = request.GET.get("q", "").strip()
     return render(request, "portal/directory_users.html", {
-        "page": _page(request, selectors.users_search(search)), "search": search,
+        "page": page(request, selectors.users_search(search)), "search": search,
         "query": urlencode({"q": search}) if search else "",
     })
 
@@ -260,7 +218,7 @@ def directory_users(request):
 def directory_user_create(request):
     _require_directory(request)
     form = UserCreateForm(request.POST or None)
-    user = _submit(request, form, directory.user_create)
+    user = submit(request, form, directory.user_create)
     if user is not None:
         messages.success(request, f"User {user.username} created.")
         return redirect("directory-user", user_id=user.pk)
@@ -275,7 +233,7 @@ def directory_user(request, user_id: int):
     initial = {"display_name": subject.display_name, "email": subject.email,
                "manager": subject.manager.username if subject.manager else ""}
     form = UserUpdateForm(request.POST or None, initial=initial)
-    if _submit(request, form, directory.user_update, user=subject) is not None:
+    if submit(request, form, directory.user_update, user=subject) is not None:
         messages.success(request, "Saved.")
         return redirect("directory-user", user_id=subject.pk)
     return render(request, "portal/directory_user.html", {
@@ -290,7 +248,7 @@ def directory_user_active(request, user_id: int):
     _require_directory(request)
     subject = get_object_or_404(User, pk=user_id)
     service = directory.user_reactivate if request.POST.get("active") == "1" else directory.user_deactivate
-    _act(request, service, lambda u: f"{u.username} is now {'active' if u.is_active else 'deactivated'}.",
+    act(request, service, lambda u: f"{u.username} is now {'active' if u.is_active else 'deactivated'}.",
          user=subject)
     return redirect("directory-user", user_id=subject.pk)
 
@@ -302,7 +260,7 @@ def directory_role_assign(request, user_id: int):
     subject = get_object_or_404(User, pk=user_id)
     form = RoleAssignForm(request.POST)
     if form.is_valid():
-        _act(request, directory.role_assign, lambda a: f"{a.role.name} assigned to {subject.username}.",
+        act(request, directory.role_assign, lambda a: f"{a.role.name} assigned to {subject.username}.",
              user=subject, role=form.cleaned_data["role"])
     else:
         messages.error(request, "Choose a role.")
@@ -314,7 +272,7 @@ def directory_role_assign(request, user_id: int):
 def directory_role_unassign(request, assignment_id: int):
     _require_directory(request)
     assignment = get_object_or_404(DirectoryRoleAssignment.objects.select_related("user", "role"), pk=assignment_id)
-    _act(request, directory.role_unassign,
+    act(request, directory.role_unassign,
          lambda _: f"{assignment.role.name} removed from {assignment.user.username}.", assignment=assignment)
     return redirect("directory-user", user_id=assignment.user_id)
 
@@ -350,7 +308,7 @@ def audit_list(request):
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "portal/audit_list.html", {
-        "form": form, "page": _page(request, events.order_by("-id")), "query": query.urlencode(),
+        "form": form, "page": page(request, events.order_by("-id")), "query": query.urlencode(),
     })
 
 

@@ -1,0 +1,127 @@
+"""Registry forms: parse input only; the rules live in ``agents.registry`` and ``agents.catalog``."""
+
+from __future__ import annotations
+
+from django import forms
+from django.utils import timezone
+
+from agents.choices import AgentScope, IdentityType, PublisherKind
+from agents.models import Skillset
+from portal.forms import StyledForm, UsernameField
+from portal.models import Permission
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class UsernamesField(forms.CharField):
+    """Comma- or semicolon-separated usernames of active people."""
+
+    def clean(self, value):
+        raw = super().clean(value) or ""
+        names = [n.strip() for n in raw.replace(";", ",").split(",") if n.strip()]
+        single = UsernameField()
+        return [single.clean(name) for name in dict.fromkeys(names)]
+
+
+class AttributesField(forms.CharField):
+    widget = forms.Textarea(attrs={"rows": 3, "placeholder": "department=Security\ntier=1"})
+
+    def clean(self, value):
+        raw = super().clean(value) or ""
+        attributes = {}
+        for number, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            key, sep, val = line.partition("=")
+            if not sep or not key.strip():
+                raise forms.ValidationError(f"Line {number}: write key=value.")
+            attributes[key.strip()] = val.strip()
+        return attributes
+
+
+class AgentSetupForm(StyledForm):
+    """Steps 2–6 of the setup wizard (the blueprint was chosen in step 1)."""
+
+    name = forms.CharField(max_length=150)
+    identity_type = forms.ChoiceField(choices=IdentityType.choices, widget=forms.RadioSelect, label="Identity")
+    run_as_user = UsernameField(required=False, label="Run as user account",
+                                help_text="For an existing user account: the agent has exactly this user's rights "
+                                          "and stops when the user is disabled.")
+    scope = forms.ChoiceField(choices=AgentScope.choices, widget=forms.RadioSelect)
+    sponsors = UsernamesField(help_text="People accountable for the agent; at least one.")
+    owners = UsernamesField(help_text="People who manage the agent; at least one.")
+    attributes = AttributesField(required=False, label="Custom security attributes",
+                                 help_text="One key=value per line; conditional-access policies can match them.")
+    expires_at = forms.DateTimeField(required=False, label="Expires",
+                                     widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+                                     help_text="Optional. Disabled at expiry, retired after the grace period.")
+
+    def __init__(self, *args, identity_choices=None, scope_choices=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if identity_choices is not None:
+            self.fields["identity_type"].choices = identity_choices
+        if scope_choices is not None:
+            self.fields["scope"].choices = scope_choices
+        for name in ("identity_type", "scope"):
+            self.fields[name].widget.attrs.pop("class", None)
+
+    def clean_expires_at(self):
+        value = self.cleaned_data.get("expires_at")
+        if value is not None and timezone.is_naive(value):
+            value = timezone.make_aware(value)
+        return value
+
+
+class PersonForm(StyledForm):
+    user = UsernameField(label="Username")
+    role = forms.ChoiceField(choices=[("sponsor_agent", "Sponsor"), ("own_agent", "Owner")])
+
+
+class AttributeForm(StyledForm):
+    key = forms.CharField(max_length=64)
+    value = forms.CharField(max_length=256, required=False)
+
+
+class BlueprintUploadForm(StyledForm):
+    manifest = forms.FileField(help_text="A Security Copilot agent manifest, YAML or JSON.")
+    publisher_kind = forms.ChoiceField(
+        required=False, choices=[("", "From the manifest's Publisher"), *PublisherKind.choices],
+        label="Publisher kind", help_text="Microsoft → Microsoft, Custom → organisation, any other name → partner.")
+
+
+def _grantable_permissions():
+    return Permission.objects.filter(kind="application", privileged=False).order_by("product", "name")
+
+
+class SkillMapForm(StyledForm):
+    permissions = forms.ModelMultipleChoiceField(queryset=_grantable_permissions(), required=False,
+                                                 widget=forms.SelectMultiple(attrs={"size": 12}))
+    needs_no_permission = forms.BooleanField(required=False, label="Reads no protected data")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["permissions"].queryset = _grantable_permissions()
+        self.fields["needs_no_permission"].widget.attrs["class"] = "form-check-input"
+
+
+class ResolveSkillForm(SkillMapForm):
+    skillset = forms.ModelChoiceField(queryset=Skillset.objects.order_by("name"),
+                                      help_text="The skillset (plugin) that provides this skill.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["skillset"].queryset = Skillset.objects.order_by("name")
+
+
+class BulkUploadForm(StyledForm):
+    file = forms.FileField(help_text="CSV with header blueprint,name,identity_type,scope,sponsors,owners,attributes,"
+                                     "expires_at — or JSON, a list of objects with the same keys.")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise forms.ValidationError(f"The file is {upload.size / 1e6:.1f} MB; uploads are at most 20 MB.")
+        try:
+            return upload.name, upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise forms.ValidationError("The file is not UTF-8 text.") from error
