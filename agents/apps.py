@@ -6,3 +6,6 @@ class AgentsConfig(AppConfig):
 
     name = "agents"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from agents import api  # noqa: F401  (registers the API routes)

@@ -272,7 +272,7 @@ def agent_create(*, actor: User | None, workspace: Workspace, spec: AgentSpec) -
 
 
 def _lock(agent: Agent) -> Agent:
-    return Agent.objects.select_for_update().select_related("workspace", "run_as_user").get(pk=agent.pk)
+    return Agent.objects.select_for_update(of=("self",)).select_related("workspace", "run_as_user").get(pk=agent.pk)
 
 
 def _set_agent_user_active(agent: Agent, active: bool) -> int:

@@ -30,6 +30,7 @@ urlpatterns = [
     path("audit/export/", views.audit_export, name="audit-export"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/<slug:name>/run/", views.job_run_now, name="job-run-now"),
+    path("agents/", include("agents.urls")),
     path("api/v1/", include(api.router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -82,6 +82,8 @@ class World:
     inherited: User
     ga: User
     newcomer: User
+    blueprint: object = None
+    agent: object = None
 
     def persona(self, name: str) -> User | None:
         return {
@@ -121,3 +123,15 @@ def world(db, catalog) -> World:
     beta = make_workspace("beta", owners=[other, other_b])
     return World(alpha, beta, owner, owner_b, contributor, other, other_b, inherited, ga,
                  newcomer=UserFactory(username="newcomer"))
+
+
+@pytest.fixture
+def registry_world(world) -> World:
+    """``world`` plus a blueprint and a workspace-scoped agent in alpha (sponsor owner, agent owner owner_b)."""
+    from agents import registry
+    from tests.factories import agent_spec, make_blueprint
+
+    world.blueprint = make_blueprint("MatrixAgent", permissions=("User.Read.All",))
+    world.agent = registry.agent_create(actor=world.owner, workspace=world.alpha, spec=agent_spec(
+        world.blueprint, "matrix-agent", sponsors=[world.owner], owners=[world.owner_b])).agent
+    return world

@@ -109,5 +109,95 @@ CASES: list[Case] = [
     Case("api-docs", "GET", lambda w: reverse("api-docs"), API_ALL),
 ]
 
+def _skill(w):
+    from agents.models import Publisher, Skill, Skillset
+
+    publisher = Publisher.objects.get_or_create(name="Microsoft", defaults={"kind": "microsoft"})[0]
+    skillset = Skillset.objects.get_or_create(name="Entra", defaults={"publisher": publisher, "product": "entra"})[0]
+    return Skill.objects.get_or_create(skillset=skillset, name="GetEntraUserDetailsV1")[0]
+
+
+def _unknown_skill_ref(w):
+    from agents.models import BlueprintSkill
+
+    return BlueprintSkill.objects.get_or_create(blueprint=w.blueprint, name="GetEntraData")[0]
+
+
+def _bulk_job(w):
+    from agents.models import BulkJob
+
+    return BulkJob.objects.create(workspace=w.alpha, requested_by=w.owner, filename="agents.csv", file_format="csv",
+                                  payload="", status="succeeded", total=1, done=1)
+
+
+def _agent_url(name, *extra):
+    return lambda w: reverse(name, args=[w.agent.pk, *[e(w) if callable(e) else e for e in extra]])
+
+
+def _credential_id(w):
+    from agents.models import Credential
+
+    return Credential.objects.filter(identity__agent=w.agent).first().pk
+
+
+AGENT_VIEW = expect(LOGIN, 200, 200, 200, 200, 404)
+AGENT_MANAGE = expect(LOGIN, 403, 302, 302, 302, 404)
+CURATE = expect(LOGIN, 403, 302, 302, 302, 302)
+API_AGENT = expect(403, 403, 200, 200, 200, 404)
+
+CASES += [
+    Case("agent-list", "GET", lambda w: reverse("agent-list"), EVERYONE_OK),
+    Case("agent-detail", "GET", _agent_url("agent-detail"), AGENT_VIEW),
+    Case("agent-setup", "GET", lambda w: reverse("agent-setup"), EVERYONE_OK),
+    Case("agent-setup-blueprint", "GET", lambda w: reverse("agent-setup-blueprint", args=[w.blueprint.pk]),
+         EVERYONE_OK),
+    Case("agent-setup-blueprint", "POST", lambda w: reverse("agent-setup-blueprint", args=[w.blueprint.pk]),
+         EVERYONE_OK, label="agent setup (review, or the form with the refusal)",
+         data=lambda w: {"name": "new-agent", "identity_type": "agent_identity", "scope": "workspace",
+                         "sponsors": "owner", "owners": "owner"}),
+    Case("agent-disable", "POST", _agent_url("agent-disable"), AGENT_MANAGE),
+    Case("agent-enable", "POST", _agent_url("agent-enable"), AGENT_MANAGE),
+    Case("agent-retire", "GET", _agent_url("agent-retire"), expect(LOGIN, 403, 200, 200, 200, 404)),
+    Case("agent-retire", "POST", _agent_url("agent-retire"), AGENT_MANAGE),
+    Case("agent-credential-rotate", "POST", _agent_url("agent-credential-rotate"),
+         expect(LOGIN, 403, 200, 200, 200, 404)),
+    Case("agent-credential-revoke", "POST", _agent_url("agent-credential-revoke", _credential_id), AGENT_MANAGE),
+    Case("agent-person", "POST", _agent_url("agent-person"), AGENT_MANAGE,
+         data=lambda w: {"user": "newcomer", "role": "sponsor_agent"}),
+    Case("agent-attribute", "POST", _agent_url("agent-attribute"), AGENT_MANAGE,
+         data=lambda w: {"key": "tier", "value": "1"}),
+    Case("blueprint-list", "GET", lambda w: reverse("blueprint-list"), EVERYONE_OK),
+    Case("blueprint-list", "POST", lambda w: reverse("blueprint-list"), expect(LOGIN, 403, 200, 200, 200, 200),
+         label="blueprint import (no file: the form's error)"),
+    Case("blueprint-detail", "GET", lambda w: reverse("blueprint-detail", args=[w.blueprint.pk]), EVERYONE_OK),
+    Case("blueprint-export", "GET", lambda w: reverse("blueprint-export", args=[w.blueprint.pk]), EVERYONE_OK),
+    Case("blueprint-resolve-skill", "POST",
+         lambda w: reverse("blueprint-resolve-skill", args=[w.blueprint.pk, _unknown_skill_ref(w).pk]), CURATE),
+    Case("skill-list", "GET", lambda w: reverse("skill-list"), EVERYONE_OK),
+    Case("skill-edit", "GET", lambda w: reverse("skill-edit", args=[_skill(w).pk]),
+         expect(LOGIN, 403, 200, 200, 200, 200)),
+    Case("bulk-upload", "GET", lambda w: reverse("bulk-upload"), EVERYONE_OK),
+    Case("bulk-job", "GET", lambda w: reverse("bulk-job", args=[_bulk_job(w).pk]),
+         expect(LOGIN, 404, 200, 200, 200, 404)),
+    Case("bulk-job-secrets", "POST", lambda w: reverse("bulk-job-secrets", args=[_bulk_job(w).pk]),
+         expect(LOGIN, 404, 403, 403, 403, 404)),
+    Case("api-blueprint-list", "GET", lambda w: "/api/v1/blueprints/", API_ALL),
+    Case("api-blueprint-detail", "GET", lambda w: f"/api/v1/blueprints/{w.blueprint.pk}/", API_ALL),
+    Case("api-agent-list", "GET", lambda w: "/api/v1/agents/", API_ALL),
+    Case("api-agent-list", "POST", lambda w: "/api/v1/agents/", expect(403, 400, 201, 201, 201, 404),
+         label="api agent create at workspace scope",
+         data=lambda w: {"workspace": "alpha", "blueprint": w.blueprint.pk, "name": "api-agent",
+                         "identity_type": "agent_identity", "scope": "workspace", "sponsors": "owner",
+                         "owners": "owner"}),
+    Case("api-agent-detail", "GET", lambda w: f"/api/v1/agents/{w.agent.pk}/", expect(403, 200, 200, 200, 200, 404)),
+    Case("api-agent-detail", "PATCH", lambda w: f"/api/v1/agents/{w.agent.pk}/", expect(403, 405, 405, 405, 405, 405),
+         label="api agent PATCH (no update path: permissions and owners are not editable)",
+         data=lambda w: {"name": "renamed"}),
+    Case("api-agent-disable", "POST", lambda w: f"/api/v1/agents/{w.agent.pk}/disable/", API_AGENT),
+    Case("api-agent-enable", "POST", lambda w: f"/api/v1/agents/{w.agent.pk}/enable/",
+         expect(403, 403, 400, 400, 400, 404)),
+    Case("api-agent-retire", "POST", lambda w: f"/api/v1/agents/{w.agent.pk}/retire/", API_AGENT),
+]
+
 #: URL namespaces whose every view is guarded by one gate tested above (the admin's staff check).
 EXEMPT_NAMESPACES = {"admin"}

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from portal import directory, rbac, workspaces
+from portal import directory, rbac, seeding, workspaces
 from portal.choices import WorkspaceRole
 from portal.models import DirectoryRole, DirectoryRoleAssignment, User, Workspace, WorkspaceMembership
 
@@ -38,6 +38,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             users = self._users(password)
             self._workspaces(users)
+        for name, step in seeding.DEMO_STEPS:
+            self.stdout.write(f"Seeding {name}…")
+            step(self.stdout.write)
         self.stdout.write(self.style.SUCCESS(f"Demo data ready. Logins (password for all: {password}):"))
         for username, display, role_key, _manager in USERS:
             role = DirectoryRole.objects.get(key=role_key).name if role_key else ""

@@ -1,0 +1,155 @@
+"""REST API for the registry: ``/api/v1/blueprints/`` and ``/api/v1/agents/``.
+
+Agents are listed, read, created and moved through their lifecycle (disable, enable, retire) with the same
+selectors and services as the pages. There is no update: permissions, owners and sponsors cannot be PATCHed
+(405), so the fixed permissions of R3 have no API path either.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from agents import registry, selectors
+from agents.choices import AgentScope, IdentityType
+from agents.models import Agent, Blueprint
+from portal import rbac
+from portal.api import router
+from portal.models import User
+
+
+class BlueprintSerializer(serializers.ModelSerializer):
+    publisher = serializers.CharField(source="publisher.name")
+    required_permissions = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+
+    class Meta:
+        model = Blueprint
+        fields = ["id", "name", "version", "display_name", "publisher", "publisher_kind", "products",
+                  "required_skillsets", "is_complete", "permission_digest", "required_permissions", "imported_at"]
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    blueprint = serializers.CharField(source="blueprint.__str__", read_only=True)
+    run_as_user = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    client_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Agent
+        fields = ["id", "name", "workspace", "blueprint", "scope", "kind", "identity_type", "run_as_user",
+                  "status", "created_at", "expires_at", "retired_at", "client_id"]
+        read_only_fields = fields
+
+    def get_client_id(self, agent) -> str | None:
+        identity = getattr(agent, "identity", None)
+        return identity.client_id if identity else None
+
+
+class AgentCreateSerializer(serializers.Serializer):
+    workspace = serializers.SlugField()
+    blueprint = serializers.IntegerField(help_text="Blueprint id (a complete version).")
+    name = serializers.CharField(max_length=150)
+    identity_type = serializers.ChoiceField(choices=IdentityType.choices)
+    run_as_user = serializers.CharField(required=False, allow_blank=True)
+    scope = serializers.ChoiceField(choices=AgentScope.choices)
+    sponsors = serializers.ListField(child=serializers.CharField(), allow_empty=False)
+    owners = serializers.ListField(child=serializers.CharField(), allow_empty=False)
+    attributes = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    def _users(self, names: list[str], field: str) -> list[User]:
+        users = {u.username: u for u in User.objects.filter(username__in=names)}
+        missing = [n for n in names if n not in users]
+        if missing:
+            raise serializers.ValidationError({field: [f"No user is called '{n}'." for n in missing]})
+        return [users[n] for n in names]
+
+    def to_spec(self, request) -> tuple:
+        data = self.validated_data
+        workspace = rbac.workspaces_visible_to(request.user).filter(slug=data["workspace"]).first()
+        if workspace is None:
+            raise Http404("No such workspace.")
+        blueprint = Blueprint.objects.filter(pk=data["blueprint"]).first()
+        if blueprint is None:
+            raise serializers.ValidationError({"blueprint": ["No such blueprint."]})
+        run_as = self._users([data["run_as_user"]], "run_as_user")[0] if data.get("run_as_user") else None
+        spec = registry.AgentSpec(
+            blueprint=blueprint, name=data["name"], identity_type=data["identity_type"], scope=data["scope"],
+            sponsors=self._users(data["sponsors"], "sponsors"), owners=self._users(data["owners"], "owners"),
+            run_as_user=run_as, attributes=data.get("attributes") or {}, expires_at=data.get("expires_at"),
+        )
+        return workspace, spec
+
+
+class BlueprintViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = BlueprintSerializer
+    queryset = Blueprint.objects.select_related("publisher").prefetch_related("required_permissions") \
+        .order_by("name", "-version")
+
+
+def _problems_response(error: ValidationError) -> Response:
+    problems = getattr(error, "problems", None)
+    if problems is not None:
+        body = {"errors": [{"row": r, "field": c, "message": m} for r, c, m in problems]}
+    else:
+        body = {"errors": [{"field": None, "message": m} for m in error.messages]}
+    return Response(body, status=status.HTTP_400_BAD_REQUEST)
+
+
+class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = AgentSerializer
+    queryset = Agent.objects.none()  # for the schema; get_queryset restricts per user
+
+    def get_queryset(self):
+        from agents import policy
+
+        return policy.agents_visible_to(self.request.user).select_related(
+            "workspace", "blueprint", "run_as_user", "identity").order_by("name", "pk")
+
+    def get_object(self):
+        return selectors.agent_get(self.request.user, self.kwargs["pk"])
+
+    @extend_schema(request=AgentCreateSerializer, responses={201: AgentSerializer})
+    def create(self, request):
+        payload = AgentCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        workspace, spec = payload.to_spec(request)
+        try:
+            result = registry.agent_create(actor=request.user, workspace=workspace, spec=spec)
+        except ValidationError as error:
+            return _problems_response(error)
+        body = AgentSerializer(result.agent).data
+        if result.client_secret:
+            body["client_secret"] = result.client_secret  # shown once; only its hash is stored
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+    def _lifecycle(self, service, request):
+        agent = self.get_object()
+        try:
+            service(actor=request.user, agent=agent)
+        except ValidationError as error:
+            return _problems_response(error)
+        return Response(AgentSerializer(Agent.objects.select_related("workspace", "blueprint").get(pk=agent.pk)).data)
+
+    @extend_schema(request=None, responses={200: AgentSerializer})
+    @action(detail=True, methods=["post"])
+    def disable(self, request, pk=None):
+        return self._lifecycle(registry.agent_disable, request)
+
+    @extend_schema(request=None, responses={200: AgentSerializer})
+    @action(detail=True, methods=["post"])
+    def enable(self, request, pk=None):
+        return self._lifecycle(registry.agent_enable, request)
+
+    @extend_schema(request=None, responses={200: AgentSerializer})
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None):
+        return self._lifecycle(registry.agent_retire, request)
+
+
+router.register("blueprints", BlueprintViewSet, basename="api-blueprint")
+router.register("agents", AgentViewSet, basename="api-agent")

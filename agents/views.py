@@ -1,0 +1,414 @@
+"""Registry pages: the agent list and detail, the setup wizard, lifecycle actions, blueprints, the skill map and
+bulk uploads. Thin: parse, fetch through selectors (hidden → 404), call one service (refused → 403), render."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from agents import bulk, catalog, manifests, policy, registry, selectors
+from agents.choices import AgentScope, AgentStatus, IdentityType, PublisherKind
+from agents.forms import (
+    AgentSetupForm,
+    AttributeForm,
+    BlueprintUploadForm,
+    BulkUploadForm,
+    PersonForm,
+    ResolveSkillForm,
+    SkillMapForm,
+)
+from agents.models import Blueprint, BlueprintSkill, BulkJob, Credential, Skill
+from portal import rbac
+from portal.viewutils import act, flash_errors, page
+
+BULK_KEYS_SESSION = "bulk_secret_keys"
+FILTERS = ("q", "status", "identity_type", "scope", "publisher_kind", "sponsor", "owner", "attribute", "expiring",
+           "sort")
+
+
+def _workspace_or_404(request):
+    if request.workspace is None:
+        raise Http404("You are not a member of any workspace.")
+    return request.workspace
+
+
+# --- list and detail ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def agent_list(request):
+    workspace = request.workspace
+    params = {key: request.GET.get(key, "").strip() for key in FILTERS}
+    agents = selectors.agent_list(request.user, workspace, params) if workspace else []
+    query = urlencode({k: v for k, v in params.items() if v})
+    can_setup = workspace is not None and (policy.can_create_agent(request.user, workspace, AgentScope.WORKSPACE)
+                                          or policy.can_create_agent(request.user, workspace, AgentScope.USER))
+    return render(request, "agents/agent_list.html", {
+        "page": page(request, agents) if workspace else None, "params": params, "query": query,
+        "statuses": AgentStatus.choices, "identity_types": IdentityType.choices, "scopes": AgentScope.choices,
+        "publisher_kinds": PublisherKind.choices, "can_setup": can_setup,
+        "can_bulk": workspace is not None and rbac.has_workspace_perm(request.user, workspace, rbac.VIEW_WORKSPACE),
+    })
+
+
+@login_required
+@require_GET
+def agent_detail(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    return render(request, "agents/agent_detail.html", {
+        "agent": agent, **selectors.agent_detail(agent),
+        "can_manage": policy.can_manage_agent(request.user, agent),
+        "can_toggle": policy.can_toggle_agent(request.user, agent),
+        "person_form": PersonForm(), "attribute_form": AttributeForm(),
+    })
+
+
+# --- setup wizard (R1, R2, R7, R8, R10) ------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def setup_choose_blueprint(request):
+    workspace = _workspace_or_404(request)
+    if not (policy.can_create_agent(request.user, workspace, AgentScope.USER)
+            or policy.can_create_agent(request.user, workspace, AgentScope.WORKSPACE)):
+        raise PermissionDenied("You may not set up agents in this workspace.")
+    blueprints = list(selectors.blueprints_latest())
+    latest = {}
+    for blueprint in blueprints:
+        latest.setdefault(blueprint.name, blueprint)
+    return render(request, "agents/setup_blueprint.html", {
+        "blueprints": list(latest.values()), "identity_kinds": settings.AGENT_IDENTITY_PUBLISHER_KINDS,
+    })
+
+
+def _setup_choices(request, workspace, blueprint):
+    identity = [(IdentityType.USER_ACCOUNT, "Run as an existing user account")]
+    if blueprint.publisher_kind in settings.AGENT_IDENTITY_PUBLISHER_KINDS:  # R2
+        identity.insert(0, (IdentityType.AGENT_IDENTITY, "New agent identity (its own credentials, fixed permissions)"))
+    scopes = [(AgentScope.USER, "User — visible to you and the workspace's owners")]
+    if policy.can_create_agent(request.user, workspace, AgentScope.WORKSPACE):  # R10
+        scopes.insert(0, (AgentScope.WORKSPACE, "Workspace — every member can use it"))
+    return identity, scopes
+
+
+@login_required
+@never_cache
+@require_http_methods(["GET", "POST"])
+def setup_agent(request, blueprint_id: int):
+    workspace = _workspace_or_404(request)
+    blueprint = selectors.blueprint_get(blueprint_id)
+    identity_choices, scope_choices = _setup_choices(request, workspace, blueprint)
+    if not (policy.can_create_agent(request.user, workspace, AgentScope.USER)):
+        raise PermissionDenied("You may not set up agents in this workspace.")
+    initial = {"identity_type": identity_choices[0][0], "scope": scope_choices[0][0],
+               "sponsors": request.user.username, "owners": request.user.username,
+               "name": blueprint.display_name}
+    form = AgentSetupForm(request.POST or None, initial=initial, identity_choices=identity_choices,
+                          scope_choices=scope_choices)
+    context = {"blueprint": blueprint, "form": form, "permissions": blueprint.required_permissions.all(),
+               "workspace": workspace}
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        spec = registry.AgentSpec(
+            blueprint=blueprint, name=data["name"], identity_type=data["identity_type"], scope=data["scope"],
+            sponsors=data["sponsors"], owners=data["owners"],
+            run_as_user=data["run_as_user"] if data["identity_type"] == IdentityType.USER_ACCOUNT else None,
+            attributes=data["attributes"], expires_at=data["expires_at"],
+        )
+        try:
+            if request.POST.get("confirm") != "1":  # review step: validate everything, write nothing
+                registry.agents_provision(actor=request.user, workspace=workspace, specs=[spec], dry_run=True)
+                return render(request, "agents/setup_review.html", {**context, "spec": spec})
+            result = registry.agent_create(actor=request.user, workspace=workspace, spec=spec)
+        except registry.ProvisioningError as error:
+            for _row, column, message in error.problems:
+                form.add_error(column if column in form.fields and column != "blueprint" else None, message)
+        else:
+            messages.success(request, f"Agent {result.agent.name} is set up.")
+            if result.client_secret:
+                return _show_secret(request, result.agent, result.client_id, result.client_secret, created=True)
+            return redirect("agent-detail", agent_id=result.agent.pk)
+    return render(request, "agents/setup_agent.html", context)
+
+
+def _show_secret(request, agent, client_id: str, secret: str, *, created: bool):
+    response = render(request, "agents/secret_once.html", {"agent": agent, "client_id": client_id,
+                                                          "secret": secret, "created": created})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# --- lifecycle ------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def agent_disable(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    act(request, registry.agent_disable, lambda a: f"{a.name} is disabled.", agent=agent)
+    return redirect("agent-detail", agent_id=agent.pk)
+
+
+@login_required
+@require_POST
+def agent_enable(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    act(request, registry.agent_enable, lambda a: f"{a.name} is active again.", agent=agent)
+    return redirect("agent-detail", agent_id=agent.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def agent_retire(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    if not policy.can_manage_agent(request.user, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners can retire it.")
+    if request.method == "POST":
+        counts = act(request, registry.agent_retire,
+                     lambda c: f"{agent.name} is retired: {c['credentials_revoked']} credential(s) revoked, "
+                               f"{c['grants_ended']} permission(s) ended.", agent=agent)
+        return redirect("agent-detail", agent_id=agent.pk) if counts is not None else redirect(
+            "agent-retire", agent_id=agent.pk)
+    return render(request, "agents/agent_retire.html", {"agent": agent, **registry.retirement_preview(agent)})
+
+
+@login_required
+@never_cache
+@require_POST
+def credential_rotate(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    try:
+        credential, secret = registry.credential_rotate(actor=request.user, agent=agent)
+    except ValidationError as error:
+        flash_errors(request, error)
+        return redirect("agent-detail", agent_id=agent.pk)
+    return _show_secret(request, agent, agent.identity.client_id, secret, created=False)
+
+
+@login_required
+@require_POST
+def credential_revoke(request, agent_id: int, credential_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    credential = get_object_or_404(Credential, pk=credential_id, identity__agent=agent)
+    act(request, registry.credential_revoke, lambda c: f"Credential {c.prefix}… revoked.", credential=credential)
+    return redirect("agent-detail", agent_id=agent.pk)
+
+
+@login_required
+@require_POST
+def agent_person(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    if not policy.can_manage_agent(request.user, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners change owners and sponsors.")
+    form = PersonForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for message in errors:
+                messages.error(request, message)
+        return redirect("agent-detail", agent_id=agent.pk)
+    user, role = form.cleaned_data["user"], form.cleaned_data["role"]
+    label = "owner" if role == policy.OWN_AGENT else "sponsor"
+    if request.POST.get("remove") == "1":
+        act(request, registry.agent_person_remove, lambda _: f"{user.username} is no longer a {label}.",
+            agent=agent, user=user, role=role)
+    else:
+        act(request, registry.agent_person_add, lambda _: f"{user.username} is now a {label}.",
+            agent=agent, user=user, role=role)
+    return redirect("agent-detail", agent_id=agent.pk)
+
+
+@login_required
+@require_POST
+def agent_attribute(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    form = AttributeForm(request.POST)
+    if form.is_valid():
+        act(request, registry.agent_attribute_set, lambda a: f"Attribute {a.key} set.", agent=agent,
+            key=form.cleaned_data["key"], value=form.cleaned_data["value"])
+    else:
+        messages.error(request, "Give an attribute name and value.")
+    return redirect("agent-detail", agent_id=agent.pk)
+
+
+# --- blueprints and the skill map -----------------------------------------------------------------------------------
+
+
+def _may_curate(user) -> bool:
+    return rbac.owns_any_workspace(user) or rbac.can_manage_directory(user)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def blueprint_list(request):
+    form = BlueprintUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        if not _may_curate(request.user):
+            raise PermissionDenied("Only owners import manifests.")
+        if form.is_valid():
+            upload = form.cleaned_data["manifest"]
+            try:
+                result = manifests.blueprint_import(
+                    actor=request.user, data=upload.read(), filename=upload.name,
+                    publisher_kind=form.cleaned_data["publisher_kind"] or None)
+            except ValidationError as error:
+                form.add_error("manifest", error)
+            else:
+                if result.created:
+                    messages.success(request, f"Imported {result.blueprint}.")
+                else:
+                    messages.info(request, f"{result.blueprint} is unchanged; no new version.")
+                return redirect("blueprint-detail", blueprint_id=result.blueprint.pk)
+    return render(request, "agents/blueprint_list.html", {
+        "page": page(request, selectors.blueprints_latest()), "form": form, "can_import": _may_curate(request.user),
+    })
+
+
+@login_required
+@require_GET
+def blueprint_detail(request, blueprint_id: int):
+    blueprint = selectors.blueprint_get(blueprint_id)
+    previous = Blueprint.objects.filter(name=blueprint.name, version__lt=blueprint.version).order_by("-version") \
+        .first()
+    current = {p.name for p in blueprint.required_permissions.all()}
+    before = {p.name for p in previous.required_permissions.all()} if previous else set()
+    return render(request, "agents/blueprint_detail.html", {
+        "blueprint": blueprint, "previous": previous,
+        "permissions": blueprint.required_permissions.all(),
+        "added": sorted(current - before) if previous else [], "removed": sorted(before - current),
+        "skills": blueprint.skill_refs.select_related("skill__skillset").order_by("name"),
+        "versions": Blueprint.objects.filter(name=blueprint.name).order_by("-version"),
+        "can_curate": _may_curate(request.user), "resolve_form": ResolveSkillForm(),
+    })
+
+
+@login_required
+@require_GET
+def blueprint_export(request, blueprint_id: int):
+    blueprint = selectors.blueprint_get(blueprint_id)
+    response = HttpResponse(manifests.blueprint_export_yaml(blueprint), content_type="application/yaml")
+    response["Content-Disposition"] = f'attachment; filename="{blueprint.name}-v{blueprint.version}.yaml"'
+    return response
+
+
+@login_required
+@require_POST
+def blueprint_resolve_skill(request, blueprint_id: int, ref_id: int):
+    blueprint = selectors.blueprint_get(blueprint_id)
+    ref = get_object_or_404(BlueprintSkill, pk=ref_id, blueprint=blueprint)
+    if not _may_curate(request.user):
+        raise PermissionDenied("Only owners map skills.")
+    form = ResolveSkillForm(request.POST)
+    if form.is_valid():
+        act(request, catalog.skill_resolve_unknown, lambda s: f"{s.name} mapped.", name=ref.name,
+            skillset=form.cleaned_data["skillset"], permissions=list(form.cleaned_data["permissions"]),
+            needs_no_permission=form.cleaned_data["needs_no_permission"])
+    else:
+        messages.error(request, "Choose the skillset, and the permissions or 'reads no protected data'.")
+    return redirect("blueprint-detail", blueprint_id=blueprint.pk)
+
+
+@login_required
+@require_GET
+def skill_list(request):
+    search = request.GET.get("q", "").strip()
+    skills = Skill.objects.select_related("skillset__publisher").prefetch_related("permissions").order_by(
+        "skillset__name", "name")
+    if search:
+        skills = skills.filter(name__icontains=search) | skills.filter(skillset__name__icontains=search)
+    return render(request, "agents/skill_list.html", {
+        "page": page(request, skills), "search": search, "query": urlencode({"q": search}) if search else "",
+        "can_curate": _may_curate(request.user),
+    })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def skill_edit(request, skill_id: int):
+    skill = get_object_or_404(Skill.objects.select_related("skillset"), pk=skill_id)
+    if not _may_curate(request.user):
+        raise PermissionDenied("Only owners edit the skill map.")
+    form = SkillMapForm(request.POST or None, initial={"permissions": skill.permissions.all(),
+                                                       "needs_no_permission": skill.needs_no_permission})
+    if request.method == "POST" and form.is_valid():
+        try:
+            catalog.skill_set_permissions(actor=request.user, skill=skill,
+                                          permissions=list(form.cleaned_data["permissions"]),
+                                          needs_no_permission=form.cleaned_data["needs_no_permission"])
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Permissions of {skill.name} saved.")
+            return redirect("skill-list")
+    return render(request, "agents/skill_edit.html", {"skill": skill, "form": form})
+
+
+# --- bulk provisioning (R9) -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bulk_upload(request):
+    workspace = _workspace_or_404(request)
+    if not rbac.has_workspace_perm(request.user, workspace, rbac.VIEW_WORKSPACE):
+        raise PermissionDenied("You are not a member of this workspace.")
+    form = BulkUploadForm(request.POST or None, request.FILES or None)
+    problems = []
+    if request.method == "POST" and form.is_valid():
+        filename, content = form.cleaned_data["file"]
+        try:
+            job, key = bulk.bulk_job_start(actor=request.user, workspace=workspace, upload_name=filename,
+                                           content=content)
+        except registry.ProvisioningError as error:
+            problems = error.problems
+        except ValidationError as error:
+            form.add_error("file", error)
+        else:
+            keys = request.session.get(BULK_KEYS_SESSION, {})
+            keys[str(job.pk)] = key.decode() if isinstance(key, bytes) else key
+            request.session[BULK_KEYS_SESSION] = keys
+            return redirect("bulk-job", job_id=job.pk)
+    return render(request, "agents/bulk_upload.html", {
+        "form": form, "problems": problems, "workspace": workspace,
+        "jobs": BulkJob.objects.filter(workspace=workspace, requested_by=request.user)[:10],
+    })
+
+
+@login_required
+@require_GET
+def bulk_job(request, job_id: int):
+    job = selectors.bulk_job_get(request.user, job_id)
+    has_key = str(job.pk) in request.session.get(BULK_KEYS_SESSION, {})
+    template = "agents/partials/bulk_progress.html" if request.htmx else "agents/bulk_job.html"
+    return render(request, template, {"job": job, "has_key": has_key})
+
+
+@login_required
+@never_cache
+@require_POST
+def bulk_job_secrets(request, job_id: int):
+    job = selectors.bulk_job_get(request.user, job_id)
+    keys = request.session.get(BULK_KEYS_SESSION, {})
+    key = keys.get(str(job.pk))
+    if key is None:
+        raise PermissionDenied("Only the person who uploaded the file can download its secrets, once.")
+    try:
+        text = bulk.bulk_job_secrets_download(actor=request.user, job=job, key=key.encode())
+    except ValidationError as error:
+        flash_errors(request, error)
+        return redirect("bulk-job", job_id=job.pk)
+    keys.pop(str(job.pk), None)
+    request.session[BULK_KEYS_SESSION] = keys
+    response = HttpResponse(text, content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="agent-secrets-{job.pk}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response
