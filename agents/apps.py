@@ -8,4 +8,4 @@ class AgentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from agents import api  # noqa: F401  (registers the API routes)
+        from agents import api, benchmarks, demo  # noqa: F401  (register API routes, bench scenarios, demo data)

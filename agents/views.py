@@ -243,16 +243,12 @@ def agent_attribute(request, agent_id: int):
 # --- blueprints and the skill map -----------------------------------------------------------------------------------
 
 
-def _may_curate(user) -> bool:
-    return rbac.owns_any_workspace(user) or rbac.can_manage_directory(user)
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def blueprint_list(request):
     form = BlueprintUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
-        if not _may_curate(request.user):
+        if not catalog.can_edit_skill_map(request.user):
             raise PermissionDenied("Only owners import manifests.")
         if form.is_valid():
             upload = form.cleaned_data["manifest"]
@@ -269,7 +265,8 @@ def blueprint_list(request):
                     messages.info(request, f"{result.blueprint} is unchanged; no new version.")
                 return redirect("blueprint-detail", blueprint_id=result.blueprint.pk)
     return render(request, "agents/blueprint_list.html", {
-        "page": page(request, selectors.blueprints_latest()), "form": form, "can_import": _may_curate(request.user),
+        "page": page(request, selectors.blueprints_latest()), "form": form,
+        "can_import": catalog.can_edit_skill_map(request.user),
     })
 
 
@@ -287,7 +284,7 @@ def blueprint_detail(request, blueprint_id: int):
         "added": sorted(current - before) if previous else [], "removed": sorted(before - current),
         "skills": blueprint.skill_refs.select_related("skill__skillset").order_by("name"),
         "versions": Blueprint.objects.filter(name=blueprint.name).order_by("-version"),
-        "can_curate": _may_curate(request.user), "resolve_form": ResolveSkillForm(),
+        "can_curate": catalog.can_edit_skill_map(request.user), "resolve_form": ResolveSkillForm(),
     })
 
 
@@ -305,7 +302,7 @@ def blueprint_export(request, blueprint_id: int):
 def blueprint_resolve_skill(request, blueprint_id: int, ref_id: int):
     blueprint = selectors.blueprint_get(blueprint_id)
     ref = get_object_or_404(BlueprintSkill, pk=ref_id, blueprint=blueprint)
-    if not _may_curate(request.user):
+    if not catalog.can_edit_skill_map(request.user):
         raise PermissionDenied("Only owners map skills.")
     form = ResolveSkillForm(request.POST)
     if form.is_valid():
@@ -327,7 +324,7 @@ def skill_list(request):
         skills = skills.filter(name__icontains=search) | skills.filter(skillset__name__icontains=search)
     return render(request, "agents/skill_list.html", {
         "page": page(request, skills), "search": search, "query": urlencode({"q": search}) if search else "",
-        "can_curate": _may_curate(request.user),
+        "can_curate": catalog.can_edit_skill_map(request.user),
     })
 
 
@@ -335,7 +332,7 @@ def skill_list(request):
 @require_http_methods(["GET", "POST"])
 def skill_edit(request, skill_id: int):
     skill = get_object_or_404(Skill.objects.select_related("skillset"), pk=skill_id)
-    if not _may_curate(request.user):
+    if not catalog.can_edit_skill_map(request.user):
         raise PermissionDenied("Only owners edit the skill map.")
     form = SkillMapForm(request.POST or None, initial={"permissions": skill.permissions.all(),
                                                        "needs_no_permission": skill.needs_no_permission})

@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from agents.models import Agent
 from portal.models import AuditEvent, User
 
 KEYS = {"scenario", "n", "seconds", "queries", "baseline", "baseline_seconds", "ratio"}
@@ -13,15 +14,21 @@ KEYS = {"scenario", "n", "seconds", "queries", "baseline", "baseline_seconds", "
 
 @pytest.mark.django_db
 def test_bench_prints_json_lines_and_leaves_no_rows(world, settings):
+    from agents import catalog, manifests
+    from agents.demo import MANIFESTS
+
+    catalog.load_skills()
+    manifests.blueprint_import(actor=None, data=(MANIFESTS / "DLPIncidentResponseAgent.yaml").read_bytes(),
+                               filename="DLPIncidentResponseAgent.yaml")
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-    events, users = AuditEvent.objects.count(), User.objects.count()
+    events, users, agents = AuditEvent.objects.count(), User.objects.count(), Agent.objects.count()
     out = StringIO()
-    call_command("bench", "--n", "50", stdout=out)
+    call_command("bench", "--n", "150", stdout=out)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["scenario"] for r in lines] == ["audit_append", "audit_verify", "audit_export", "audit_page",
-                                              "members_page"]
+                                              "members_page", "registry_list", "bulk_provision"]
     for result in lines:
-        assert KEYS <= set(result) and result["n"] == 50 and result["seconds"] > 0
+        assert KEYS <= set(result) and result["n"] == 150 and result["seconds"] > 0
         assert result["ratio"] == pytest.approx(result["seconds"] / result["baseline_seconds"], rel=0.2, abs=0.2)
-    assert (AuditEvent.objects.count(), User.objects.count()) == (events, users)
+    assert (AuditEvent.objects.count(), User.objects.count(), Agent.objects.count()) == (events, users, agents)

@@ -79,7 +79,8 @@ def test_seed_demo_is_idempotent_and_prints_the_logins():
     out = StringIO()
     call_command("seed_demo", "--password", "pw", stdout=out)
     expected = {"ga", "secadmin", "owner", "owner2", "contributor", "contributor2", "idowner", "idowner2", "reader"}
-    assert set(User.objects.values_list("username", flat=True)) == expected
+    assert set(User.objects.filter(kind="human").values_list("username", flat=True)) == expected
+    assert User.objects.filter(kind="agent_user").exists()  # the demo registry's agent users
     for username in expected:
         assert username in out.getvalue()
     assert set(Workspace.objects.values_list("slug", flat=True)) == {"soc", "identity"}
