@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -112,7 +113,7 @@ def setup_agent(request, blueprint_id: int):
         raise PermissionDenied("You may not set up agents in this workspace.")
     initial = {"identity_type": identity_choices[0][0], "scope": scope_choices[0][0],
                "sponsors": request.user.username, "owners": request.user.username,
-               "name": blueprint.display_name}
+               "name": slugify(blueprint.display_name)}
     form = AgentSetupForm(request.POST or None, initial=initial, identity_choices=identity_choices,
                           scope_choices=scope_choices)
     context = {"blueprint": blueprint, "form": form, "permissions": blueprint.required_permissions.all(),
