@@ -47,6 +47,9 @@ class AgentSetupForm(StyledForm):
     run_as_user = UsernameField(required=False, label="Run as user account",
                                 help_text="For an existing user account: the agent has exactly this user's rights "
                                           "and stops when the user is disabled.")
+    with_agent_user = forms.BooleanField(required=False, initial=True, label="Create an agent user",
+                                         help_text="For an agent identity: a 1:1 user account for the agent, with no "
+                                                   "password, for systems that need a user object.")
     scope = forms.ChoiceField(choices=AgentScope.choices, widget=forms.RadioSelect)
     sponsors = UsernamesField(help_text="People accountable for the agent; at least one.")
     owners = UsernamesField(help_text="People who manage the agent; at least one.")
@@ -64,6 +67,7 @@ class AgentSetupForm(StyledForm):
             self.fields["scope"].choices = scope_choices
         for name in ("identity_type", "scope"):
             self.fields[name].widget.attrs.pop("class", None)
+        self.fields["with_agent_user"].widget.attrs["class"] = "form-check-input"
 
     def clean_expires_at(self):
         value = self.cleaned_data.get("expires_at")

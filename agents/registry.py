@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import Permission as AuthPermission
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -33,8 +34,8 @@ from portal import audit
 from portal.choices import UserKind
 from portal.models import User, Workspace
 
-CREDENTIAL_LIFETIME = timedelta(days=180)
-ROTATION_OVERLAP = timedelta(hours=24)
+CREDENTIAL_LIFETIME = timedelta(days=settings.CREDENTIAL_LIFETIME_DAYS)
+ROTATION_OVERLAP = timedelta(hours=settings.CREDENTIAL_ROTATION_OVERLAP_HOURS)
 ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 NAME_RE = re.compile(r"^[\w .@+-]{1,150}$")
 BATCH = 2000
@@ -100,8 +101,6 @@ def _human_problems(users: Sequence[User], column: str) -> list[str]:
 def spec_problems(actor: User | None, workspace: Workspace, spec: AgentSpec, *, now: datetime,
                   taken_names: set[str], blueprint_permissions: list) -> list[tuple[str, str]]:
     """Every rule a new agent must meet, as (column, message) pairs; empty when the spec is valid."""
-    from django.conf import settings
-
     problems: list[tuple[str, str]] = []
     blueprint = spec.blueprint
     if actor is not None and not policy.can_create_agent(actor, workspace, spec.scope):

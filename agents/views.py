@@ -113,7 +113,7 @@ def setup_agent(request, blueprint_id: int):
         raise PermissionDenied("You may not set up agents in this workspace.")
     initial = {"identity_type": identity_choices[0][0], "scope": scope_choices[0][0],
                "sponsors": request.user.username, "owners": request.user.username,
-               "name": slugify(blueprint.display_name)}
+               "name": slugify(blueprint.display_name), "with_agent_user": True}
     form = AgentSetupForm(request.POST or None, initial=initial, identity_choices=identity_choices,
                           scope_choices=scope_choices)
     context = {"blueprint": blueprint, "form": form, "permissions": blueprint.required_permissions.all(),
@@ -124,7 +124,7 @@ def setup_agent(request, blueprint_id: int):
             blueprint=blueprint, name=data["name"], identity_type=data["identity_type"], scope=data["scope"],
             sponsors=data["sponsors"], owners=data["owners"],
             run_as_user=data["run_as_user"] if data["identity_type"] == IdentityType.USER_ACCOUNT else None,
-            attributes=data["attributes"], expires_at=data["expires_at"],
+            attributes=data["attributes"], expires_at=data["expires_at"], with_agent_user=data["with_agent_user"],
         )
         try:
             if request.POST.get("confirm") != "1":  # review step: validate everything, write nothing
