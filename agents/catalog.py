@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from agents import skill_map
+from agents.choices import PublisherKind
 from agents.models import Blueprint, BlueprintSkill, Publisher, Skill, Skillset
 from portal import audit, rbac
 from portal.choices import PermissionKind, UserKind
@@ -43,6 +44,28 @@ def can_edit_skill_map(user: User | None) -> bool:
     if not user.is_authenticated or not user.is_active or getattr(user, "kind", None) != UserKind.HUMAN:
         return False
     return rbac.owns_any_workspace(user) or rbac.can_manage_directory(user)
+
+
+def can_import_manifests(user: User | None) -> bool:
+    """Any member of a workspace builds (R10: contributors build at user scope) and directory managers curate."""
+    if user is None:
+        return True
+    if not user.is_authenticated or not user.is_active or getattr(user, "kind", None) != UserKind.HUMAN:
+        return False
+    return rbac.can_manage_directory(user) or rbac.workspaces_visible_to(user).exists()
+
+
+def require_microsoft_trust(user: User | None, kind: str) -> None:
+    """Only a Global Administrator imports a blueprint as Microsoft-published.
+
+    Anyone can write ``Publisher: Microsoft`` in a file, and Microsoft blueprints get dedicated agent identities
+    (R2) and need no partner approval (R14): trusting the label from anyone else would let a partner agent walk
+    past the approval.
+    """
+    if kind == PublisherKind.MICROSOFT and user is not None and rbac.GLOBAL_ADMINISTRATOR not in rbac.role_keys(user):
+        raise PermissionDenied("Only a Global Administrator imports a manifest as Microsoft-published (it gets a "
+                               "dedicated identity and skips partner approval). Import it as partner or "
+                               "organisation, or ask a Global Administrator.")
 
 
 def require_skill_map_editor(user: User | None, what: str = "change the skill map") -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from agents import catalog
@@ -382,7 +382,8 @@ def blueprint_import(*, actor: User | None, data: bytes, filename: str,
                      publisher_kind: str | None = None) -> ImportResult:
     """Import a manifest as the next version of its blueprint (DESIGN §6 ``import_manifest``).
 
-    Owners of any workspace and directory administrators import (``catalog.can_edit_skill_map``). A malformed file
+    Members of any workspace and directory administrators import (``catalog.can_import_manifests``); only a Global
+    Administrator imports as Microsoft-published (``catalog.require_microsoft_trust``). A malformed file
     raises ``ManifestError`` and writes nothing. The publisher kind comes from ``AgentDefinitions[0].Publisher``
     ("Microsoft" → microsoft, "Custom" → organisation, any other name → partner) unless ``publisher_kind`` says
     otherwise; it decides whether an agent identity may be offered (R2) and whether approval is needed (R14).
@@ -392,7 +393,8 @@ def blueprint_import(*, actor: User | None, data: bytes, filename: str,
     permission set and publisher kind) returns it unchanged; anything else creates version latest + 1, so a
     complete version's permission set is never changed (R3, R15). One audit event per new version (R23).
     """
-    catalog.require_skill_map_editor(actor, "import agent manifests")
+    if not catalog.can_import_manifests(actor):
+        raise PermissionDenied("Only members of a workspace and directory administrators import agent manifests.")
     if publisher_kind is not None and publisher_kind not in PublisherKind.values:
         raise ValidationError(f"'{publisher_kind}' is not a publisher kind ({', '.join(PublisherKind.values)}).")
     manifest = parse_manifest(data, filename)
@@ -403,6 +405,7 @@ def blueprint_import(*, actor: User | None, data: bytes, filename: str,
     digest = manifest_digest(manifest)
     publisher_name, named_kind = _publisher_of(manifest)
     kind = publisher_kind or named_kind
+    catalog.require_microsoft_trust(actor, kind)
     required_skillsets = _unique(s for d in definitions for s in d.get("RequiredSkillsets") or [])
     child_names = _child_skill_names(manifest)
     resolved = catalog.skills_resolve(child_names, required_skillsets)

@@ -48,6 +48,28 @@ SETUP_STATUS_HOOKS: list[Callable[[Blueprint, Workspace], str | None]] = []
 RETIRE_HOOKS: list[Callable[[Agent, datetime], dict]] = []
 #: Called inside disable/retire transactions with (agent,); revokes tokens once they exist (R22).
 DISABLE_HOOKS: list[Callable[[Agent], None]] = []
+#: Called inside the provisioning transaction with (actor, [(agent, spec), …]) once the agents exist, e.g. to
+#: open the partner-approval requests of agents that start in ``pending_approval`` (R14).
+CREATED_HOOKS: list[Callable[[User | None, list[tuple[Agent, AgentSpec]]], None]] = []
+#: Each takes (agent, blueprint) and returns why the agent may not become active on that blueprint version, or
+#: "" when it may: used when completing setup and when moving to another version (R15, R16).
+ACTIVATION_GATES: list[Callable[[Agent, Blueprint], str]] = []
+#: Each takes a blueprint and returns a sentence the setup wizard shows before the user starts, or None (R14).
+SETUP_NOTICES: list[Callable[[Blueprint], str | None]] = []
+#: Each takes an agent and returns a note for its page (e.g. "waiting for approval", a denial reason) or None.
+STATUS_NOTES: list[Callable[[Agent], str | None]] = []
+
+
+def setup_notices(blueprint: Blueprint) -> list[str]:
+    return [notice for hook in SETUP_NOTICES if (notice := hook(blueprint))]
+
+
+def status_notes(agent: Agent) -> list[str]:
+    return [note for hook in STATUS_NOTES if (note := hook(agent))]
+
+
+def activation_problems(agent: Agent, blueprint: Blueprint) -> list[str]:
+    return [problem for gate in ACTIVATION_GATES if (problem := gate(agent, blueprint))]
 
 
 @dataclass
@@ -64,6 +86,7 @@ class AgentSpec:
     attributes: dict[str, str] = field(default_factory=dict)
     expires_at: datetime | None = None
     with_agent_user: bool = True
+    justification: str = ""
     row: int | None = None
 
 
@@ -245,6 +268,8 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
                                          if s.identity_type == IdentityType.AGENT_IDENTITY else []))
             for a, s in zip(agents, batch, strict=True)
         ])
+        for hook in CREATED_HOOKS:
+            hook(actor, list(zip(agents, batch, strict=True)))
         for agent in agents:
             identity = identity_of.get(agent.pk)
             results.append(Provisioned(agent, identity.client_id if identity else "",
@@ -322,6 +347,56 @@ def agent_enable(*, actor: User | None, agent: Agent) -> Agent:
     _set_agent_user_active(agent, True)
     audit.record(actor=actor, action="agent.enable", target=agent, workspace=agent.workspace,
                  before={"status": AgentStatus.DISABLED}, after={"status": agent.status})
+    return agent
+
+
+@transaction.atomic
+def agent_activate(*, actor: User | None, agent: Agent) -> Agent:
+    """Complete the setup of a draft or pending agent (R16): its creator (a contributor at user scope) or an owner
+    makes it active once every gate passes, e.g. a Global Administrator approved its permission set (R14)."""
+    agent = _lock(agent)
+    if actor is not None and not (policy.can_manage_agent(actor, agent) or agent.created_by_id == actor.pk):
+        raise PermissionDenied("Only the agent's creator and owners complete its setup.")
+    if agent.status not in (AgentStatus.DRAFT, AgentStatus.PENDING_APPROVAL):
+        raise ValidationError(f"Only a draft or pending agent completes setup; this one is "
+                              f"{agent.get_status_display().lower()}.")
+    problems = activation_problems(agent, agent.blueprint)
+    if problems:
+        raise ValidationError(problems)
+    before = {"status": agent.status}
+    agent.status = AgentStatus.ACTIVE
+    agent.save(update_fields=["status"])
+    _set_agent_user_active(agent, True)
+    audit.record(actor=actor, action="agent.activate", target=agent, workspace=agent.workspace, before=before,
+                 after={"status": agent.status})
+    return agent
+
+
+@transaction.atomic
+def agent_move_version(*, actor: User | None, agent: Agent, blueprint: Blueprint) -> Agent:
+    """Move an agent to another version of its blueprint once every gate passes (R15: a changed partner permission
+    set needs a new approval). Agent identities keep their fixed permissions (R3), so they do not move: set up a
+    new agent from the new version instead."""
+    agent = _lock(agent)
+    if actor is not None and not policy.can_manage_agent(actor, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners change its blueprint version.")
+    if blueprint.name != agent.blueprint.name:
+        raise ValidationError("An agent moves only between versions of its own blueprint.")
+    if agent.identity_type == IdentityType.AGENT_IDENTITY:
+        raise ValidationError("An agent identity keeps the permissions it was created with (R3); set up a new "
+                              "agent from the new version instead.")
+    if agent.status == AgentStatus.RETIRED:
+        raise ValidationError("A retired agent does not change.")
+    if not blueprint.is_complete:
+        raise ValidationError(f"{blueprint} has skills the catalog does not know.")
+    problems = activation_problems(agent, blueprint)
+    if problems:
+        raise ValidationError(problems)
+    before = {"blueprint": str(agent.blueprint)}
+    agent.blueprint = blueprint
+    agent.save(update_fields=["blueprint"])
+    audit.record(actor=actor, action="agent.move_version", target=agent, workspace=agent.workspace, before=before,
+                 after={"blueprint": str(blueprint)})
     return agent
 
 

@@ -249,16 +249,16 @@ def agent_attribute(request, agent_id: int):
 def blueprint_list(request):
     form = BlueprintUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
-        if not catalog.can_edit_skill_map(request.user):
-            raise PermissionDenied("Only owners import manifests.")
+        if not catalog.can_import_manifests(request.user):
+            raise PermissionDenied("Only members of a workspace import manifests.")
         if form.is_valid():
             upload = form.cleaned_data["manifest"]
             try:
                 result = manifests.blueprint_import(
                     actor=request.user, data=upload.read(), filename=upload.name,
                     publisher_kind=form.cleaned_data["publisher_kind"] or None)
-            except ValidationError as error:
-                form.add_error("manifest", error)
+            except (ValidationError, PermissionDenied) as error:
+                form.add_error("manifest", error.messages if isinstance(error, ValidationError) else str(error))
             else:
                 if result.created:
                     messages.success(request, f"Imported {result.blueprint}.")
@@ -267,7 +267,7 @@ def blueprint_list(request):
                 return redirect("blueprint-detail", blueprint_id=result.blueprint.pk)
     return render(request, "agents/blueprint_list.html", {
         "page": page(request, selectors.blueprints_latest()), "form": form,
-        "can_import": catalog.can_edit_skill_map(request.user),
+        "can_import": catalog.can_import_manifests(request.user),
     })
 
 

@@ -17,6 +17,7 @@ from agents import catalog, manifests, skill_map
 from agents.manifests import ManifestError
 from agents.models import Blueprint, BlueprintSkill, Publisher, Skill
 from portal.models import AuditEvent
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -377,18 +378,24 @@ def test_a_valid_manifest_parses_to_its_plain_data_whatever_the_format():
 # --- who may import -----------------------------------------------------------------------------------------
 
 
-def test_r10_a_contributor_who_owns_no_workspace_cannot_import(world):
+def test_r10_members_build_so_contributors_import_but_people_without_a_workspace_do_not(world):
+    by_contributor = import_file("CVEBriefing.yaml", actor=world.contributor).blueprint  # Custom → organisation
+    assert by_contributor.imported_by == world.contributor
+    outsider = UserFactory(username="outsider")
     with pytest.raises(PermissionDenied):
-        import_file("CVEBriefing.yaml", actor=world.contributor)
+        import_file("CVEBriefing.yaml", actor=outsider, publisher_kind="partner")
+    assert Blueprint.objects.count() == 1
+
+
+def test_r14_only_a_global_administrator_imports_as_microsoft(world):
+    """Anyone can write 'Publisher: Microsoft'; trusting it would skip partner approval and grant identities."""
+    for actor in (world.owner, world.inherited, world.contributor):
+        with pytest.raises(PermissionDenied, match="Global Administrator"):
+            import_file("DLPIncidentResponseAgent.yaml", actor=actor)
     assert not Blueprint.objects.exists()
-
-
-def test_r10_r11_owners_and_directory_administrators_import(world):
-    by_owner = import_file("CVEBriefing.yaml", actor=world.owner).blueprint
-    by_inherited = import_file("DLPIncidentResponseAgent.yaml", actor=world.inherited).blueprint
+    as_partner = import_file("DLPIncidentResponseAgent.yaml", actor=world.owner, publisher_kind="partner").blueprint
     by_ga = import_file("WorkloadIdentitySecurityAgent.yaml", actor=world.ga).blueprint
-    assert (by_owner.imported_by, by_inherited.imported_by, by_ga.imported_by) == (world.owner, world.inherited,
-                                                                                   world.ga)
+    assert (as_partner.publisher_kind, by_ga.publisher_kind) == ("partner", "microsoft")
     assert AuditEvent.objects.filter(action="blueprint.import", actor=world.owner).count() == 1
 
 

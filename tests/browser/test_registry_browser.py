@@ -7,7 +7,7 @@ import pytest
 
 from agents import catalog as skills
 from agents.models import Agent, Credential
-from tests.factories import PASSWORD, UserFactory, make_workspace
+from tests.factories import PASSWORD, UserFactory, grant_role, make_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -18,6 +18,7 @@ MANIFEST = ROOT / "agents" / "data" / "manifests" / "DLPIncidentResponseAgent.ya
 @pytest.mark.django_db(transaction=True)
 def test_r5_browser_import_setup_rotate_retire_leaves_no_active_credential(live_server, page, catalog_seed):
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    grant_role(alice, "global-administrator")  # only a Global Administrator imports as Microsoft-published
     make_workspace("alpha", owners=[alice, bob])
     page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before rotating
 
