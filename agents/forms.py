@@ -55,6 +55,9 @@ class AgentSetupForm(StyledForm):
     owners = UsernamesField(help_text="People who manage the agent; at least one.")
     attributes = AttributesField(required=False, label="Custom security attributes",
                                  help_text="One key=value per line; conditional-access policies can match them.")
+    justification = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
+                                    help_text="Why this agent is needed. Sent to the Global Administrators when the "
+                                              "blueprint needs their approval.")
     expires_at = forms.DateTimeField(required=False, label="Expires",
                                      widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
                                      help_text="Optional. Disabled at expiry, retired after the grace period.")

@@ -56,15 +56,16 @@ CREATED_HOOKS: list[Callable[[User | None, list[tuple[Agent, AgentSpec]]], None]
 ACTIVATION_GATES: list[Callable[[Agent, Blueprint], str]] = []
 #: Each takes a blueprint and returns a sentence the setup wizard shows before the user starts, or None (R14).
 SETUP_NOTICES: list[Callable[[Blueprint], str | None]] = []
-#: Each takes an agent and returns a note for its page (e.g. "waiting for approval", a denial reason) or None.
-STATUS_NOTES: list[Callable[[Agent], str | None]] = []
+#: Each takes an agent and returns a note for its page as (text, link or "") — e.g. "waiting for approval" with the
+#: request's address, or a denial reason — or None.
+STATUS_NOTES: list[Callable[[Agent], tuple[str, str] | None]] = []
 
 
 def setup_notices(blueprint: Blueprint) -> list[str]:
     return [notice for hook in SETUP_NOTICES if (notice := hook(blueprint))]
 
 
-def status_notes(agent: Agent) -> list[str]:
+def status_notes(agent: Agent) -> list[tuple[str, str]]:
     return [note for hook in STATUS_NOTES if (note := hook(agent))]
 
 

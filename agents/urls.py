@@ -7,6 +7,7 @@ urlpatterns = [
     path("new/", views.setup_choose_blueprint, name="agent-setup"),
     path("new/<int:blueprint_id>/", views.setup_agent, name="agent-setup-blueprint"),
     path("<int:agent_id>/", views.agent_detail, name="agent-detail"),
+    path("<int:agent_id>/activate/", views.agent_activate, name="agent-activate"),
     path("<int:agent_id>/disable/", views.agent_disable, name="agent-disable"),
     path("<int:agent_id>/enable/", views.agent_enable, name="agent-enable"),
     path("<int:agent_id>/retire/", views.agent_retire, name="agent-retire"),

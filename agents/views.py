@@ -66,7 +66,10 @@ def agent_list(request):
 def agent_detail(request, agent_id: int):
     agent = selectors.agent_get(request.user, agent_id)
     return render(request, "agents/agent_detail.html", {
-        "agent": agent, **selectors.agent_detail(agent),
+        "agent": agent, **selectors.agent_detail(agent), "notes": registry.status_notes(agent),
+        "can_activate": agent.status in (AgentStatus.DRAFT, AgentStatus.PENDING_APPROVAL)
+        and (policy.can_manage_agent(request.user, agent) or agent.created_by_id == request.user.pk)
+        and not registry.activation_problems(agent, agent.blueprint),
         "can_manage": policy.can_manage_agent(request.user, agent),
         "can_toggle": policy.can_toggle_agent(request.user, agent),
         "person_form": PersonForm(), "attribute_form": AttributeForm(),
@@ -87,8 +90,9 @@ def setup_choose_blueprint(request):
     latest = {}
     for blueprint in blueprints:
         latest.setdefault(blueprint.name, blueprint)
+    rows = [(blueprint, registry.setup_notices(blueprint)) for blueprint in latest.values()]
     return render(request, "agents/setup_blueprint.html", {
-        "blueprints": list(latest.values()), "identity_kinds": settings.AGENT_IDENTITY_PUBLISHER_KINDS,
+        "rows": rows, "identity_kinds": settings.AGENT_IDENTITY_PUBLISHER_KINDS,
     })
 
 
@@ -117,7 +121,7 @@ def setup_agent(request, blueprint_id: int):
     form = AgentSetupForm(request.POST or None, initial=initial, identity_choices=identity_choices,
                           scope_choices=scope_choices)
     context = {"blueprint": blueprint, "form": form, "permissions": blueprint.required_permissions.all(),
-               "workspace": workspace}
+               "workspace": workspace, "notices": registry.setup_notices(blueprint)}
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         spec = registry.AgentSpec(
@@ -125,6 +129,7 @@ def setup_agent(request, blueprint_id: int):
             sponsors=data["sponsors"], owners=data["owners"],
             run_as_user=data["run_as_user"] if data["identity_type"] == IdentityType.USER_ACCOUNT else None,
             attributes=data["attributes"], expires_at=data["expires_at"], with_agent_user=data["with_agent_user"],
+            justification=data["justification"],
         )
         try:
             if request.POST.get("confirm") != "1":  # review step: validate everything, write nothing
@@ -135,7 +140,11 @@ def setup_agent(request, blueprint_id: int):
             for _row, column, message in error.problems:
                 form.add_error(column if column in form.fields and column != "blueprint" else None, message)
         else:
-            messages.success(request, f"Agent {result.agent.name} is set up.")
+            if result.agent.status == AgentStatus.PENDING_APPROVAL:
+                messages.info(request, f"{result.agent.name} waits for a Global Administrator's approval; you will "
+                                       f"be notified.")
+            else:
+                messages.success(request, f"Agent {result.agent.name} is set up.")
             if result.client_secret:
                 return _show_secret(request, result.agent, result.client_id, result.client_secret, created=True)
             return redirect("agent-detail", agent_id=result.agent.pk)
@@ -150,6 +159,14 @@ def _show_secret(request, agent, client_id: str, secret: str, *, created: bool):
 
 
 # --- lifecycle ------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def agent_activate(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    act(request, registry.agent_activate, lambda a: f"{a.name} is active.", agent=agent)
+    return redirect("agent-detail", agent_id=agent.pk)
 
 
 @login_required

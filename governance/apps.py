@@ -6,3 +6,6 @@ class GovernanceConfig(AppConfig):
 
     name = "governance"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from governance import api, approvals  # noqa: F401  (registers hooks, jobs and API routes)

@@ -1,4 +1,4 @@
-from portal import rbac
+from portal import notifications, rbac
 
 
 def navigation(request) -> dict:
@@ -15,4 +15,5 @@ def navigation(request) -> dict:
         "can_manage_directory": rbac.can_manage_directory(user),
         "can_view_jobs": rbac.can_view_jobs(user),
         "can_view_audit": rbac.can_view_audit(user),
+        "unread_notifications": notifications.unread_count(user),
     }

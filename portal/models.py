@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractUser, Group, UserManager
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from portal.choices import (
     ActorKind,
@@ -247,3 +248,36 @@ class JobRun(models.Model):
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class Notification(models.Model):
+    """A message for one person about something that needs their attention (shown in-app and e-mailed).
+
+    Written only by ``portal.notifications.notify`` inside the transaction of the change it reports. It never
+    carries a secret: subject and body are plain text a reader may forward, and ``link`` is a relative URL to a
+    page that applies its own permission checks. ``read_at`` is personal UI state, not a governance change.
+    """
+
+    recipient = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=300, blank=True, help_text="A path inside the portal, e.g. /agents/12/.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["recipient", "read_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(link="") | (Q(link__startswith="/") & ~Q(link__startswith="//")),
+                name="notification_link_is_relative",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} → {self.recipient_id}"
+
+    @property
+    def is_unread(self) -> bool:
+        return self.read_at is None

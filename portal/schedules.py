@@ -8,4 +8,5 @@ from celery.schedules import crontab
 
 JOB_SCHEDULES = {
     "verify_audit_chain": crontab(minute=30, hour=3),
+    "expire_approval_requests": crontab(minute=0),
 }

@@ -25,7 +25,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from kombu import Connection
 
-from portal import audit, directory, jobs, rbac, selectors, workspaces
+from portal import audit, directory, jobs, notifications, rbac, selectors, workspaces
 from portal.forms import (
     AuditFilterForm,
     MemberAddForm,
@@ -407,3 +407,29 @@ def csrf_failure(request, reason=""):
 
 def robots(request):
     return HttpResponse("User-agent: *\nDisallow: /\n", content_type="text/plain")
+
+
+# --- notifications ------------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def notification_list(request):
+    """The signed-in user's own notifications, newest first; nobody sees anyone else's."""
+    return render(request, "portal/notifications.html", {
+        "page": page(request, notifications.notifications_for(request.user)),
+    })
+
+
+@login_required
+@require_POST
+def notification_read(request):
+    """Mark the posted ``id`` values read, or every unread one when none is posted."""
+    posted = request.POST.getlist("id")
+    ids = None
+    if posted:  # anything that is not a plain id (or would overflow a bigint) matches nothing rather than erroring
+        ids = [int(value) for value in posted if value.isascii() and value.isdigit() and len(value) < 19]
+    changed = notifications.notifications_mark_read(actor=request.user, notification_ids=ids)
+    if changed:
+        messages.success(request, f"{changed} notification{'s' if changed != 1 else ''} marked read.")
+    return redirect("notification-list")

@@ -84,6 +84,8 @@ class World:
     newcomer: User
     blueprint: object = None
     agent: object = None
+    partner_agent: object = None
+    approval: object = None
 
     def persona(self, name: str) -> User | None:
         return {
@@ -135,3 +137,19 @@ def registry_world(world) -> World:
     world.agent = registry.agent_create(actor=world.owner, workspace=world.alpha, spec=agent_spec(
         world.blueprint, "matrix-agent", sponsors=[world.owner], owners=[world.owner_b])).agent
     return world
+
+
+@pytest.fixture
+def approval_world(registry_world) -> World:
+    """``registry_world`` plus a partner agent of the contributor's, waiting for approval (``world.approval``)."""
+    from agents import registry
+    from governance.models import ApprovalRequest
+    from tests.factories import agent_spec, make_blueprint
+
+    w = registry_world
+    partner = make_blueprint("PartnerDefender", publisher_kind="partner", permissions=("SecurityIncident.Read.All",))
+    w.partner_agent = registry.agent_create(actor=w.contributor, workspace=w.alpha, spec=agent_spec(
+        partner, "partner-agent", identity_type="user_account", run_as_user=w.contributor, scope="user",
+        sponsors=[w.contributor], owners=[w.contributor], justification="matrix")).agent
+    w.approval = ApprovalRequest.objects.get(agent=w.partner_agent)
+    return w

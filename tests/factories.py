@@ -46,6 +46,10 @@ def make_blueprint(name: str = "TestAgent", *, permissions=("User.Read.All", "Po
         triggers=[{"Name": "Default", "DefaultPollPeriodSeconds": 0}],
     )
     blueprint.required_permissions.set(Permission.objects.filter(name__in=permissions, kind="application"))
+    from agents.catalog import permission_digest
+
+    blueprint.permission_digest = permission_digest(name, version, permissions)
+    blueprint.save(update_fields=["permission_digest"])
     return blueprint
 
 

@@ -201,3 +201,51 @@ CASES += [
 
 #: URL namespaces whose every view is guarded by one gate tested above (the admin's staff check).
 EXEMPT_NAMESPACES = {"admin"}
+
+CASES += [
+    Case("notification-list", "GET", lambda w: reverse("notification-list"), EVERYONE_OK),
+    Case("notification-read", "POST", lambda w: reverse("notification-read"), expect(LOGIN, 302, 302, 302, 302, 302),
+         label="notification-read (marks the persona's own notifications read)"),
+]
+
+
+# --- governance: partner approvals (R14–R16) --------------------------------------------------------------------
+
+APPROVAL_SEEN = expect(LOGIN, 200, 404, 404, 200, 404)
+API_APPROVAL = expect(403, 200, 404, 404, 200, 404)
+
+
+def _approval_url(name):
+    return lambda w: reverse(name, args=[w.approval.pk])
+
+
+CASES += [
+    Case("approval-list", "GET", lambda w: reverse("approval-list"), EVERYONE_OK),
+    Case("approval-detail", "GET", _approval_url("approval-detail"), APPROVAL_SEEN),
+    Case("approval-approve", "POST", _approval_url("approval-approve"), expect(LOGIN, 403, 404, 404, 302, 404)),
+    Case("approval-deny", "POST", _approval_url("approval-deny"), expect(LOGIN, 403, 404, 404, 302, 404),
+         data=lambda w: {"reason": "Reads too much"}),
+    Case("approval-withdraw", "POST", _approval_url("approval-withdraw"), expect(LOGIN, 302, 404, 404, 302, 404)),
+    Case("approval-create", "GET", lambda w: reverse("approval-create", args=[w.partner_agent.pk]),
+         expect(LOGIN, 200, 200, 200, 200, 404)),
+    Case("approval-create", "POST", lambda w: reverse("approval-create", args=[w.partner_agent.pk]),
+         expect(LOGIN, 200, 200, 200, 200, 404), label="approval ask-again (refused: the agent is not a draft)",
+         data=lambda w: {"justification": "again"}),
+    Case("api-approval-request-list", "GET", lambda w: "/api/v1/approval-requests/", API_ALL),
+    Case("api-approval-request-list", "POST", lambda w: "/api/v1/approval-requests/",
+         expect(403, 400, 400, 400, 400, 404), label="api approval create (refused: not a draft)",
+         data=lambda w: {"agent": w.partner_agent.pk, "justification": "again"}),
+    Case("api-approval-request-detail", "GET", lambda w: f"/api/v1/approval-requests/{w.approval.pk}/",
+         API_APPROVAL),
+    Case("api-approval-request-approve", "POST", lambda w: f"/api/v1/approval-requests/{w.approval.pk}/approve/",
+         expect(403, 403, 404, 404, 200, 404)),
+    Case("api-approval-request-deny", "POST", lambda w: f"/api/v1/approval-requests/{w.approval.pk}/deny/",
+         expect(403, 403, 404, 404, 200, 404), data=lambda w: {"reason": "no"}),
+    Case("api-approval-request-withdraw", "POST",
+         lambda w: f"/api/v1/approval-requests/{w.approval.pk}/withdraw/", API_APPROVAL),
+]
+
+CASES += [
+    Case("agent-activate", "POST", lambda w: reverse("agent-activate", args=[w.partner_agent.pk]),
+         expect(LOGIN, 302, 302, 302, 302, 404), label="agent complete setup (refused until approved: a message)"),
+]

@@ -11,8 +11,8 @@ from tests.permission_matrix import CASES, EXEMPT_NAMESPACES, LOGIN
 
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_permission_matrix(client, registry_world, case, persona):
-    world = registry_world
+def test_permission_matrix(client, approval_world, case, persona):
+    world = approval_world
     user = world.persona(persona)
     if user is not None:
         client.force_login(user)
