@@ -145,10 +145,11 @@ def _request_create(*, actor: User | None, agent: Agent, justification: str) -> 
     audit.record(actor=actor, action="approval.request", target=request, workspace=agent.workspace,
                  after={"blueprint": str(blueprint), "digest": request.digest, "permissions": request.permissions,
                         "agent": agent.name})
+    who = request.requester.username if request.requester else "The system"
     notifications.notify(
         recipients=global_administrators().exclude(pk=request.requester_id),
         subject=f"Approval needed: {blueprint.display_name} (partner) reads Microsoft data",
-        body=f"{request.requester.username} asks to set up {agent.name} in {agent.workspace.name} from "
+        body=f"{who} asks to set up {agent.name} in {agent.workspace.name} from "
              f"{blueprint}. Review its {len(request.permissions)} permissions and approve or deny.",
         link=request_link(request),
     )
@@ -211,7 +212,8 @@ def approval_decide(*, actor: User, approval: ApprovalRequest, approve: bool, re
                  workspace=request.workspace, before={"status": ApprovalStatus.PENDING},
                  after={"status": request.status, "digest": request.digest, "reason": reason})
     outcome = "approved: complete the setup" if approve else f"denied: {reason}"
-    notifications.notify(recipients=[request.requester], subject=f"{request.blueprint.display_name} {outcome}",
+    notifications.notify(recipients=[request.requester] if request.requester else [],
+                         subject=f"{request.blueprint.display_name} {outcome}",
                          body=f"{actor.username} {outcome}.", link=request_link(request))
     return request
 
@@ -269,7 +271,7 @@ def expire_approval_requests() -> dict:
                 audit.Change("approval.expire", r, r.workspace, before={"status": ApprovalStatus.PENDING},
                              after={"status": ApprovalStatus.EXPIRED}) for r in batch])
             for request in batch:
-                notifications.notify(recipients=[request.requester],
+                notifications.notify(recipients=[request.requester] if request.requester else [],
                                      subject=f"Approval request for {request.blueprint.display_name} expired",
                                      body="No Global Administrator decided in time; you can ask again.",
                                      link=request_link(request))

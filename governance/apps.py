@@ -8,4 +8,4 @@ class GovernanceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from governance import api, approvals  # noqa: F401  (registers hooks, jobs and API routes)
+        from governance import api, approvals, demo  # noqa: F401  (hooks, jobs, API routes, demo data)

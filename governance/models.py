@@ -25,7 +25,8 @@ class ApprovalRequest(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="approval_requests")
     agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.PROTECT,
                               related_name="approval_requests")
-    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="+", help_text="Empty when the system asked (a command or job).")
     justification = models.TextField()
     status = models.CharField(max_length=20, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING,
                               db_index=True)

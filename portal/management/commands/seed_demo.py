@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.test.utils import override_settings
 
 from portal import directory, rbac, seeding, workspaces
 from portal.choices import WorkspaceRole
@@ -38,9 +39,11 @@ class Command(BaseCommand):
         with transaction.atomic():
             users = self._users(password)
             self._workspaces(users)
-        for name, step in seeding.DEMO_STEPS:
-            self.stdout.write(f"Seeding {name}…")
-            step(self.stdout.write)
+        # Demo notifications stay in the app; no e-mail goes out while seeding.
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.dummy.EmailBackend"):
+            for name, step in seeding.DEMO_STEPS:
+                self.stdout.write(f"Seeding {name}…")
+                step(self.stdout.write)
         self.stdout.write(self.style.SUCCESS(f"Demo data ready. Logins (password for all: {password}):"))
         for username, display, role_key, _manager in USERS:
             role = DirectoryRole.objects.get(key=role_key).name if role_key else ""
