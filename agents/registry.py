@@ -61,6 +61,15 @@ SETUP_NOTICES: list[Callable[[Blueprint], str | None]] = []
 STATUS_NOTES: list[Callable[[Agent], tuple[str, str] | None]] = []
 
 
+#: Each takes an agent and returns extra permission rows for its page (and its timeline): dicts with
+#: ``permission``, ``source``, ``since``, ``ends`` — e.g. access-package assignments (R17).
+EXTRA_GRANTS: list[Callable[[Agent], list[dict]]] = []
+
+
+def extra_grants(agent: Agent) -> list[dict]:
+    return [row for hook in EXTRA_GRANTS for row in hook(agent)]
+
+
 def setup_notices(blueprint: Blueprint) -> list[str]:
     return [notice for hook in SETUP_NOTICES if (notice := hook(blueprint))]
 
@@ -540,6 +549,22 @@ def agent_person_remove(*, actor: User | None, agent: Agent, user: User, role: s
                               f"{user.username}.")
     audit.record(actor=actor, action=f"agent.{role.split('_')[0]}_remove", target=agent, workspace=agent.workspace,
                  before={"user": user.username})
+
+
+@transaction.atomic
+def agent_set_orphaned(*, actor: User | None, agent: Agent, orphaned: bool) -> Agent:
+    """R7: flag an agent left without an active sponsor (the orphan sweep), or clear the flag."""
+    agent = _lock(agent)
+    if actor is not None and not policy.can_manage_agent(actor, agent):
+        raise PermissionDenied("Only owners change an agent's orphan flag.")
+    if bool(agent.orphaned_at) == orphaned:
+        return agent
+    before = {"orphaned_at": agent.orphaned_at}
+    agent.orphaned_at = timezone.now() if orphaned else None
+    agent.save(update_fields=["orphaned_at"])
+    audit.record(actor=actor, action="agent.orphaned" if orphaned else "agent.orphan_cleared", target=agent,
+                 workspace=agent.workspace, before=before, after={"orphaned_at": agent.orphaned_at})
+    return agent
 
 
 @transaction.atomic

@@ -9,4 +9,8 @@ from celery.schedules import crontab
 JOB_SCHEDULES = {
     "verify_audit_chain": crontab(minute=30, hour=3),
     "expire_approval_requests": crontab(minute=0),
+    "expire_assignments": crontab(),  # every minute
+    "send_expiry_reminders": crontab(minute=0, hour=8),
+    "expire_agents": crontab(minute="*/5"),
+    "sweep_orphans": crontab(minute=15, hour=2),
 }
