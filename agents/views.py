@@ -67,6 +67,7 @@ def agent_detail(request, agent_id: int):
     agent = selectors.agent_get(request.user, agent_id)
     return render(request, "agents/agent_detail.html", {
         "agent": agent, **selectors.agent_detail(agent), "notes": registry.status_notes(agent),
+        "extra_grants": registry.extra_grants(agent),
         "can_activate": agent.status in (AgentStatus.DRAFT, AgentStatus.PENDING_APPROVAL)
         and (policy.can_manage_agent(request.user, agent) or agent.created_by_id == request.user.pk)
         and not registry.activation_problems(agent, agent.blueprint),
