@@ -86,6 +86,8 @@ class World:
     agent: object = None
     partner_agent: object = None
     approval: object = None
+    package: object = None
+    assignment: object = None
 
     def persona(self, name: str) -> User | None:
         return {
@@ -152,4 +154,12 @@ def approval_world(registry_world) -> World:
         partner, "partner-agent", identity_type="user_account", run_as_user=w.contributor, scope="user",
         sponsors=[w.contributor], owners=[w.contributor], justification="matrix")).agent
     w.approval = ApprovalRequest.objects.get(agent=w.partner_agent)
+    from governance import access_packages
+    from portal.models import Permission
+
+    w.package = access_packages.package_save(
+        actor=w.owner, workspace=w.alpha, name="Responder", policy={"approver_kind": "workspace_owners"},
+        permissions=Permission.objects.filter(name="SecurityIncident.ReadWrite.All", kind="application"))
+    w.assignment = access_packages.assignment_request(actor=w.owner_b, package=w.package, agent=w.agent,
+                                                      justification="matrix")
     return w

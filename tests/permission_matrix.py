@@ -249,3 +249,49 @@ CASES += [
     Case("agent-activate", "POST", lambda w: reverse("agent-activate", args=[w.partner_agent.pk]),
          expect(LOGIN, 302, 302, 302, 302, 404), label="agent complete setup (refused until approved: a message)"),
 ]
+
+
+# --- governance: access packages and assignments (R17, R18) -------------------------------------------------------
+
+IN_ALPHA = expect(LOGIN, 200, 200, 200, 200, 404)
+DECIDE = expect(LOGIN, 403, 302, 302, 302, 404)
+API_IN_ALPHA = expect(403, 200, 200, 200, 200, 404)
+API_DECIDE = expect(403, 403, 200, 200, 200, 404)
+
+
+def _assignment_url(name):
+    return lambda w: reverse(name, args=[w.assignment.pk])
+
+
+CASES += [
+    Case("package-list", "GET", lambda w: reverse("package-list"), EVERYONE_OK),
+    Case("package-create", "GET", lambda w: reverse("package-create"), expect(LOGIN, 403, 200, 200, 200, 200)),
+    Case("package-create", "POST", lambda w: reverse("package-create"), expect(LOGIN, 403, 200, 200, 200, 200),
+         label="package create (incomplete form: its errors)", data=lambda w: {"name": "x"}),
+    Case("assignments-expiring", "GET", lambda w: reverse("assignments-expiring"), EVERYONE_OK),
+    Case("package-detail", "GET", lambda w: reverse("package-detail", args=[w.package.pk]), IN_ALPHA),
+    Case("package-detail", "POST", lambda w: reverse("package-detail", args=[w.package.pk]), IN_ALPHA,
+         label="package request (refused: not allowed, or already requested)",
+         data=lambda w: {"agent_name": "matrix-agent", "justification": "again"}),
+    Case("package-edit", "GET", lambda w: reverse("package-edit", args=[w.package.pk]),
+         expect(LOGIN, 403, 200, 200, 200, 404)),
+    Case("assignment-detail", "GET", _assignment_url("assignment-detail"), IN_ALPHA),
+    Case("assignment-approve", "POST", _assignment_url("assignment-approve"), DECIDE),
+    Case("assignment-deny", "POST", _assignment_url("assignment-deny"), DECIDE, data=lambda w: {"reason": "no"}),
+    Case("assignment-extend", "POST", _assignment_url("assignment-extend"), DECIDE, data=lambda w: {"hours": 1},
+         label="assignment extend (refused for a pending one: a message)"),
+    Case("assignment-revoke", "POST", _assignment_url("assignment-revoke"), DECIDE),
+    Case("api-access-package-list", "GET", lambda w: "/api/v1/access-packages/", API_ALL),
+    Case("api-access-package-detail", "GET", lambda w: f"/api/v1/access-packages/{w.package.pk}/", API_IN_ALPHA),
+    Case("api-assignment-list", "GET", lambda w: "/api/v1/assignments/", API_ALL),
+    Case("api-assignment-list", "POST", lambda w: "/api/v1/assignments/", expect(403, 403, 400, 400, 400, 404),
+         label="api assignment request (refused: not allowed, or already requested)",
+         data=lambda w: {"package": w.package.pk, "agent": w.agent.pk, "justification": "again"}),
+    Case("api-assignment-detail", "GET", lambda w: f"/api/v1/assignments/{w.assignment.pk}/", API_IN_ALPHA),
+    Case("api-assignment-approve", "POST", lambda w: f"/api/v1/assignments/{w.assignment.pk}/approve/", API_DECIDE),
+    Case("api-assignment-deny", "POST", lambda w: f"/api/v1/assignments/{w.assignment.pk}/deny/", API_DECIDE,
+         data=lambda w: {"reason": "no"}),
+    Case("api-assignment-extend", "POST", lambda w: f"/api/v1/assignments/{w.assignment.pk}/extend/",
+         expect(403, 403, 400, 400, 400, 404), data=lambda w: {"hours": 1}),
+    Case("api-assignment-revoke", "POST", lambda w: f"/api/v1/assignments/{w.assignment.pk}/revoke/", API_DECIDE),
+]
