@@ -552,19 +552,19 @@ def agent_person_remove(*, actor: User | None, agent: Agent, user: User, role: s
 
 
 @transaction.atomic
-def agent_set_orphaned(*, actor: User | None, agent: Agent, orphaned: bool) -> Agent:
-    """R7: flag an agent left without an active sponsor (the orphan sweep), or clear the flag."""
+def agent_set_orphaned(*, actor: User | None, agent: Agent, orphaned: bool) -> bool:
+    """R7: flag an agent left without an active sponsor (the orphan sweep), or clear the flag. True if it changed."""
     agent = _lock(agent)
     if actor is not None and not policy.can_manage_agent(actor, agent):
         raise PermissionDenied("Only owners change an agent's orphan flag.")
     if bool(agent.orphaned_at) == orphaned:
-        return agent
+        return False
     before = {"orphaned_at": agent.orphaned_at}
     agent.orphaned_at = timezone.now() if orphaned else None
     agent.save(update_fields=["orphaned_at"])
     audit.record(actor=actor, action="agent.orphaned" if orphaned else "agent.orphan_cleared", target=agent,
                  workspace=agent.workspace, before=before, after={"orphaned_at": agent.orphaned_at})
-    return agent
+    return True
 
 
 @transaction.atomic

@@ -255,9 +255,9 @@ def assignment_decide(*, actor: User, assignment: Assignment, approve: bool, rea
     before = _snapshot(assignment)
     if pending_extension:
         if approve:
-            assignment.expires_at = assignment.extension_until
+            assignment.expires_at, assignment.reminded_days = assignment.extension_until, []
         assignment.extension_until = None
-        assignment.save(update_fields=["expires_at", "extension_until"])
+        assignment.save(update_fields=["expires_at", "extension_until", "reminded_days"])
         audit.record(actor=actor, action="assignment.extension_approve" if approve else "assignment.extension_deny",
                      target=assignment, workspace=assignment.package.workspace, before=before,
                      after={**_snapshot(assignment), "reason": reason})
@@ -312,8 +312,8 @@ def assignment_extend(*, actor: User, assignment: Assignment, hours: int) -> Ass
         _notify_approvers(assignment)
         action = "assignment.extension_request"
     else:
-        assignment.expires_at = until
-        assignment.save(update_fields=["expires_at"])
+        assignment.expires_at, assignment.reminded_days = until, []  # the new end gets its own reminders
+        assignment.save(update_fields=["expires_at", "reminded_days"])
         action = "assignment.extend"
     audit.record(actor=actor, action=action, target=assignment, workspace=assignment.package.workspace,
                  before=before, after={**_snapshot(assignment), "extension_until": assignment.extension_until})

@@ -8,4 +8,4 @@ class GovernanceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from governance import access_packages, api, approvals, demo, lifecycle  # noqa: F401  (hooks, jobs, API, demo)
+        from governance import access_packages, api, approvals, benchmarks, demo, lifecycle  # noqa: F401  (registries)

@@ -53,3 +53,92 @@ def seed_approvals(write: Callable[[str], None]) -> None:
     pending = _partner_agent(users, soc, v2, "tanium-triage-devices", "contributor",
                              "Add device summaries to the Tanium triage for my investigations.")
     write(f"  {pending.name}: {pending.get_status_display().lower()}")
+
+
+@seeding.register("access packages")
+def seed_access_packages(write: Callable[[str], None]) -> None:
+    """Two packages in soc (one needing the owners, one a named approver; incompatible with each other), an
+    active, a pending and an ending-soon assignment, and an agent whose only sponsor left (for sweep_orphans)."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from agents import policy as agent_policy
+    from governance import access_packages
+    from governance.choices import ApproverKind, DurationKind
+    from governance.models import AccessPackage, Assignment
+    from portal import directory
+    from portal.models import Permission
+
+    @transaction.atomic  # request and decision together, or a failed decision would leave it pending for good
+    def _demo_assignment(package, agent_name: str, requester: str, justification: str, approver: str | None = None):
+        """Request (and with ``approver``, approve) the package for the agent once; None if seeded before."""
+        agent = Agent.objects.get(workspace=package.workspace, name=agent_name)
+        if Assignment.objects.filter(package=package, agent=agent).exists():  # whatever became of it since
+            return None
+        assignment = access_packages.assignment_request(actor=users[requester], package=package, agent=agent,
+                                                        justification=justification)
+        if approver is not None:
+            assignment = access_packages.assignment_decide(actor=users[approver], assignment=assignment,
+                                                           approve=True)
+        return assignment
+
+    soc = Workspace.objects.get(slug="soc")
+    users = {u.username: u for u in User.objects.filter(kind="human")}
+
+    def permissions(*names):
+        return list(Permission.objects.filter(kind="application", name__in=names))
+
+    responder = AccessPackage.objects.filter(workspace=soc, name="Incident responder").first()
+    if responder is None:
+        responder = access_packages.package_save(
+            actor=None, workspace=soc, name="Incident responder",
+            description="Work Defender incidents and hunt during an investigation.",
+            permissions=permissions("SecurityIncident.ReadWrite.All", "ThreatHunting.Read.All"),
+            policy={"approver_kind": ApproverKind.WORKSPACE_OWNERS, "duration_kind": DurationKind.HOURS,
+                    "duration_value": 8})
+        write(f"  package {responder.name}")
+    remediation = AccessPackage.objects.filter(workspace=soc, name="Device remediation").first()
+    if remediation is None:
+        remediation = access_packages.package_save(
+            actor=None, workspace=soc, name="Device remediation",
+            description="Wipe, retire or reconfigure managed devices.",
+            permissions=permissions("DeviceManagementManagedDevices.ReadWrite.All"),
+            policy={"approver_kind": ApproverKind.NAMED, "duration_kind": DurationKind.DAYS, "duration_value": 2},
+            approvers=[users["owner2"]], incompatible_with=[responder])
+        write(f"  package {remediation.name} (incompatible with {responder.name})")
+
+    if _demo_assignment(responder, "workload-hygiene", "owner",
+                        "Investigate the workload identities flagged in last night's incident.", approver="owner2"):
+        write("  workload-hygiene holds Incident responder (requested by owner, approved by owner2)")
+    # owner2 asks; the workspace's other owners decide (never the requester), so it waits in owner's inbox.
+    if _demo_assignment(responder, "device-cleanup", "owner2",
+                        "Check the devices in the open incident before cleaning them up."):
+        write("  device-cleanup asks for Incident responder: pending for owner")
+    with transaction.atomic():
+        ending = _demo_assignment(remediation, "ca-drift-hq", "owner",
+                                  "Reset the devices that drifted from the Conditional Access baseline.",
+                                  approver="owner2")
+        if ending is not None:
+            # Demo data shaping, not a service path: move the assignment's clock so it "ends within a day" now
+            # (the expiring-soon list and the reminder job have something to show).
+            now = timezone.now()
+            Assignment.objects.filter(pk=ending.pk).update(starts_at=now - timedelta(hours=4),
+                                                           expires_at=now + timedelta(hours=20))
+            write("  ca-drift-hq holds Device remediation, ending in 20 hours")
+
+    # A sponsor who left: ca-drift-emea's only sponsor is deactivated and has no manager, so sweep_orphans
+    # flags the agent (and disables it after ORPHAN_GRACE_DAYS).
+    if not User.objects.filter(username="leaver").exists():
+        with transaction.atomic():
+            leaver = directory.user_create(actor=None, username="leaver", display_name="Lee Vance (has left)",
+                                           email="leaver@example.test")
+            agent = Agent.objects.get(workspace=soc, name="ca-drift-emea")
+            registry.agent_person_add(actor=None, agent=agent, user=leaver, role=agent_policy.SPONSOR_AGENT)
+            for sponsor in registry.people_of(agent)[agent_policy.SPONSOR_AGENT]:
+                if sponsor.pk != leaver.pk:
+                    registry.agent_person_remove(actor=None, agent=agent, user=sponsor,
+                                                 role=agent_policy.SPONSOR_AGENT)
+            directory.user_deactivate(actor=None, user=leaver)
+    write("  leaver (deactivated, no manager) was the only sponsor of ca-drift-emea: sweep_orphans has work")

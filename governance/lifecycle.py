@@ -2,8 +2,9 @@
 
 Each job takes its rows in batches with ``SELECT … FOR UPDATE SKIP LOCKED``, so two workers share the work and
 neither repeats the other's; each batch commits on its own, so a worker killed part-way leaves finished batches
-finished and the next run does the rest. Every change writes its audit event in the batch's transaction, and
-notifications are sent after commit.
+finished and the next run does the rest. Every change writes its audit event in the batch's transaction;
+reminders and orphan notices are sent after commit (an assignment simply ending notifies nobody: the sponsors
+were reminded before).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _end_due(status_from: str, due_field: str, status_to: str, action: str, reas
             if not batch:
                 return done, batches
             Assignment.objects.filter(pk__in=[a.pk for a in batch]).update(status=status_to, ended_at=now,
-                                                                           end_reason=reason)
+                                                                           end_reason=reason, extension_until=None)
             audit.record_many(actor=None, changes=[
                 audit.Change(action, a, a.package.workspace, before={"status": status_from},
                              after={"status": status_to, "package": a.package.name, "agent": a.agent.name,
@@ -79,35 +80,43 @@ def _sponsors(agent_ids) -> dict[int, list[User]]:
 
 @jobs.register("send_expiry_reminders", "Tell sponsors EXPIRY_REMINDER_DAYS before an assignment ends.")
 def send_expiry_reminders() -> dict:
+    """One notice per threshold crossed: an assignment already inside several thresholds (say 14 and 1 days) gets
+    one notice, for the smallest, saying the real time left, and the larger thresholds count as done."""
     size, _pause = _batches()
+    thresholds = sorted(settings.EXPIRY_REMINDER_DAYS)
     sent = 0
-    for days in sorted(settings.EXPIRY_REMINDER_DAYS, reverse=True):
-        last_pk = 0
-        while True:
-            with transaction.atomic():
-                now = timezone.now()
-                batch = [a for a in Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+    last_pk = 0
+    while True:
+        with transaction.atomic():
+            now = timezone.now()
+            batch = list(Assignment.objects.select_for_update(skip_locked=True, of=("self",))
                          .filter(status=AssignmentStatus.ACTIVE, expires_at__gt=now,
-                                 expires_at__lte=now + timedelta(days=days), pk__gt=last_pk)
-                         .select_related("package__workspace", "agent").order_by("pk")[:size]]
-                if not batch:
-                    break
-                last_pk = batch[-1].pk
-                due = [a for a in batch if days not in a.reminded_days]
-                sponsors = _sponsors([a.agent_id for a in due])
-                for assignment in due:
-                    assignment.reminded_days = [*assignment.reminded_days, days]
-                    notifications.notify(
-                        recipients=sponsors.get(assignment.agent_id, []),
-                        subject=f"{assignment.package.name} for {assignment.agent.name} ends in {days} day(s)",
-                        body=f"It ends {assignment.expires_at:%Y-%m-%d %H:%M} UTC. Request an extension from the "
-                             f"assignment's page if the agent still needs it.",
-                        link=assignment_link(assignment))
-                Assignment.objects.bulk_update(due, ["reminded_days"])
-                audit.record_many(actor=None, changes=[
-                    audit.Change("assignment.reminder", a, a.package.workspace, after={"days_before": days})
-                    for a in due])
-                sent += len(due)
+                                 expires_at__lte=now + timedelta(days=thresholds[-1]), pk__gt=last_pk)
+                         .select_related("package__workspace", "agent").order_by("pk")[:size])
+            if not batch:
+                break
+            last_pk = batch[-1].pk
+            due = []
+            for assignment in batch:
+                crossed = [d for d in thresholds if assignment.expires_at <= now + timedelta(days=d)]
+                if min(crossed) not in assignment.reminded_days:
+                    assignment.reminded_days = sorted(set(assignment.reminded_days) | set(crossed))
+                    due.append(assignment)
+            sponsors = _sponsors([a.agent_id for a in due])
+            for assignment in due:
+                left = assignment.expires_at - now
+                when = f"{left.days} day(s)" if left.days else f"{max(1, left.seconds // 3600)} hour(s)"
+                notifications.notify(
+                    recipients=sponsors.get(assignment.agent_id, []),
+                    subject=f"{assignment.package.name} for {assignment.agent.name} ends in {when}",
+                    body=f"It ends {assignment.expires_at:%Y-%m-%d %H:%M} UTC. Request an extension from the "
+                         f"assignment's page if the agent still needs it.",
+                    link=assignment_link(assignment))
+            Assignment.objects.bulk_update(due, ["reminded_days"])
+            audit.record_many(actor=None, changes=[
+                audit.Change("assignment.reminder", a, a.package.workspace, after={"reminded_days": a.reminded_days})
+                for a in due])
+            sent += len(due)
     return {"reminders": sent}
 
 
@@ -115,10 +124,13 @@ def send_expiry_reminders() -> dict:
 def expire_agents() -> dict:
     now = timezone.now()
     disabled = retired = 0
-    due = Agent.objects.filter(status=AgentStatus.ACTIVE, expires_at__lte=now).values_list("pk", flat=True)
-    for agent in Agent.objects.filter(pk__in=list(due)):
-        if registry.agent_disable(actor=None, agent=agent, reason="expired").disabled_by:
-            disabled += 1
+    # Each agent is locked by the service; a second worker waits, then finds the work done and changes nothing.
+    for agent in Agent.objects.filter(status=AgentStatus.ACTIVE, expires_at__lte=now):
+        try:
+            if registry.agent_disable(actor=None, agent=agent, reason="expired").status == AgentStatus.DISABLED:
+                disabled += 1
+        except ValidationError:  # retired meanwhile
+            continue
     grace = now - timedelta(days=settings.RETIRE_GRACE_DAYS)
     for agent in Agent.objects.filter(status=AgentStatus.DISABLED, expires_at__lte=grace):
         try:
@@ -155,17 +167,21 @@ def sweep_orphans() -> dict:
         .values_list("content_object_id", flat=True))
     for agent in live.filter(orphaned_at__isnull=True).exclude(pk__in=with_sponsor):
         with transaction.atomic():
-            registry.agent_set_orphaned(actor=None, agent=agent, orphaned=True)
+            if not registry.agent_set_orphaned(actor=None, agent=agent, orphaned=True):
+                continue  # another worker flagged it first
             owners = [u for u in registry.people_of(agent)[agent_policy.OWN_AGENT] if u.is_active]
             notifications.notify(recipients=owners, subject=f"{agent.name} has no active sponsor",
                                  body=f"Add a sponsor within {settings.ORPHAN_GRACE_DAYS} days or it is disabled.",
                                  link=f"/agents/{agent.pk}/")
         counts["orphaned"] += 1
     for agent in live.filter(orphaned_at__isnull=False, pk__in=with_sponsor):
-        registry.agent_set_orphaned(actor=None, agent=agent, orphaned=False)
-        counts["cleared"] += 1
+        if registry.agent_set_orphaned(actor=None, agent=agent, orphaned=False):
+            counts["cleared"] += 1
     limit = timezone.now() - timedelta(days=settings.ORPHAN_GRACE_DAYS)
     for agent in live.filter(status=AgentStatus.ACTIVE, orphaned_at__lte=limit).exclude(pk__in=with_sponsor):
-        registry.agent_disable(actor=None, agent=agent, reason="orphaned past the grace period")
+        try:
+            registry.agent_disable(actor=None, agent=agent, reason="orphaned past the grace period")
+        except ValidationError:  # retired meanwhile
+            continue
         counts["disabled"] += 1
     return counts

@@ -11,7 +11,7 @@ import socket
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -85,6 +85,7 @@ def job_execute(name: str, *, trigger: str = JobTrigger.COMMAND, job_run_id: int
                 triggered_by: User | None = None) -> JobRun:
     """Run a job now in this process and record its ``JobRun`` (start, end, counts, error)."""
     job = get_job(name)
+    _fail_lost_runs(job.name)
     if job_run_id is not None:
         run = JobRun.objects.get(pk=job_run_id)
         run.status, run.started_at = JobStatus.RUNNING, timezone.now()
@@ -102,6 +103,16 @@ def job_execute(name: str, *, trigger: str = JobTrigger.COMMAND, job_run_id: int
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "counts", "error", "finished_at"])
     return run
+
+
+LOST_AFTER = timedelta(hours=6)
+
+
+def _fail_lost_runs(name: str) -> int:
+    """A worker killed mid-run leaves its JobRun "running" forever; after LOST_AFTER it is marked failed."""
+    cutoff = timezone.now() - LOST_AFTER
+    return JobRun.objects.filter(job=name, status=JobStatus.RUNNING, started_at__lt=cutoff).update(
+        status=JobStatus.FAILED, finished_at=timezone.now(), error="The worker was lost before the run finished.")
 
 
 @register("verify_audit_chain", "Recompute the audit trail's hash chain and report the first tampered event.")

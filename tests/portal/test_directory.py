@@ -78,7 +78,8 @@ def test_admin_deactivate_action_goes_through_the_service(world):
 def test_seed_demo_is_idempotent_and_prints_the_logins():
     out = StringIO()
     call_command("seed_demo", "--password", "pw", stdout=out)
-    expected = {"ga", "secadmin", "owner", "owner2", "contributor", "contributor2", "idowner", "idowner2", "reader"}
+    expected = {"ga", "secadmin", "owner", "owner2", "contributor", "contributor2", "idowner", "idowner2", "reader",
+                "leaver"}  # leaver: a deactivated sponsor, so the orphan sweep has work in the demo
     assert set(User.objects.filter(kind="human").values_list("username", flat=True)) == expected
     assert User.objects.filter(kind="agent_user").exists()  # the demo registry's agent users
     for username in expected:

@@ -89,3 +89,20 @@ def test_run_now_executes_on_a_real_celery_worker_over_redis(redis_url, world):
     assert run.status == "succeeded", run.error
     assert run.counts["events_checked"] == AuditEvent.objects.count()  # including the job.enqueue event
     assert run.worker and run.finished_at
+
+
+@pytest.mark.django_db
+def test_a_run_whose_worker_was_lost_is_marked_failed_by_the_next_run():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    lost = JobRun.objects.create(job="verify_audit_chain", trigger="schedule", status="running",
+                                 started_at=timezone.now() - timedelta(hours=7))
+    recent = JobRun.objects.create(job="verify_audit_chain", trigger="schedule", status="running",
+                                   started_at=timezone.now() - timedelta(minutes=5))  # may still be running
+    jobs.job_execute("verify_audit_chain")
+    lost.refresh_from_db()
+    recent.refresh_from_db()
+    assert lost.status == "failed" and "lost" in lost.error and lost.finished_at
+    assert recent.status == "running"

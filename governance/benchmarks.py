@@ -1,0 +1,105 @@
+"""Governance benchmarks, registered with ``portal.benchmarks`` (DESIGN §6).
+
+``expire_assignments``: R18's expiry job over n assignments of which n // 10 are due — each ended with its audit
+event, in batches (queries grow with batches, not rows) — against one SQL UPDATE of the same due rows.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib.auth.models import Permission as AuthPermission
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, transaction
+from django.utils import timezone
+
+from agents import policy
+from agents.models import Agent, AgentUserObjectPermission, Blueprint
+from governance import access_packages, lifecycle
+from governance.choices import ApproverKind, AssignmentStatus, DurationKind
+from governance.models import Assignment
+from portal import workspaces
+from portal.benchmarks import scenario, timed
+from portal.models import AuditEvent, Permission, User
+
+AGENTS = 1000  # agents × packages = n: one open assignment per (package, agent)
+
+
+def _fleet(count: int):
+    """A workspace with two owners, ``count`` bulk-created active agents, and the sponsor of them all."""
+    blueprint = Blueprint.objects.filter(is_complete=True, publisher_kind="microsoft").order_by("name").first()
+    if blueprint is None:
+        raise ImproperlyConfigured("bench needs the demo blueprints: run manage.py seed_demo first.")
+    owners = [User.objects.create(username=f"expiry-owner-{i}") for i in range(2)]
+    workspace = workspaces.workspace_create(actor=None, name="Bench expiry", slug="bench-expiry", owners=owners)
+    now = timezone.now()
+    agents = Agent.objects.bulk_create(
+        (Agent(workspace=workspace, blueprint=blueprint, name=f"expiry-agent-{i:05d}", scope="workspace",
+               identity_type="agent_identity", status="active", created_by=owners[0], created_at=now)
+         for i in range(count)), batch_size=5000)
+    sponsor = AuthPermission.objects.get(content_type__app_label="agents", codename=policy.SPONSOR_AGENT)
+    AgentUserObjectPermission.objects.bulk_create(
+        (AgentUserObjectPermission(permission=sponsor, user=owners[0], content_object=a) for a in agents),
+        batch_size=5000)
+    return workspace, owners, agents
+
+
+def _packages(workspace, count: int):
+    permissions = list(Permission.objects.filter(kind="application", privileged=False,
+                                                 name="SecurityIncident.Read.All"))
+    return [access_packages.package_save(
+        actor=None, workspace=workspace, name=f"Bench package {i:04d}", permissions=permissions,
+        policy={"approver_kind": ApproverKind.NONE, "duration_kind": DurationKind.DAYS, "duration_value": 30})
+        for i in range(count)]
+
+
+def _assignments(packages, agents, owner, n: int) -> list[int]:
+    """n active assignments; every tenth (n // 10 in all) ended within the last hours. Returns the due pks."""
+    now = timezone.now()
+    due_total = n // 10
+    rows = []
+    for i in range(n):
+        package, agent = packages[i // len(agents)], agents[i % len(agents)]
+        due = i % 10 == 0 and i // 10 < due_total
+        ends = now - timedelta(seconds=30 + (i * 7) % 36_000) if due else now + timedelta(hours=1 + i % 2000)
+        rows.append(Assignment(package=package, agent=agent, status=AssignmentStatus.ACTIVE, requested_by=owner,
+                               requested_at=now - timedelta(days=31), request_expires_at=now - timedelta(days=24),
+                               starts_at=now - timedelta(days=30), expires_at=ends))
+    created = Assignment.objects.bulk_create(rows, batch_size=5000)
+    return [a.pk for a, i in zip(created, range(n), strict=True) if i % 10 == 0 and i // 10 < due_total]
+
+
+@scenario("expire_assignments")
+def expire_assignments(n):
+    """expire_assignments over n assignments (n // 10 due, each with its audit event) vs. one UPDATE of them."""
+    agent_count = min(n, AGENTS)
+    workspace, owners, agents = _fleet(agent_count)
+    packages = _packages(workspace, -(-n // agent_count))
+    due = _assignments(packages, agents, owners[0], n)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE governance_assignment")
+    now = timezone.now()
+    due_now = Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__lte=now)
+    already_due = due_now.exclude(pk__in=due).count()  # demo data that ended meanwhile, expired too
+
+    # The floor: the same rows ended by one UPDATE (no audit, no batches), rolled back before the job runs.
+    savepoint = transaction.savepoint()
+    baseline = timed(lambda: due_now.update(status=AssignmentStatus.EXPIRED, ended_at=now, end_reason="expired"))
+    transaction.savepoint_rollback(savepoint)
+
+    events_before = AuditEvent.objects.filter(action="assignment.expire").count()
+    result = {}
+    measured = timed(lambda: result.update(lifecycle.expire_assignments()))
+    expired = Assignment.objects.filter(pk__in=due, status=AssignmentStatus.EXPIRED).count()
+    if expired != len(due) or result["expired"] != len(due) + already_due:
+        raise AssertionError(f"expire_assignments ended {result['expired']} ({expired} of the {len(due)} due)")
+    if Assignment.objects.filter(package__in=packages, status=AssignmentStatus.ACTIVE).count() != n - len(due):
+        raise AssertionError("expire_assignments ended assignments that were not due")
+    events = AuditEvent.objects.filter(action="assignment.expire").count() - events_before
+    if events != result["expired"]:
+        raise AssertionError(f"{events} audit events for {result['expired']} expired assignments")
+    return measured, "single_sql_update_same_rows", baseline
+
+
+expire_assignments.default_n = 100_000
