@@ -408,3 +408,32 @@ def _end_on_retirement(agent: Agent, now: datetime) -> dict:
 
 registry.EXTRA_GRANTS.append(_extra_grants)
 registry.RETIRE_HOOKS.append(_end_on_retirement)
+
+
+def assignments_revoke_batch(*, actor: User | None, assignment_ids: Iterable[int], reason: str,
+                             action: str = "assignment.revoke") -> list[int]:
+    """Revoke many assignments at once with the rules of ``assignment_revoke``: only pending or active ones end.
+
+    For jobs (an access review's results, R19): the rows are locked, ended by one UPDATE and each gets its audit
+    event in the caller's transaction (``record_many``). Returns the ids actually revoked; the others had ended
+    already and are left alone, so a rerun revokes nothing twice. A person revoking one assignment uses
+    ``assignment_revoke`` (it checks their permission); here ``actor`` is recorded, not checked.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("assignments_revoke_batch() runs inside the caller's transaction.")
+    open_ = list(Assignment.objects.select_for_update(of=("self",))
+                 .filter(pk__in=list(assignment_ids), status__in=[AssignmentStatus.PENDING, AssignmentStatus.ACTIVE])
+                 .select_related("package__workspace", "agent").order_by("pk"))
+    if not open_:
+        return []
+    now = timezone.now()
+    Assignment.objects.filter(pk__in=[a.pk for a in open_]).update(
+        status=AssignmentStatus.REVOKED, ended_at=now, end_reason=reason or "revoked", extension_until=None)
+    changes = []
+    for assignment in open_:
+        before = _snapshot(assignment)
+        assignment.status, assignment.ended_at, assignment.end_reason = AssignmentStatus.REVOKED, now, reason
+        changes.append(audit.Change(action, assignment, assignment.package.workspace, before=before,
+                                    after=_snapshot(assignment)))
+    audit.record_many(actor=actor, changes=changes)
+    return [a.pk for a in open_]

@@ -103,3 +103,88 @@ def expire_assignments(n):
 
 
 expire_assignments.default_n = 100_000
+
+
+# --- access reviews (R19) ------------------------------------------------------------------------------------------
+
+
+def _review_over(n: int):
+    """A package review (not yet open) over n open assignments of bulk-created agents sponsored by one owner."""
+    from governance import reviews
+
+    agent_count = min(n, AGENTS)
+    workspace, owners, agents = _fleet(agent_count)
+    packages = _packages(workspace, -(-n // agent_count))
+    _assignments(packages, agents, owners[0], n)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE governance_assignment")
+    campaign = reviews.review_create(actor=None, workspace=workspace, name="Bench review", scope_kind="packages",
+                                     packages=packages, reviewer_kind="sponsors", duration_days=14,
+                                     starts_at=timezone.now() + timedelta(days=1), no_response="keep")
+    return campaign, packages
+
+
+def _plain_items(instance, n: int) -> list:
+    from governance.models import ReviewItem
+
+    agent = Agent.objects.filter(workspace=instance.campaign.workspace).first()
+    now = timezone.now()
+    return [ReviewItem(instance=instance, agent=agent, access=f"row {i}", granted_at=now, last_used_at=now,
+                       recommendation="approve", recommendation_reason="floor") for i in range(n)]
+
+
+@scenario("review_open")
+def review_open(n):
+    """Opening a review over n assignments (items with evidence, reviewers, recommendations; queries per batch)
+    vs. a plain bulk insert of n item rows (the floor)."""
+    from governance import reviews
+    from governance.models import ReviewInstance, ReviewItem
+
+    campaign, _packages_ = _review_over(n)
+    start = timezone.now()
+    savepoint = transaction.savepoint()
+    floor = ReviewInstance.objects.create(campaign=campaign, starts_at=start - timedelta(days=1), ends_at=start)
+    baseline = timed(lambda: ReviewItem.objects.bulk_create(_plain_items(floor, n), batch_size=reviews.BATCH))
+    transaction.savepoint_rollback(savepoint)
+    result = {}
+    measured = timed(lambda: result.update(instance=reviews.review_instance_open(campaign=campaign, starts_at=start)))
+    items = result["instance"].items.count()
+    if items != n:
+        raise AssertionError(f"review_open created {items} items for {n} assignments")
+    return measured, "bulk_insert_same_items", baseline
+
+
+review_open.default_n = 50_000
+
+
+@scenario("review_apply")
+def review_apply(n):
+    """Applying n denials of a closed review (batched revoke + one audit event each) vs. one UPDATE of the same
+    assignments (the floor)."""
+    from governance import reviews
+    from governance.models import ReviewDecision
+
+    campaign, packages = _review_over(n)
+    instance = reviews.review_instance_open(campaign=campaign, starts_at=timezone.now())
+    reviewer = campaign.workspace.memberships.order_by("pk").first().user
+    now = timezone.now()
+    ReviewDecision.objects.bulk_create(
+        (ReviewDecision(item_id=pk, reviewer=reviewer, decision="deny", justification="bench", decided_at=now)
+         for pk in instance.items.values_list("pk", flat=True)), batch_size=5000)
+    reviews.review_instance_close(actor=None, instance=instance)
+    targets = Assignment.objects.filter(package__in=packages, status=AssignmentStatus.ACTIVE)
+    savepoint = transaction.savepoint()
+    baseline = timed(lambda: targets.update(status=AssignmentStatus.REVOKED, ended_at=now, end_reason="floor"))
+    transaction.savepoint_rollback(savepoint)
+    events_before = AuditEvent.objects.filter(action="assignment.revoke").count()
+    result = {}
+    measured = timed(lambda: result.update(reviews.review_instance_apply(instance=instance)))
+    revoked = Assignment.objects.filter(package__in=packages, status=AssignmentStatus.REVOKED).count()
+    events = AuditEvent.objects.filter(action="assignment.revoke").count() - events_before
+    if result["removed"] != n or revoked != n or events != n:
+        raise AssertionError(f"review_apply removed {result['removed']}, revoked {revoked}, {events} events of {n}")
+    return measured, "single_sql_update_same_rows", baseline
+
+
+review_apply.default_n = 50_000

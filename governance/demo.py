@@ -142,3 +142,36 @@ def seed_access_packages(write: Callable[[str], None]) -> None:
                                                  role=agent_policy.SPONSOR_AGENT)
             directory.user_deactivate(actor=None, user=leaver)
     write("  leaver (deactivated, no manager) was the only sponsor of ca-drift-emea: sweep_orphans has work")
+
+
+@seeding.register("access reviews")
+def seed_access_reviews(write: Callable[[str], None]) -> None:
+    """An open monthly review of soc's agents by their sponsors (R19), one agent idle for 45 days so a "deny"
+    recommendation shows next to the "approve" ones. Seeded once; later runs leave it as it became."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from governance import reviews
+    from governance.models import AccessReview
+
+    soc = Workspace.objects.get(slug="soc")
+    if AccessReview.objects.filter(workspace=soc, name="Monthly SOC agent review").exists():
+        return
+    users = {u.username: u for u in User.objects.filter(kind="human")}
+    now = timezone.now()
+    with transaction.atomic():
+        # Demo data shaping, not a service path: an agent user last seen 45 days ago (no tokens or runs yet).
+        User.objects.filter(agent_user_of__identity__agent__workspace=soc,
+                            agent_user_of__identity__agent__name="workload-hygiene").update(
+            last_seen_at=now - timedelta(days=45))
+        campaign = reviews.review_create(
+            actor=users["owner"], workspace=soc, name="Monthly SOC agent review",
+            description="Do the SOC's agents still need their identities and permissions?",
+            scope_kind="workspace_agents", reviewer_kind="sponsors", fallback_reviewer=users["owner"],
+            recurrence="monthly", starts_at=now - timedelta(hours=1), duration_days=14, auto_apply=True,
+            no_response="keep")
+    instance = campaign.instances.first()
+    write(f"  access review {campaign.name}: {instance.items.count() if instance else 0} item(s) open for the "
+          f"sponsors")

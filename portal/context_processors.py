@@ -1,4 +1,5 @@
 from portal import notifications, rbac
+from portal.navigation import header_counts
 
 
 def navigation(request) -> dict:
@@ -16,4 +17,5 @@ def navigation(request) -> dict:
         "can_view_jobs": rbac.can_view_jobs(user),
         "can_view_audit": rbac.can_view_audit(user),
         "unread_notifications": notifications.unread_count(user),
+        "header_counts": header_counts(user),
     }

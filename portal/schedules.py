@@ -13,4 +13,5 @@ JOB_SCHEDULES = {
     "send_expiry_reminders": crontab(minute=0, hour=8),
     "expire_agents": crontab(minute="*/5"),
     "sweep_orphans": crontab(minute=15, hour=2),
+    "run_access_reviews": crontab(minute=5),
 }

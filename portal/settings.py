@@ -36,6 +36,7 @@ env = environ.Env(
     CREDENTIAL_HASH_KEY=(str, ""),
     JOB_BATCH_SIZE=(int, 1000),
     JOB_BATCH_PAUSE_SECONDS=(float, 0.0),
+    REVIEW_INACTIVE_DAYS=(int, 30),
 )
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -215,6 +216,7 @@ CREDENTIAL_ROTATION_OVERLAP_HOURS = env("CREDENTIAL_ROTATION_OVERLAP_HOURS")
 CREDENTIAL_HASH_KEY = env("CREDENTIAL_HASH_KEY")
 JOB_BATCH_SIZE = env("JOB_BATCH_SIZE")
 JOB_BATCH_PAUSE_SECONDS = env("JOB_BATCH_PAUSE_SECONDS")
+REVIEW_INACTIVE_DAYS = env("REVIEW_INACTIVE_DAYS")
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@localhost")

@@ -295,3 +295,35 @@ CASES += [
          expect(403, 403, 400, 400, 400, 404), data=lambda w: {"hours": 1}),
     Case("api-assignment-revoke", "POST", lambda w: f"/api/v1/assignments/{w.assignment.pk}/revoke/", API_DECIDE),
 ]
+
+
+# --- governance: access reviews (R19) ------------------------------------------------------------------------------
+
+REVIEW_OWNERS = expect(LOGIN, 403, 200, 200, 200, 404)
+
+
+def _review_url(name):
+    return lambda w: reverse(name, args=[w.review.pk])
+
+
+CASES += [
+    Case("review-list", "GET", lambda w: reverse("review-list"), EVERYONE_OK),
+    Case("review-create", "GET", lambda w: reverse("review-create"), expect(LOGIN, 403, 200, 200, 200, 200)),
+    Case("review-create", "POST", lambda w: reverse("review-create"), expect(LOGIN, 403, 200, 200, 200, 200),
+         label="review create (incomplete form: its errors)", data=lambda w: {"name": "x"}),
+    Case("review-detail", "GET", _review_url("review-detail"), IN_ALPHA),
+    Case("review-mine", "GET", _review_url("review-mine"), IN_ALPHA),
+    Case("review-accept", "POST", _review_url("review-accept"), expect(LOGIN, 302, 302, 302, 302, 404),
+         label="review accept recommendations (none to accept for a non-reviewer: a message)"),
+    Case("review-decide", "POST", lambda w: reverse("review-decide", args=[w.review_item.pk]),
+         expect(LOGIN, 403, 302, 403, 403, 404), data=lambda w: {"decision": "approve"}),
+    Case("review-close", "POST", _review_url("review-close"), DECIDE),
+    Case("review-results", "GET", _review_url("review-results"), REVIEW_OWNERS),
+    Case("review-results-csv", "GET", _review_url("review-results-csv"), REVIEW_OWNERS),
+    Case("api-review-list", "GET", lambda w: "/api/v1/reviews/", API_ALL),
+    Case("api-review-detail", "GET", lambda w: f"/api/v1/reviews/{w.review.pk}/", API_IN_ALPHA),
+    Case("api-review-decisions", "GET", lambda w: f"/api/v1/reviews/{w.review.pk}/decisions/", API_IN_ALPHA),
+    Case("api-review-decisions", "POST", lambda w: f"/api/v1/reviews/{w.review.pk}/decisions/",
+         expect(403, 403, 200, 403, 403, 404), label="api review decision (only the item's reviewer)",
+         data=lambda w: {"item": w.review_item.pk, "decision": "approve"}),
+]

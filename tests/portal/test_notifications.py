@@ -189,7 +189,7 @@ def _count_queries(client, url: str) -> int:
     return len(ctx.captured_queries)
 
 
-NOTIFICATIONS_PAGE_QUERIES = 11  # session, user, header (incl. the unread count), page count, page rows
+NOTIFICATIONS_PAGE_QUERIES = 12  # session, user, header (incl. the unread count and review counter), page rows
 
 
 @pytest.mark.django_db
