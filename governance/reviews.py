@@ -88,14 +88,14 @@ def reviews_visible_to(user) -> QuerySet[AccessReview]:
                                        | Q(pk__in=reviewing)).select_related("workspace")
 
 
-def _undecided_by(user) -> Exists:
+def _decided_by(user) -> Exists:
     return Exists(ReviewDecision.objects.filter(item=OuterRef("item"), reviewer=user))
 
 
 def open_item_count(user) -> int:
     """How many items wait for the user's decision in open instances: one COUNT over (reviewer, instance)."""
     return (ReviewItemReviewer.objects.filter(reviewer=user, instance__status=ReviewInstanceStatus.OPEN)
-            .exclude(_undecided_by(user)).count())
+            .exclude(_decided_by(user)).count())
 
 
 def inbox(user) -> list[dict]:
@@ -494,7 +494,7 @@ def review_accept_recommendations(*, actor: User, instance: ReviewInstance) -> i
     instance = ReviewInstance.objects.select_for_update(of=("self",)).select_related("campaign__workspace").get(
         pk=instance.pk)
     _decidable(instance, timezone.now())
-    mine = ReviewItemReviewer.objects.filter(reviewer=actor, instance=instance).exclude(_undecided_by(actor))
+    mine = ReviewItemReviewer.objects.filter(reviewer=actor, instance=instance).exclude(_decided_by(actor))
     items = list(ReviewItem.objects.filter(pk__in=mine.values("item_id"))
                  .exclude(agent__run_as_user=actor).exclude(agent__identity__agent_user__user=actor)
                  .select_related("agent").order_by("pk"))
