@@ -72,3 +72,21 @@ class ReviewDecisionKind(models.TextChoices):
     APPROVE = "approve", "Approve"
     DENY = "deny", "Deny"
     DONT_KNOW = "dont_know", "Don't know"
+
+
+class PolicyState(models.TextChoices):
+    ON = "on", "On"
+    REPORT_ONLY = "report_only", "Report-only"
+    OFF = "off", "Off"
+
+
+class PolicyGrant(models.TextChoices):
+    BLOCK = "block", "Block"
+    ALLOW = "allow", "Allow only when the conditions hold"
+
+
+class RiskLevel(models.TextChoices):
+    NONE = "none", "None"
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"

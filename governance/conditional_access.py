@@ -1,0 +1,216 @@
+"""Conditional access for agents (R20): which policies apply to an agent in a context, and the decision.
+
+``evaluate`` is the one decision point: the token endpoint and run starts (issues to come) and the what-if view
+call it with the same inputs, so what-if matches real issuance. It is a pure function of the policies, the agent's
+facts and the context; ``agent_facts`` and ``active_policies`` load those in a fixed number of queries.
+
+Semantics: a policy that is off is skipped. A *block* policy blocks when it targets the agent and all its
+conditions hold. An *allow* policy is an allow-list: when it targets the agent, the agent is allowed only while
+its conditions hold, and blocked otherwise. Block wins. A report-only policy is evaluated and recorded with what it
+would have done, but never blocks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from agents.models import Agent, AgentUser, AttributeValue
+from governance.choices import PolicyGrant, PolicyState, RiskLevel
+from governance.models import ConditionalAccessPolicy
+
+RISK_ORDER = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
+AGENT_USER_KIND = "agent_user"
+ATTRIBUTE_OPS = ("equals", "in", "starts_with")
+
+
+@dataclass(frozen=True)
+class AgentFacts:
+    """What policies look at, loaded once per decision."""
+
+    agent_id: int
+    kind: str
+    publisher_kind: str
+    risk_level: str
+    has_agent_user: bool
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccessContext:
+    ip: str | None = None
+    at: datetime | None = None
+    scopes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PolicyVerdict:
+    policy_id: int
+    name: str
+    state: str
+    outcome: str  # "block", "allow" or "not_applicable"
+    reason: str
+
+    @property
+    def enforced(self) -> bool:
+        return self.state == PolicyState.ON
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    allowed: bool
+    verdicts: tuple[PolicyVerdict, ...]
+
+    @property
+    def blocking(self) -> list[PolicyVerdict]:
+        return [v for v in self.verdicts if v.enforced and v.outcome == "block"]
+
+    @property
+    def report_only_blocks(self) -> list[PolicyVerdict]:
+        """What report-only policies would have blocked (recorded, never enforced)."""
+        return [v for v in self.verdicts if v.state == PolicyState.REPORT_ONLY and v.outcome == "block"]
+
+
+def agent_facts(agent: Agent) -> AgentFacts:
+    """The agent's kind, publisher kind, risk, agent user and attributes (two queries)."""
+    attributes = dict(AttributeValue.objects.filter(agent=agent).values_list("key", "value"))
+    return AgentFacts(agent_id=agent.pk, kind=agent.kind, publisher_kind=agent.blueprint.publisher_kind,
+                      risk_level=agent.risk_level or RiskLevel.NONE,
+                      has_agent_user=AgentUser.objects.filter(identity__agent=agent).exists(),
+                      attributes=attributes)
+
+
+def active_policies() -> list[ConditionalAccessPolicy]:
+    """Every policy that is on or report-only, with its named and excluded agents (three queries)."""
+    return list(ConditionalAccessPolicy.objects.exclude(state=PolicyState.OFF)
+                .prefetch_related("agents", "excluded_agents").order_by("name", "pk"))
+
+
+# --- targets -----------------------------------------------------------------------------------------------------
+
+
+def _attribute_matches(rule: dict, attributes: dict[str, str]) -> bool:
+    value = attributes.get(rule.get("key", ""))
+    if value is None:
+        return False
+    expected = rule.get("value")
+    op = rule.get("op", "equals")
+    if op == "equals":
+        return value == expected
+    if op == "in":
+        return value in (expected if isinstance(expected, list) else [v.strip() for v in str(expected).split(",")])
+    if op == "starts_with":
+        return value.startswith(str(expected))
+    return False
+
+
+def _target_reason(policy: ConditionalAccessPolicy, facts: AgentFacts) -> str | None:
+    """Why the policy targets the agent, or None when it does not (exclusions win)."""
+    if facts.agent_id in {a.pk for a in policy.excluded_agents.all()}:
+        return None
+    if policy.all_agents:
+        return "targets every agent"
+    if facts.agent_id in {a.pk for a in policy.agents.all()}:
+        return "names this agent"
+    kinds = set(policy.agent_kinds or [])
+    if facts.kind in kinds:
+        return f"targets {facts.kind} agents"
+    if AGENT_USER_KIND in kinds and facts.has_agent_user:
+        return "targets agents with an agent user"
+    if facts.publisher_kind in set(policy.publisher_kinds or []):
+        return f"targets {facts.publisher_kind}-published agents"
+    for rule in policy.attribute_rules or []:
+        if _attribute_matches(rule, facts.attributes):
+            return f"matches the attribute rule {rule.get('key')} {rule.get('op', 'equals')} {rule.get('value')}"
+    return None
+
+
+# --- conditions --------------------------------------------------------------------------------------------------
+
+
+def _parse_time(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _in_window(window: dict, at: datetime) -> bool:
+    at = at.astimezone(UTC)
+    if at.weekday() not in set(window.get("days", range(7))):
+        return False
+    start, end = _parse_time(window["start"]), _parse_time(window["end"])
+    now = at.time()
+    return start <= now < end if start <= end else (now >= start or now < end)  # a window may wrap midnight
+
+
+def _unmet_conditions(policy: ConditionalAccessPolicy, facts: AgentFacts, context: AccessContext) -> list[str]:
+    unmet = []
+    if policy.min_risk_level and RISK_ORDER[facts.risk_level] < RISK_ORDER[policy.min_risk_level]:
+        unmet.append(f"agent risk {facts.risk_level} is below {policy.min_risk_level}")
+    if policy.ip_ranges:
+        try:
+            address = ipaddress.ip_address(context.ip or "")
+        except ValueError:
+            address = None
+        if address is None or not any(address in ipaddress.ip_network(r, strict=False) for r in policy.ip_ranges):
+            unmet.append(f"client address {context.ip or 'unknown'} is outside {', '.join(policy.ip_ranges)}")
+    if policy.time_windows:
+        at = context.at or timezone.now()
+        if not any(_in_window(w, at) for w in policy.time_windows):
+            unmet.append(f"{at.astimezone(UTC):%a %H:%M} UTC is outside the policy's time windows")
+    return unmet
+
+
+def _verdict(policy: ConditionalAccessPolicy, facts: AgentFacts, context: AccessContext) -> PolicyVerdict:
+    def verdict(outcome: str, reason: str) -> PolicyVerdict:
+        return PolicyVerdict(policy.pk, policy.name, policy.state, outcome, reason)
+
+    if policy.state == PolicyState.OFF:
+        return verdict("not_applicable", "the policy is off")
+    targeted = _target_reason(policy, facts)
+    if targeted is None:
+        return verdict("not_applicable", "does not target this agent")
+    unmet = _unmet_conditions(policy, facts, context)
+    if policy.grant == PolicyGrant.BLOCK:
+        if unmet:
+            return verdict("not_applicable", f"{targeted}, but {'; '.join(unmet)}")
+        return verdict("block", f"{targeted} and every condition holds")
+    if unmet:
+        return verdict("block", f"{targeted}; allowed only when its conditions hold, and {'; '.join(unmet)}")
+    return verdict("allow", f"{targeted} and every condition holds")
+
+
+def evaluate(facts: AgentFacts, context: AccessContext,
+             policies: Sequence[ConditionalAccessPolicy] | None = None) -> Evaluation:
+    """Each policy's verdict with its reason, and the decision: blocked when any enforced policy blocks."""
+    verdicts = tuple(_verdict(p, facts, context) for p in (active_policies() if policies is None else policies))
+    return Evaluation(allowed=not any(v.enforced and v.outcome == "block" for v in verdicts), verdicts=verdicts)
+
+
+def validate_policy(policy: ConditionalAccessPolicy) -> None:
+    """Check the JSON parts of a policy before it is saved (the policy services of issue 7 call this)."""
+    problems = []
+    for rule in policy.attribute_rules or []:
+        if not rule.get("key") or rule.get("op", "equals") not in ATTRIBUTE_OPS:
+            problems.append(f"Attribute rule {rule!r}: give a key and one of {', '.join(ATTRIBUTE_OPS)}.")
+    for network in policy.ip_ranges or []:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            problems.append(f"'{network}' is not an IP range (CIDR, e.g. 10.0.0.0/8).")
+    for window in policy.time_windows or []:
+        try:
+            _parse_time(window["start"]), _parse_time(window["end"])
+            if not set(window.get("days", [])) <= set(range(7)):
+                raise ValueError
+        except (KeyError, ValueError, TypeError):
+            problems.append(f"Time window {window!r}: days 0–6 (Monday = 0), start and end as HH:MM.")
+    if policy.min_risk_level and policy.min_risk_level not in RISK_ORDER:
+        problems.append(f"Unknown risk level '{policy.min_risk_level}'.")
+    if problems:
+        raise ValidationError(problems)
+
