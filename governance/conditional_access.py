@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent, AgentUser, AttributeValue
 from governance.choices import PolicyGrant, PolicyState, RiskLevel
 from governance.models import ConditionalAccessPolicy
+from portal import audit
 
 RISK_ORDER = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
 AGENT_USER_KIND = "agent_user"
@@ -214,3 +216,52 @@ def validate_policy(policy: ConditionalAccessPolicy) -> None:
     if problems:
         raise ValidationError(problems)
 
+
+
+# --- policy services (audited) --------------------------------------------------------------------------------------
+
+POLICY_FIELDS = ("name", "description", "state", "grant", "all_agents", "agent_kinds", "publisher_kinds",
+                 "attribute_rules", "min_risk_level", "ip_ranges", "time_windows")
+
+
+def can_manage_policies(user) -> bool:
+    """Conditional access is tenant-wide: Global and Security Administrators manage it."""
+    from portal import rbac
+
+    return bool(rbac.role_keys(user) & {rbac.GLOBAL_ADMINISTRATOR, rbac.SECURITY_ADMINISTRATOR})
+
+
+def _snapshot(policy: ConditionalAccessPolicy) -> dict:
+    return {**{name: getattr(policy, name) for name in POLICY_FIELDS},
+            "agents": sorted(a.name for a in policy.agents.all()),
+            "excluded_agents": sorted(a.name for a in policy.excluded_agents.all())}
+
+
+@transaction.atomic
+def policy_save(*, actor, data: dict, agents: Sequence[Agent] = (), excluded_agents: Sequence[Agent] = (),
+                policy: ConditionalAccessPolicy | None = None) -> ConditionalAccessPolicy:
+    """Create or change a policy (Global and Security Administrators; R20); one audit event."""
+    if actor is not None and not can_manage_policies(actor):
+        raise PermissionDenied("Only Global and Security Administrators manage conditional access.")
+    before = None
+    if policy is None:
+        policy = ConditionalAccessPolicy(created_by=actor)
+    else:
+        policy = ConditionalAccessPolicy.objects.select_for_update().get(pk=policy.pk)
+        before = _snapshot(policy)
+    for name in POLICY_FIELDS:
+        if name in data:
+            setattr(policy, name, data[name])
+    validate_policy(policy)
+    if ConditionalAccessPolicy.objects.filter(name=policy.name).exclude(pk=policy.pk).exists():
+        raise ValidationError(f"A policy called '{policy.name}' already exists.")
+    targets = (policy.all_agents or policy.agent_kinds or policy.publisher_kinds or policy.attribute_rules
+               or agents)
+    if not targets:
+        raise ValidationError("Choose whom the policy targets (every agent, kinds, publishers, attributes or agents).")
+    policy.save()
+    policy.agents.set(agents)
+    policy.excluded_agents.set(excluded_agents)
+    audit.record(actor=actor, action="policy.update" if before else "policy.create", target=policy,
+                 before=before, after=_snapshot(policy))
+    return policy

@@ -175,3 +175,22 @@ def seed_access_reviews(write: Callable[[str], None]) -> None:
     instance = campaign.instances.first()
     write(f"  access review {campaign.name}: {instance.items.count() if instance else 0} item(s) open for the "
           f"sponsors")
+
+
+@seeding.register("conditional access")
+def seed_conditional_access(write: Callable[[str], None]) -> None:
+    """Two policies: partner agents only from the corporate network (on), and a report-only high-risk block."""
+    from governance import conditional_access
+    from governance.models import ConditionalAccessPolicy
+
+    policies = [
+        {"name": "Partner agents only from the corporate network", "state": "on", "grant": "allow",
+         "publisher_kinds": ["partner"], "ip_ranges": ["10.0.0.0/8", "127.0.0.0/8", "::1/128"],
+         "description": "Partner agents act only from inside the network."},
+        {"name": "Block high-risk agents", "state": "report_only", "grant": "block", "all_agents": True,
+         "min_risk_level": "high", "description": "Report-only until the risk signals are tuned."},
+    ]
+    for data in policies:
+        if not ConditionalAccessPolicy.objects.filter(name=data["name"]).exists():
+            conditional_access.policy_save(actor=None, data=data)
+            write(f"  policy {data['name']} ({data['state']})")

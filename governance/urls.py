@@ -28,4 +28,8 @@ urlpatterns = [
     path("reviews/<int:campaign_id>/results/", views.review_results, name="review-results"),
     path("reviews/<int:campaign_id>/results.csv", views.review_results_csv, name="review-results-csv"),
     path("reviews/items/<int:item_id>/decide/", views.review_decide, name="review-decide"),
+    path("policies/", views.policy_list, name="policy-list"),
+    path("policies/new/", views.policy_edit, name="policy-create"),
+    path("policies/what-if/", views.policy_what_if, name="policy-what-if"),
+    path("policies/<int:policy_id>/edit/", views.policy_edit, name="policy-edit"),
 ]

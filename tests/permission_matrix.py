@@ -327,3 +327,27 @@ CASES += [
          expect(403, 403, 200, 403, 403, 404), label="api review decision (only the item's reviewer)",
          data=lambda w: {"item": w.review_item.pk, "decision": "approve"}),
 ]
+
+
+# --- conditional access (R20) -------------------------------------------------------------------------------------
+
+
+def _policy(w):
+    from governance.models import ConditionalAccessPolicy
+
+    return ConditionalAccessPolicy.objects.get_or_create(name="Matrix policy", defaults={"all_agents": True})[0]
+
+
+POLICY_READ = expect(LOGIN, 403, 200, 200, 200, 200)
+POLICY_MANAGE = expect(LOGIN, 403, 403, 200, 200, 403)
+
+CASES += [
+    Case("policy-list", "GET", lambda w: reverse("policy-list"), POLICY_READ),
+    Case("policy-what-if", "GET", lambda w: reverse("policy-what-if") + "?agent=matrix-agent&ip=10.0.0.1",
+         POLICY_READ),
+    Case("policy-create", "GET", lambda w: reverse("policy-create"), POLICY_MANAGE),
+    Case("policy-create", "POST", lambda w: reverse("policy-create"), expect(LOGIN, 403, 403, 302, 302, 403),
+         label="policy create", data=lambda w: {"name": "Block partners", "state": "report_only", "grant": "block",
+                                                 "publisher_kinds": "partner"}),
+    Case("policy-edit", "GET", lambda w: reverse("policy-edit", args=[_policy(w).pk]), POLICY_MANAGE),
+]

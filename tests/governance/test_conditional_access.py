@@ -138,3 +138,34 @@ def test_r20_the_decision_needs_a_fixed_number_of_queries(facts, django_assert_n
         policy(f"P{index}", all_agents=True, grant="allow", state="report_only")
     with django_assert_num_queries(3):
         ca.evaluate(facts, ca.AccessContext(ip="10.0.0.1"))
+
+
+def test_r20_policies_are_managed_by_global_and_security_administrators_and_audited(registry_world, client):
+    w = registry_world
+    data = {"name": "Partners report-only", "state": "report_only", "grant": "block", "publisher_kinds": ["partner"],
+            "time_windows": "5,6 00:00-23:59", "ip_ranges": "10.0.0.0/8"}
+    client.force_login(w.owner)
+    assert client.post("/governance/policies/new/", data).status_code == 403
+    client.force_login(w.inherited)  # Security Administrator
+    assert client.post("/governance/policies/new/", data).status_code == 302
+    created = ConditionalAccessPolicy.objects.get(name="Partners report-only")
+    assert created.time_windows == [{"days": [5, 6], "start": "00:00", "end": "23:59"}]
+    assert created.created_by == w.inherited
+    from portal.models import AuditEvent
+
+    assert AuditEvent.objects.filter(action="policy.create", target_id=str(created.pk)).exists()
+    bad = client.post("/governance/policies/new/", {**data, "name": "Bad", "ip_ranges": "nonsense"})
+    assert "is not an IP range" in bad.content.decode() and not ConditionalAccessPolicy.objects.filter(
+        name="Bad").exists()
+    empty = client.post("/governance/policies/new/", {"name": "Nobody", "state": "on", "grant": "block"})
+    assert "Choose whom the policy targets" in empty.content.decode()
+
+
+def test_r20_what_if_shows_the_same_decision_as_the_decision_point(registry_world, client, facts):
+    policy("Block assistive", agent_kinds=["assistive"], grant="block")
+    policy("Report partners", publisher_kinds=["microsoft"], grant="block", state="report_only")
+    client.force_login(registry_world.owner)
+    body = client.get("/governance/policies/what-if/?agent=matrix-agent&ip=10.0.0.1").content.decode()
+    direct = ca.evaluate(facts, ca.AccessContext(ip="10.0.0.1"))
+    assert not direct.allowed and "<strong>blocked</strong> by Block assistive" in body
+    assert "report-only would block: Report partners" in body
