@@ -11,17 +11,12 @@ from agents import registry
 from governance import access_packages
 from governance.models import Assignment
 from portal.models import Permission
-from tests.factories import PASSWORD, UserFactory, agent_spec, make_blueprint, make_workspace
+from tests.browser.helpers import sign_in
+from tests.factories import UserFactory, agent_spec, make_blueprint, make_workspace
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def _sign_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}/")
 
 
 @pytest.mark.browser
@@ -39,7 +34,7 @@ def test_r18_browser_sponsor_requests_two_hours_owner_approves_agent_shows_the_e
     base = live_server.url
 
     sponsor = browser.new_context().new_page()
-    _sign_in(sponsor, base, "sam")
+    sign_in(sponsor, base, "sam")
     sponsor.goto(f"{base}/governance/access-packages/")
     sponsor.get_by_role("link", name="Incident responder").click()
     sponsor.get_by_label("Agent").fill("resp-agent")
@@ -49,7 +44,7 @@ def test_r18_browser_sponsor_requests_two_hours_owner_approves_agent_shows_the_e
     sponsor.wait_for_selector("#assignment-status:has-text('Pending approval')")
 
     owner = browser.new_context().new_page()
-    _sign_in(owner, base, "olga")
+    sign_in(owner, base, "olga")
     owner.goto(f"{base}/governance/access-packages/")
     owner.locator("#approver-inbox").get_by_role("link", name="Incident responder → resp-agent").click()
     owner.get_by_role("button", name="Approve").click()

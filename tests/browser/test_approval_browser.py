@@ -8,19 +8,14 @@ import pytest
 from agents import catalog as skills
 from agents.models import Agent
 from governance.models import ApprovalRequest
-from tests.factories import PASSWORD, UserFactory, grant_role, make_workspace
+from tests.browser.helpers import sign_in
+from tests.factories import UserFactory, grant_role, make_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 MANIFEST = ROOT / "governance" / "data" / "TaniumDefenderTriageAgent.yaml"
 
 
-def _sign_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}/")
 
 
 @pytest.mark.browser
@@ -33,7 +28,7 @@ def test_r16_browser_partner_agent_approved_by_a_global_administrator(live_serve
     base = live_server.url
 
     contributor = browser.new_context().new_page()
-    _sign_in(contributor, base, "carl")
+    sign_in(contributor, base, "carl")
     contributor.goto(f"{base}/agents/blueprints/")
     contributor.set_input_files("input[name=manifest]", str(MANIFEST))
     contributor.get_by_role("button", name="Import").click()
@@ -54,7 +49,7 @@ def test_r16_browser_partner_agent_approved_by_a_global_administrator(live_serve
 
     admin = browser.new_context().new_page()
     admin.on("dialog", lambda dialog: dialog.accept())
-    _sign_in(admin, base, "gina")
+    sign_in(admin, base, "gina")
     admin.goto(f"{base}{approval_link}")
     assert "SecurityIncident.Read.All" in admin.locator("#approval-permissions").inner_text()
     assert "Correlate Defender incidents" in admin.locator("#justification").inner_text()

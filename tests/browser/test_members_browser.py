@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from portal.models import WorkspaceMembership
-from tests.factories import PASSWORD, UserFactory, make_workspace
+from tests.browser.helpers import sign_in
+from tests.factories import UserFactory, make_workspace
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -17,11 +18,7 @@ def test_r12_browser_demotion_of_second_to_last_owner_is_refused(live_server, pa
     make_workspace("alpha", owners=[alice, bob])
     beta = make_workspace("beta", owners=[alice, carol], contributors=[UserFactory(username="dave")])
 
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in(page, live_server.url, "alice")
     assert "Workspace Alpha" in page.locator("main").inner_text()
 
     page.select_option("#workspace-select", "beta")  # submits itself

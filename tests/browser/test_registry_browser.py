@@ -7,7 +7,8 @@ import pytest
 
 from agents import catalog as skills
 from agents.models import Agent, Credential
-from tests.factories import PASSWORD, UserFactory, grant_role, make_workspace
+from tests.browser.helpers import sign_in
+from tests.factories import UserFactory, grant_role, make_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -22,11 +23,7 @@ def test_r5_browser_import_setup_rotate_retire_leaves_no_active_credential(live_
     make_workspace("alpha", owners=[alice, bob])
     page.on("dialog", lambda dialog: dialog.accept())  # the confirm() before rotating
 
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in(page, live_server.url, "alice")
 
     page.goto(f"{live_server.url}/agents/blueprints/")
     page.set_input_files("input[name=manifest]", str(MANIFEST))

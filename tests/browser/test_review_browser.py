@@ -11,17 +11,12 @@ from agents import registry
 from governance import access_packages, reviews
 from governance.models import Assignment
 from portal.models import AuditEvent, Permission, User
-from tests.factories import PASSWORD, UserFactory, agent_spec, make_blueprint, make_workspace
+from tests.browser.helpers import sign_in
+from tests.factories import UserFactory, agent_spec, make_blueprint, make_workspace
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def _sign_in(page, base: str, username: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}/")
 
 
 @pytest.mark.browser
@@ -48,7 +43,7 @@ def test_r19_browser_sponsor_accepts_recommendations_owner_closes_early_denied_a
     base = live_server.url
 
     sponsor = browser.new_context().new_page()
-    _sign_in(sponsor, base, "sam")
+    sign_in(sponsor, base, "sam")
     sponsor.locator('[data-header-count="Reviews"]').click()  # "Reviews 2" in the header
     sponsor.locator("#review-inbox").get_by_role("link", name="Responder review").click()
     idle_card = sponsor.locator('[data-item="idle-agent"]')
@@ -62,7 +57,7 @@ def test_r19_browser_sponsor_accepts_recommendations_owner_closes_early_denied_a
     assert sponsor.locator('[data-header-count="Reviews"]').count() == 0
 
     owner = browser.new_context().new_page()
-    _sign_in(owner, base, "olga")
+    sign_in(owner, base, "olga")
     owner.goto(f"{base}/governance/reviews/")
     owner.locator("#reviews-table").get_by_role("link", name="Responder review").click()
     owner.once("dialog", lambda dialog: dialog.accept())
