@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from governance import views
 
@@ -32,4 +32,7 @@ urlpatterns = [
     path("policies/new/", views.policy_edit, name="policy-create"),
     path("policies/what-if/", views.policy_what_if, name="policy-what-if"),
     path("policies/<int:policy_id>/edit/", views.policy_edit, name="policy-edit"),
+    path("sign-ins/", include("governance.signin_urls")),
+    path("risk/", include("governance.risk_urls")),
+    path("tokens/", include("governance.token_urls")),
 ]

@@ -37,6 +37,13 @@ env = environ.Env(
     JOB_BATCH_SIZE=(int, 1000),
     JOB_BATCH_PAUSE_SECONDS=(float, 0.0),
     REVIEW_INACTIVE_DAYS=(int, 30),
+    ACCESS_TOKEN_TTL=(int, 600),
+    OAUTH_RATE_LIMIT_PER_CLIENT=(int, 600),
+    OAUTH_RATE_LIMIT_PER_IP=(int, 6000),
+    OAUTH_FAILED_AUTH_RISK=(int, 5),
+    OAUTH_FAILED_AUTH_LOCK=(int, 10),
+    OAUTH_LOCK_SECONDS=(int, 900),
+    RISK_BURST_PER_MINUTE=(int, 120),
 )
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -70,6 +77,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "oauth2_provider",
     "portal",
     "agents",
     "governance",
@@ -217,6 +225,26 @@ CREDENTIAL_HASH_KEY = env("CREDENTIAL_HASH_KEY")
 JOB_BATCH_SIZE = env("JOB_BATCH_SIZE")
 JOB_BATCH_PAUSE_SECONDS = env("JOB_BATCH_PAUSE_SECONDS")
 REVIEW_INACTIVE_DAYS = env("REVIEW_INACTIVE_DAYS")
+
+# --- OAuth 2.0 for agents (R22): django-oauth-toolkit's protocol layer over the agents' own credentials ----------
+ACCESS_TOKEN_TTL = env("ACCESS_TOKEN_TTL")  # seconds
+OAUTH_RATE_LIMIT_PER_CLIENT = env("OAUTH_RATE_LIMIT_PER_CLIENT")  # requests per minute per client id
+OAUTH_RATE_LIMIT_PER_IP = env("OAUTH_RATE_LIMIT_PER_IP")  # requests per minute per client IP
+OAUTH_FAILED_AUTH_RISK = env("OAUTH_FAILED_AUTH_RISK")  # failed client authentications (15 min) → risk detection
+OAUTH_FAILED_AUTH_LOCK = env("OAUTH_FAILED_AUTH_LOCK")  # … → the client id is locked out
+OAUTH_LOCK_SECONDS = env("OAUTH_LOCK_SECONDS")
+RISK_BURST_PER_MINUTE = env("RISK_BURST_PER_MINUTE")  # token requests per minute that count as a burst
+OAUTH2_PROVIDER = {
+    "OAUTH2_VALIDATOR_CLASS": "governance.oauth.AgentValidator",
+    "OAUTH2_SERVER_CLASS": "governance.oauth.AgentServer",
+    "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_TTL,
+    "PKCE_REQUIRED": True,
+    # Only client credentials and token exchange are served, but keep every RFC 9700 gate on so that
+    # `check --deploy` stays clean and nothing legacy can be switched on by accident.
+    **{f"COMPLIANT_BCP_RFC9700_{gate}": True for gate in (
+        "IMPLICIT_GRANT", "PASSWORD_GRANT", "PKCE_METHOD", "ACCESS_TOKEN_TRANSPORT", "AUTHZ_RESPONSE_ISS",
+        "TOKEN_STORAGE", "REFRESH_TOKEN", "REDIRECT_URI_SCHEME", "REDIRECT_URI_MATCHING", "PKCE_REQUIRED")},
+}
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@localhost")

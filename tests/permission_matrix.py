@@ -351,3 +351,12 @@ CASES += [
                                                  "publisher_kinds": "partner"}),
     Case("policy-edit", "GET", lambda w: reverse("policy-edit", args=[_policy(w).pk]), POLICY_MANAGE),
 ]
+
+
+# --- tokens, sign-ins and risk (issue 7): each capability keeps its cases in tests/matrix_cases/ ----------------
+
+from tests.matrix_cases import oauth as _oauth_cases  # noqa: E402
+from tests.matrix_cases import risk as _risk_cases  # noqa: E402
+from tests.matrix_cases import signins as _signin_cases  # noqa: E402
+
+CASES += _oauth_cases.CASES + _risk_cases.CASES + _signin_cases.CASES

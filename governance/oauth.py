@@ -1,0 +1,460 @@
+"""The OAuth 2.0 endpoints for agents (R22, R13, R20): ``/oauth/token/``, ``/oauth/introspect/``, ``/oauth/revoke/``.
+
+Built on django-oauth-toolkit's protocol layer (its ``OAuthLibCore`` and ``OAuth2Validator``, on oauthlib): the
+validator here authenticates against the agents' own credentials (HMAC-hashed, ``agents.credentials``) and decides
+the scopes with ``governance.tokens`` and conditional access, instead of DOT's application and token tables (DOT's
+client secrets are PBKDF2-hashed, which costs a third of a second per request; its tokens are stored readable).
+
+Every token request leaves one row in the sign-in log (``SignIn``) with what was asked, what was granted, the
+outcome and the policies that applied; the row and the token are written in one transaction. Failed client
+authentication is counted per client id: past ``OAUTH_FAILED_AUTH_RISK`` a risk detection is raised, past
+``OAUTH_FAILED_AUTH_LOCK`` the client id is locked out for ``OAUTH_LOCK_SECONDS`` (R21). Requests are
+rate-limited per client id and per IP. No secret or token value is logged, audited or echoed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextvars
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import unquote_plus
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.views.decorators.http import require_POST
+from oauth2_provider.oauth2_backends import OAuthLibCore
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.oauth2 import BearerToken, RevocationEndpoint, TokenEndpoint
+from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749.grant_types import ClientCredentialsGrant
+from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
+
+from governance import conditional_access, risk, tokens
+from governance.choices import ActorKind, DetectionKind, GrantType, RiskLevel, SignInOutcome
+from governance.models import AccessToken, SignIn
+
+TOKEN_EXCHANGE = GrantType.TOKEN_EXCHANGE.value
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+# --- one attempt, shared by the view and the validator --------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    """What the sign-in log records about one token request."""
+
+    ip: str | None
+    at: datetime
+    grant_type: str = ""
+    client_id: str = ""
+    client: tokens.AgentClient | None = None
+    subject: object = None
+    actor_kind: str = ActorKind.UNKNOWN
+    requested: list[str] = field(default_factory=list)
+    granted: list[str] = field(default_factory=list)
+    error: str = ""
+    reason: str = ""
+    policies: list[dict] = field(default_factory=list)
+    token: AccessToken | None = None
+    failed_authentication: bool = False
+
+
+_attempt: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar("oauth_attempt", default=None)
+
+
+def _current() -> Attempt:
+    return _attempt.get() or Attempt(ip=None, at=timezone.now())
+
+
+# --- rate limits and lock-out ----------------------------------------------------------------------------------
+
+
+def _count(key: str, window: int) -> int:
+    """Fixed-window counter in the cache (Redis in production: shared by every worker)."""
+    bucket = f"aip:{key}:{int(time.time() // window)}"
+    cache.add(bucket, 0, window + 5)
+    try:
+        return cache.incr(bucket)
+    except ValueError:  # evicted between add and incr
+        cache.set(bucket, 1, window + 5)
+        return 1
+
+
+def over_limit(kind: str, value: str, limit: int) -> bool:
+    return bool(value) and limit > 0 and _count(f"rl:{kind}:{value}", 60) > limit
+
+
+def _lock_key(client_id: str) -> str:
+    return f"aip:lock:{client_id}"
+
+
+def is_locked(client_id: str) -> bool:
+    return bool(client_id) and cache.get(_lock_key(client_id)) is not None
+
+
+def _failed_authentication(client_id: str) -> None:
+    """Count a failed client authentication; raise risk, then lock the client id out (R21)."""
+    agent = tokens.agent_for_client_id(client_id)
+    if agent is None:
+        return
+    failures = _count(f"fail:{client_id}", 900)
+    if failures >= settings.OAUTH_FAILED_AUTH_LOCK:
+        cache.set(_lock_key(client_id), 1, settings.OAUTH_LOCK_SECONDS)
+        risk.record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.HIGH,
+                              key=f"locked:{int(time.time() // 900)}",
+                              detail=f"{failures} failed client authentications in 15 minutes; client locked out")
+    elif failures >= settings.OAUTH_FAILED_AUTH_RISK:
+        risk.record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.MEDIUM,
+                              key=f"failures:{int(time.time() // 900)}",
+                              detail=f"{failures} failed client authentications in 15 minutes")
+
+
+# --- the validator -------------------------------------------------------------------------------------------
+
+
+class AgentValidator(OAuth2Validator):
+    """Authenticates agents by their own credentials and decides scopes (see the module docstring)."""
+
+    def client_authentication_required(self, request, *args, **kwargs) -> bool:
+        return True
+
+    @sensitive_variables("secret", "decoded")
+    def _client_credentials(self, request) -> tuple[str, str]:
+        basic = self._extract_basic_auth(request)
+        if basic:
+            try:
+                decoded = base64.b64decode(basic).decode("utf-8")
+                client_id, secret = (unquote_plus(part) for part in decoded.split(":", 1))
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                return "", ""
+            return client_id, secret
+        return (request.client_id or ""), (getattr(request, "client_secret", None) or "")
+
+    @sensitive_variables("secret")
+    def authenticate_client(self, request, *args, **kwargs) -> bool:
+        attempt = _current()
+        client_id, secret = self._client_credentials(request)
+        attempt.client_id = client_id[:64]
+        if is_locked(client_id):
+            attempt.error, attempt.reason = "invalid_client", "client locked after repeated failed authentication"
+            return False
+        client = tokens.authenticate_client(client_id, secret, attempt.at)
+        if client is None:
+            attempt.error, attempt.reason = "invalid_client", "unknown client or wrong, expired or revoked secret"
+            attempt.failed_authentication = True
+            return False
+        request.client, request.client_id = client, client.client_id
+        attempt.client, attempt.actor_kind = client, client.actor_kind
+        if client.actor_kind == ActorKind.USER_ACCOUNT:
+            attempt.subject = client.agent.run_as_user
+        return True
+
+    def authenticate_client_id(self, client_id, request, *args, **kwargs) -> bool:
+        return False  # no public clients
+
+    def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs) -> bool:
+        attempt = _current()
+        if grant_type not in (GrantType.CLIENT_CREDENTIALS, TOKEN_EXCHANGE):
+            attempt.error, attempt.reason = "unauthorized_client", f"grant type {grant_type} is not allowed"
+            return False
+        why = tokens.refusal(client.agent, attempt.at)
+        if why:
+            attempt.error, attempt.reason = "unauthorized_client", why
+            raise errors.UnauthorizedClientError(description=f"No token: {why}.", request=request)
+        return True
+
+    # scopes: computed once per request and kept on the oauthlib request
+    def _allowed(self, request) -> tokens.Entitlement:
+        if getattr(request, "entitlement", None) is None:
+            client, now = request.client, _current().at
+            held = tokens.effective_scopes(client.agent, now)
+            if client.agent.identity_type == "user_account":  # R1/R13: never more than the user's own rights
+                held = tokens.Entitlement(held.scopes & tokens.user_rights(client.agent.run_as_user),
+                                          held.valid_until)
+            request.entitlement = held
+        return request.entitlement
+
+    def get_default_scopes(self, client_id, request, *args, **kwargs) -> list[str]:
+        return sorted(self._allowed(request).scopes)
+
+    def validate_scopes(self, client_id, scopes, client, request, *args, **kwargs) -> bool:
+        attempt = _current()
+        requested = [s for s in scopes if s]
+        attempt.requested = requested if request.scope else []
+        missing = sorted(set(requested) - self._allowed(request).scopes)
+        if missing:
+            attempt.error, attempt.reason = "invalid_scope", "not held: " + ", ".join(missing)[:280]
+            raise errors.InvalidScopeError(description=f"The agent does not hold {', '.join(missing)}.",
+                                           request=request)
+        check_conditional_access(client.agent, attempt, requested)
+        attempt.granted = sorted(requested)
+        request.valid_until = self._allowed(request).valid_until
+        return True
+
+    def save_bearer_token(self, token, request, *args, **kwargs) -> None:
+        attempt = _current()
+        attempt.token = tokens.store(value=token["access_token"], client=request.client, scopes=attempt.granted,
+                                     expires_at=request.token_expires_at, now=attempt.at,
+                                     subject=attempt.subject, actor_kind=attempt.actor_kind,
+                                     grant_type=request.grant_type, parent=getattr(request, "exchanged_from", None))
+
+    def revoke_token(self, token, token_type_hint, request, *args, **kwargs) -> None:
+        tokens.token_revoke(client=request.client, value=token or "")
+
+    def validate_bearer_token(self, token, scopes, request) -> bool:
+        return False  # the portal API authenticates bearer tokens itself (governance.api_auth)
+
+
+def check_conditional_access(agent, attempt: Attempt, scopes) -> None:
+    """R20 at issuance: evaluate every active policy; block wins; report-only is recorded, never enforced."""
+    facts = conditional_access.agent_facts(agent)
+    context = conditional_access.AccessContext(ip=attempt.ip, at=attempt.at, scopes=frozenset(scopes))
+    evaluation = conditional_access.evaluate(facts, context, cached_policies())
+    attempt.policies = [{"id": v.policy_id, "name": v.name, "state": v.state, "outcome": v.outcome,
+                         "reason": v.reason} for v in evaluation.verdicts if v.outcome != "not_applicable"]
+    if not evaluation.allowed:
+        names = ", ".join(v.name for v in evaluation.blocking)
+        attempt.error, attempt.reason = "invalid_grant", f"blocked by conditional access: {names}"[:300]
+        raise errors.InvalidGrantError(description=f"Blocked by conditional access policy: {names}.")
+
+
+def cached_policies():
+    """The active policies, reloaded at most once a second per process (policy edits apply within a second)."""
+    now = time.monotonic()
+    if _policy_cache["at"] is None or now - _policy_cache["at"] > 1.0:
+        _policy_cache["policies"] = conditional_access.active_policies()
+        _policy_cache["at"] = now
+    return _policy_cache["policies"]
+
+
+_policy_cache: dict = {"at": None, "policies": []}
+
+
+def clear_policy_cache() -> None:
+    _policy_cache["at"] = None
+
+
+# --- token exchange (RFC 8693) ---------------------------------------------------------------------------------
+
+
+class TokenExchangeGrant(GrantTypeBase):
+    """An agent presents a person's access token and gets one for that person with ``act`` naming the agent:
+    scopes = requested ∩ the agent's delegated permissions ∩ the person's rights (∩ the subject token's scopes)."""
+
+    def create_token_response(self, request, token_handler):
+        headers = self._get_default_headers()
+        try:
+            self.validate_token_request(request)
+        except errors.OAuth2Error as e:
+            headers.update(e.headers)
+            return headers, e.json, e.status_code
+        token = token_handler.create_token(request, refresh_token=False)
+        token["issued_token_type"] = ACCESS_TOKEN_TYPE
+        self.request_validator.save_token(token, request)
+        return headers, json.dumps(token), 200
+
+    def validate_token_request(self, request):
+        attempt = _current()
+        attempt.actor_kind = ActorKind.ON_BEHALF_OF
+        for param in ("grant_type", "scope", "subject_token"):
+            if param in request.duplicate_params:
+                raise errors.InvalidRequestError(description=f"Duplicate {param} parameter.", request=request)
+        self.validate_client_confidential(request)
+        attempt.actor_kind = ActorKind.ON_BEHALF_OF
+        attempt.subject = None
+        self.validate_grant_type(request)
+        subject_value = request._params.get("subject_token") or ""
+        if not subject_value or request._params.get("subject_token_type") != ACCESS_TOKEN_TYPE:
+            attempt.error, attempt.reason = "invalid_request", "subject_token and its access_token type are required"
+            raise errors.InvalidRequestError(description="subject_token of type access_token is required.",
+                                             request=request)
+        subject_token = tokens.live_token(subject_value, attempt.at)
+        if subject_token is None or subject_token.actor_kind != ActorKind.USER or subject_token.subject is None:
+            attempt.error, attempt.reason = "invalid_grant", "subject token is not an active person's token"
+            raise errors.InvalidGrantError(description="The subject token is not an active user's access token.",
+                                           request=request)
+        user = subject_token.subject
+        attempt.subject = user
+        agent = request.client.agent
+        held = tokens.effective_scopes(agent, attempt.at)
+        allowed = (tokens.delegated_names(held.scopes) & tokens.user_rights(user) & set(subject_token.scopes))
+        requested = set(request.scopes or []) or set(allowed)
+        attempt.requested = sorted(request.scopes or [])
+        granted = requested & allowed
+        if not granted:
+            attempt.error, attempt.reason = "invalid_scope", "nothing requested is both delegated and the user's"
+            raise errors.InvalidScopeError(request=request)
+        check_conditional_access(agent, attempt, granted)
+        request.scopes = sorted(granted)
+        attempt.granted = sorted(granted)
+        request.exchanged_from = subject_token
+        ends = [e for e in (held.valid_until, subject_token.expires_at) if e]
+        request.valid_until = min(ends) if ends else None
+
+
+# --- the server ------------------------------------------------------------------------------------------------
+
+
+def _expires_in(request) -> int:
+    """Seconds the token lives: ``ACCESS_TOKEN_TTL``, cut to the earliest end of what granted its scopes."""
+    now = _current().at
+    request.token_expires_at = tokens.token_expiry(now, getattr(request, "valid_until", None))
+    return max(1, int((request.token_expires_at - now).total_seconds()))
+
+
+def _generate(request) -> str:
+    return tokens.new_token()
+
+
+class AgentServer(TokenEndpoint, RevocationEndpoint):
+    """Client credentials and token exchange at the token endpoint, plus revocation (RFC 7009)."""
+
+    def __init__(self, request_validator, token_expires_in=None, token_generator=None, **kwargs):
+        bearer = BearerToken(request_validator, _generate, _expires_in)
+        grants = {"client_credentials": ClientCredentialsGrant(request_validator),
+                  TOKEN_EXCHANGE: TokenExchangeGrant(request_validator)}
+        TokenEndpoint.__init__(self, default_grant_type="client_credentials", default_token_type=bearer,
+                               grant_types=grants)
+        RevocationEndpoint.__init__(self, request_validator, supported_token_types=["access_token"])
+
+
+_core: OAuthLibCore | None = None
+
+
+def core() -> OAuthLibCore:
+    global _core
+    if _core is None:
+        _core = OAuthLibCore(AgentServer(AgentValidator()))
+    return _core
+
+
+# --- views ---------------------------------------------------------------------------------------------------
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _peek_client_id(request: HttpRequest) -> str:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.startswith("Basic "):
+        try:
+            return unquote_plus(base64.b64decode(header[6:]).decode("utf-8").split(":", 1)[0])[:64]
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return ""
+    return request.POST.get("client_id", "")[:64]
+
+
+def _too_many(request: HttpRequest, client_id: str) -> HttpResponse | None:
+    if over_limit("ip", client_ip(request) or "", settings.OAUTH_RATE_LIMIT_PER_IP) or over_limit(
+            "client", client_id, settings.OAUTH_RATE_LIMIT_PER_CLIENT):
+        response = JsonResponse({"error": "slow_down", "error_description": "Too many requests; retry later."},
+                                status=429)
+        response["Retry-After"] = "60"
+        return response
+    return None
+
+
+def _record(attempt: Attempt, outcome: str) -> SignIn:
+    client = attempt.client
+    agent = client.agent if client else tokens.agent_for_client_id(attempt.client_id)
+    return SignIn.objects.create(
+        at=attempt.at, agent=agent, client_id=attempt.client_id, actor_kind=attempt.actor_kind if agent else
+        ActorKind.UNKNOWN, subject=attempt.subject, ip=attempt.ip, grant_type=attempt.grant_type[:60],
+        requested_scopes=attempt.requested, granted_scopes=attempt.granted if outcome == SignInOutcome.SUCCESS else [],
+        outcome=outcome, error=attempt.error, reason=attempt.reason, policies=attempt.policies, token=attempt.token)
+
+
+@csrf_exempt
+@require_POST
+@sensitive_post_parameters("client_secret", "subject_token")
+def token(request: HttpRequest) -> HttpResponse:
+    """``POST /oauth/token/``: client credentials (RFC 6749 §4.4) and token exchange (RFC 8693)."""
+    client_id = _peek_client_id(request)
+    limited = _too_many(request, client_id)
+    if limited:
+        return limited
+    attempt = Attempt(ip=client_ip(request), at=timezone.now(), grant_type=request.POST.get("grant_type", ""))
+    reset = _attempt.set(attempt)
+    try:
+        with transaction.atomic():
+            _uri, headers, body, status = core().create_token_response(request)
+            outcome = (SignInOutcome.SUCCESS if status == 200 else
+                       SignInOutcome.BLOCKED if attempt.reason.startswith("blocked by conditional access")
+                       else SignInOutcome.FAILURE)
+            if status != 200 and not attempt.error:
+                attempt.error = json.loads(body).get("error", "invalid_request")
+            _record(attempt, outcome)
+    finally:
+        _attempt.reset(reset)
+    if attempt.failed_authentication:
+        _failed_authentication(attempt.client_id)
+    response = HttpResponse(body, status=status, content_type="application/json")
+    for key, value in headers.items():
+        if key.lower() != "content-type":
+            response[key] = value
+    response["Cache-Control"], response["Pragma"] = "no-store", "no-cache"
+    return response
+
+
+def _resource_server_credentials(request: HttpRequest) -> tuple[str, str]:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.startswith("Basic "):
+        try:
+            client_id, secret = base64.b64decode(header[6:]).decode("utf-8").split(":", 1)
+            return unquote_plus(client_id), unquote_plus(secret)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return "", ""
+    return request.POST.get("client_id", ""), request.POST.get("client_secret", "")
+
+
+@csrf_exempt
+@require_POST
+@sensitive_post_parameters("client_secret", "token")
+@sensitive_variables("secret")
+def introspect(request: HttpRequest) -> HttpResponse:
+    """``POST /oauth/introspect/`` (RFC 7662) for registered resource servers."""
+    client_id, secret = _resource_server_credentials(request)
+    limited = _too_many(request, client_id)
+    if limited:
+        return limited
+    if tokens.authenticate_resource_server(client_id, secret) is None:
+        response = JsonResponse({"error": "invalid_client"}, status=401)
+        response["WWW-Authenticate"] = 'Basic realm="introspection"'
+        return response
+    response = JsonResponse(tokens.introspect(request.POST.get("token", "")))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@csrf_exempt
+@require_POST
+@sensitive_post_parameters("client_secret", "token")
+def revoke(request: HttpRequest) -> HttpResponse:
+    """``POST /oauth/revoke/`` (RFC 7009): the client that holds a token revokes it."""
+    limited = _too_many(request, _peek_client_id(request))
+    if limited:
+        return limited
+    attempt = Attempt(ip=client_ip(request), at=timezone.now())
+    reset = _attempt.set(attempt)
+    try:
+        _uri, headers, body, status = core().create_revocation_response(request)
+    finally:
+        _attempt.reset(reset)
+    if attempt.failed_authentication:
+        _failed_authentication(attempt.client_id)
+    response = HttpResponse(body or "", status=status, content_type="application/json")
+    for key, value in headers.items():
+        if key.lower() != "content-type":
+            response[key] = value
+    return response

@@ -1,0 +1,9 @@
+from django.http import Http404
+from django.urls import path
+
+
+def _placeholder(request):  # replaced by the sign-in log views
+    raise Http404
+
+
+urlpatterns = [path("", _placeholder, name="signin-list")]

@@ -1,0 +1,309 @@
+"""Access tokens for agents (R1, R13, R22): what a token may carry, storing it, validating and revoking it.
+
+The OAuth protocol (``governance.oauth``) asks this module three questions: who is this client
+(``authenticate_client``), what may it hold now (``effective_scopes``, ``user_rights``) and is this token still
+good (``introspect``). Token values are random (256 bits) and only their SHA-256 is stored, like credentials.
+
+A token is active only while it is unexpired, unrevoked, its agent is active and unexpired, and the user it speaks
+for (if any) is active: disabling an agent or a user makes its tokens inactive at the next introspection without
+any job. Its lifetime never outlasts the earliest end of an assignment that contributed one of its scopes, so an
+assignment's expiry also takes effect without a job; an assignment ended early revokes the tokens that carried it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from agents import credentials as credential_hashing
+from agents import registry
+from agents.choices import AgentStatus, IdentityType
+from agents.models import Agent, Credential, PermissionGrant
+from governance.choices import ActorKind, AssignmentStatus, GrantType
+from governance.models import AccessToken, Assignment, ResourceServer
+from portal import audit, rbac
+from portal.models import Permission, User
+
+TOKEN_PREFIX = "aipt_"
+RS_SECRET_PREFIX = "aiprs_"
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# --- who is calling ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AgentClient:
+    """The authenticated client of a token request (oauthlib reads ``client_id``)."""
+
+    client_id: str
+    agent: Agent
+    credential_id: int
+
+    @property
+    def actor_kind(self) -> str:
+        return ActorKind.USER_ACCOUNT if self.agent.identity_type == IdentityType.USER_ACCOUNT else ActorKind.AGENT
+
+
+def authenticate_client(client_id: str, secret: str, now: datetime | None = None) -> AgentClient | None:
+    """The client whose unexpired, unrevoked credential this secret is, or None.
+
+    The lookup is by the secret's keyed hash (an index probe that reveals nothing about near misses) and the client
+    id is then compared in constant time, so a wrong secret and a wrong client id cost the same.
+    """
+    if not client_id or not secret:
+        return None
+    now = now or timezone.now()
+    credential = (Credential.objects.filter(secret_hash=credential_hashing.hash_secret(secret),
+                                            revoked_at__isnull=True, expires_at__gt=now)
+                  .select_related("identity__agent__blueprint", "identity__agent__run_as_user").first())
+    if credential is None or not hmac.compare_digest(credential.identity.client_id.encode(), client_id.encode()):
+        return None
+    return AgentClient(client_id=credential.identity.client_id, agent=credential.identity.agent,
+                       credential_id=credential.pk)
+
+
+def agent_for_client_id(client_id: str) -> Agent | None:
+    """The agent a client id belongs to (for the sign-in log of a failed attempt)."""
+    return Agent.objects.filter(identity__client_id=client_id).first() if client_id else None
+
+
+# --- what a token may carry ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """The permission names an agent holds now and until when they all still hold."""
+
+    scopes: frozenset[str]
+    valid_until: datetime | None  # the earliest end of a contributing assignment, or None
+
+
+def refusal(agent: Agent, now: datetime) -> str:
+    """Why this agent may get no token now ("" when it may): status, expiry, its user account (R1)."""
+    if agent.status != AgentStatus.ACTIVE:
+        return f"the agent is {agent.get_status_display().lower()}"
+    if agent.is_expired(now):
+        return "the agent has expired"
+    if agent.identity_type == IdentityType.USER_ACCOUNT and not agent.run_as_user.is_active:
+        return f"its user account {agent.run_as_user.username} is disabled"
+    return ""
+
+
+def privileged_names() -> frozenset[str]:
+    """Permission names that are privileged in any kind: never in a token (R4)."""
+    return frozenset(Permission.objects.filter(privileged=True).values_list("name", flat=True))
+
+
+def effective_scopes(agent: Agent, now: datetime) -> Entitlement:
+    """An agent's effective permissions: its own (blueprint grants for an agent identity, the blueprint's required
+    permissions for a user-account agent) ∪ its active package assignments; privileged ones never (R4)."""
+    if agent.identity_type == IdentityType.AGENT_IDENTITY:
+        fixed = set(PermissionGrant.objects.filter(identity__agent=agent, ended_at__isnull=True,
+                                                   permission__privileged=False)
+                    .values_list("permission__name", flat=True))
+    else:
+        fixed = set(Permission.objects.filter(blueprints=agent.blueprint_id, privileged=False)
+                    .values_list("name", flat=True))
+    packaged = (Assignment.objects.filter(agent=agent, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
+                                          package__permissions__privileged=False)
+                .values_list("package__permissions__name", "expires_at"))
+    ends: dict[str, datetime] = {}
+    for name, end in packaged:
+        if name and (name not in ends or end > ends[name]):
+            ends[name] = end  # the latest end among the assignments that give this permission
+    valid_until = min((end for name, end in ends.items() if name not in fixed), default=None)
+    return Entitlement(frozenset(fixed | set(ends)), valid_until)
+
+
+def user_rights(user: User) -> frozenset[str]:
+    """The data rights a person holds through directory roles (none when disabled); platform roles give none
+    (R13)."""
+    if not user.is_active:
+        return frozenset()
+    return frozenset(Permission.objects.filter(roles__assignments__user=user, privileged=False)
+                     .values_list("name", flat=True))
+
+
+def delegated_names(names: Iterable[str]) -> frozenset[str]:
+    """The names among ``names`` that exist as delegated permissions (what an agent may do for a person)."""
+    return frozenset(Permission.objects.filter(name__in=list(names), kind="delegated", privileged=False)
+                     .values_list("name", flat=True))
+
+
+# --- storing and validating ---------------------------------------------------------------------------------------
+
+
+def token_expiry(now: datetime, valid_until: datetime | None) -> datetime:
+    natural = now + timedelta(seconds=settings.ACCESS_TOKEN_TTL)
+    return min(natural, valid_until) if valid_until else natural
+
+
+def store(*, value: str, client: AgentClient, scopes: Iterable[str], expires_at: datetime, now: datetime,
+          subject: User | None, actor_kind: str, grant_type: str, parent: AccessToken | None = None) -> AccessToken:
+    return AccessToken.objects.create(token_hash=hash_token(value), agent=client.agent, client_id=client.client_id,
+                                      subject=subject, actor_kind=actor_kind, grant_type=grant_type,
+                                      scopes=sorted(scopes), parent=parent, issued_at=now, expires_at=expires_at)
+
+
+def live_token(value: str, now: datetime | None = None) -> AccessToken | None:
+    """The token with this value if it is active now (one query), else None."""
+    if not value or not value.startswith(TOKEN_PREFIX):
+        return None
+    now = now or timezone.now()
+    token = (AccessToken.objects.filter(token_hash=hash_token(value), revoked_at__isnull=True, expires_at__gt=now)
+             .select_related("agent__run_as_user", "subject").first())
+    if token is None or (token.agent is not None and refusal(token.agent, now)):
+        return None
+    if token.subject is not None and not token.subject.is_active:
+        return None
+    return token
+
+
+def introspect(value: str, now: datetime | None = None) -> dict:
+    """RFC 7662: the claims of an active token, or ``{"active": False}`` for an unknown, expired or revoked one."""
+    now = now or timezone.now()
+    token = live_token(value, now)
+    if token is None:
+        return {"active": False}
+    claims = {"active": True, "scope": " ".join(token.scopes), "client_id": token.client_id, "token_type": "Bearer",
+              "exp": int(token.expires_at.timestamp()), "iat": int(token.issued_at.timestamp()),
+              "sub": token.subject.username if token.subject else token.client_id,
+              "iss": settings.PORTAL_BASE_URL, "agent_id": token.agent_id, "actor_kind": token.actor_kind}
+    if token.actor_kind == ActorKind.ON_BEHALF_OF:
+        claims["act"] = {"sub": token.client_id}  # RFC 8693 §4.1: the agent acting for the subject
+    return claims
+
+
+@transaction.atomic
+def personal_token_issue(*, actor: User, scopes: Iterable[str] | None = None) -> tuple[AccessToken, str]:
+    """A signed-in person gets a short-lived token of their own rights, to hand to an agent for token exchange
+    (R13). The value is returned once; only its hash is kept."""
+    if actor is None or not actor.is_authenticated or not actor.is_active or actor.kind != "human":
+        raise PermissionDenied("Only a signed-in person gets a personal token.")
+    rights = user_rights(actor)
+    wanted = set(scopes) if scopes else set(rights)
+    missing = sorted(wanted - rights)
+    if missing:
+        raise ValidationError({"scopes": f"You do not hold {', '.join(missing)}."})
+    if not wanted:
+        raise ValidationError({"scopes": "You hold no data rights to delegate."})
+    now = timezone.now()
+    value = new_token()
+    token = AccessToken.objects.create(token_hash=hash_token(value), agent=None, client_id="portal", subject=actor,
+                                       actor_kind=ActorKind.USER, grant_type=GrantType.PORTAL, scopes=sorted(wanted),
+                                       issued_at=now, expires_at=token_expiry(now, None))
+    audit.record(actor=actor, action="token.issue_personal", target=token,
+                 after={"token_id": token.pk, "scopes": token.scopes, "expires_at": token.expires_at})
+    return token, value
+
+
+# --- revoking ---------------------------------------------------------------------------------------------------
+
+
+def _revoke(queryset, reason: str, now: datetime) -> int:
+    return queryset.filter(revoked_at__isnull=True, expires_at__gt=now).update(revoked_at=now, revoked_reason=reason)
+
+
+@transaction.atomic
+def token_revoke(*, client: AgentClient, value: str) -> bool:
+    """RFC 7009: a client revokes one of its own tokens (another client's token is left alone, silently)."""
+    now = timezone.now()
+    if not value:
+        return False
+    token = AccessToken.objects.filter(token_hash=hash_token(value), agent=client.agent).first()
+    if token is None or token.revoked_at is not None or token.expires_at <= now:
+        return False
+    _revoke(AccessToken.objects.filter(pk=token.pk), "revoked by the client", now)
+    audit.record(actor=None, action="token.revoke", target=client.agent, workspace=client.agent.workspace,
+                 after={"token_id": token.pk, "by": "client"})
+    return True
+
+
+def revoke_agent_tokens(agent: Agent, reason: str, now: datetime | None = None) -> int:
+    """Revoke every live token of an agent (inside the caller's transaction and audit event)."""
+    return _revoke(AccessToken.objects.filter(agent=agent), reason, now or timezone.now())
+
+
+def revoke_tokens_carrying(assignments: Iterable[Assignment], reason: str) -> int:
+    """Revoke the live tokens that carry a permission of these (just ended) assignments (R18)."""
+    now = timezone.now()
+    names_by_agent: dict[int, set[str]] = {}
+    for assignment in assignments:
+        names = {p.name for p in assignment.package.permissions.all()}
+        names_by_agent.setdefault(assignment.agent_id, set()).update(names)
+    if not names_by_agent:
+        return 0
+    live = AccessToken.objects.filter(agent_id__in=list(names_by_agent), revoked_at__isnull=True, expires_at__gt=now)
+    doomed = [t.pk for t in live.only("pk", "agent_id", "scopes") if names_by_agent[t.agent_id] & set(t.scopes)]
+    return _revoke(AccessToken.objects.filter(pk__in=doomed), reason, now) if doomed else 0
+
+
+def _revoke_on_disable(agent: Agent) -> None:
+    revoke_agent_tokens(agent, f"agent {agent.status}")
+
+
+registry.DISABLE_HOOKS.append(_revoke_on_disable)
+
+
+# --- resource servers ---------------------------------------------------------------------------------------------
+
+
+def can_manage_resource_servers(user) -> bool:
+    return bool(rbac.role_keys(user) & {rbac.GLOBAL_ADMINISTRATOR, rbac.SECURITY_ADMINISTRATOR})
+
+
+@transaction.atomic
+def resource_server_create(*, actor: User | None, name: str) -> tuple[ResourceServer, str]:
+    """Register a resource server that may introspect tokens; its secret is returned once."""
+    if actor is not None and not can_manage_resource_servers(actor):
+        raise PermissionDenied("Only Global and Security Administrators register resource servers.")
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the resource server a name."})
+    if ResourceServer.objects.filter(name__iexact=name).exists():
+        raise ValidationError({"name": f"A resource server named {name} exists already."})
+    secret = RS_SECRET_PREFIX + secrets.token_urlsafe(32)
+    server = ResourceServer.objects.create(name=name, client_id="rs-" + secrets.token_hex(12),
+                                           secret_hash=credential_hashing.hash_secret(secret), created_by=actor)
+    audit.record(actor=actor, action="resource_server.create", target=server,
+                 after={"name": server.name, "client_id": server.client_id})
+    return server, secret
+
+
+@transaction.atomic
+def resource_server_revoke(*, actor: User | None, server: ResourceServer) -> ResourceServer:
+    if actor is not None and not can_manage_resource_servers(actor):
+        raise PermissionDenied("Only Global and Security Administrators revoke resource servers.")
+    server = ResourceServer.objects.select_for_update().get(pk=server.pk)
+    if server.revoked_at is None:
+        server.revoked_at = timezone.now()
+        server.save(update_fields=["revoked_at"])
+        audit.record(actor=actor, action="resource_server.revoke", target=server, after={"name": server.name})
+    return server
+
+
+def authenticate_resource_server(client_id: str, secret: str) -> ResourceServer | None:
+    if not client_id or not secret:
+        return None
+    server = ResourceServer.objects.filter(secret_hash=credential_hashing.hash_secret(secret),
+                                           revoked_at__isnull=True).first()
+    if server is None or not hmac.compare_digest(server.client_id.encode(), client_id.encode()):
+        return None
+    return server
