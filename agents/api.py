@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.http import Http404
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 from agents import registry, selectors
 from agents.choices import AgentScope, IdentityType
 from agents.models import Agent, Blueprint
+from portal import api as portal_api
 from portal import rbac
 from portal.api import router
 from portal.models import User
@@ -87,6 +89,7 @@ class AgentCreateSerializer(serializers.Serializer):
 
 class BlueprintViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = BlueprintSerializer
+    read_scopes = ("Portal.Agents.Read.All",)
     queryset = Blueprint.objects.select_related("publisher").prefetch_related("required_permissions") \
         .order_by("name", "-version")
 
@@ -103,14 +106,18 @@ def _problems_response(error: ValidationError) -> Response:
 class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AgentSerializer
     queryset = Agent.objects.none()  # for the schema; get_queryset restricts per user
+    read_scopes = ("Portal.Agents.Read.All",)
 
     def get_queryset(self):
         from agents import policy
 
-        return policy.agents_visible_to(self.request.user).select_related(
-            "workspace", "blueprint", "run_as_user", "identity").order_by("name", "pk")
+        visible = Agent.objects.all() if portal_api.app_only(self.request) else \
+            policy.agents_visible_to(self.request.user)
+        return visible.select_related("workspace", "blueprint", "run_as_user", "identity").order_by("name", "pk")
 
     def get_object(self):
+        if portal_api.app_only(self.request):
+            return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
         return selectors.agent_get(self.request.user, self.kwargs["pk"])
 
     @extend_schema(request=AgentCreateSerializer, responses={201: AgentSerializer})

@@ -452,14 +452,19 @@ def agent_retire(*, actor: User | None, agent: Agent) -> dict:
 # --- credentials ----------------------------------------------------------------------------------------
 
 
-def _identity_for_management(actor: User | None, agent: Agent) -> AgentIdentity:
+def _identity_for_management(actor: User | None, agent: Agent, *, register: bool = False) -> AgentIdentity:
+    """The agent's client registration. A user-account agent (R1) has none until its first secret is issued: it
+    then gets a client id to request tokens with, but no permissions and no agent user of its own (its tokens
+    carry its user's rights, R13)."""
     if actor is not None and not policy.can_manage_agent(actor, agent):
         raise PermissionDenied("Only the agent's owners and the workspace's owners manage its credentials.")
     if agent.status == AgentStatus.RETIRED:
         raise ValidationError("A retired agent gets no new credentials.")
     identity = AgentIdentity.objects.filter(agent=agent).first()
+    if identity is None and register and agent.identity_type == IdentityType.USER_ACCOUNT:
+        identity = AgentIdentity.objects.create(agent=agent, client_id=credentials.new_client_id())
     if identity is None:
-        raise ValidationError("This agent runs as a user account and has no credentials of its own.")
+        raise ValidationError("This agent has no client registration yet.")
     return identity
 
 
@@ -468,7 +473,7 @@ def credential_rotate(*, actor: User | None, agent: Agent, overlap: timedelta = 
                       lifetime: timedelta = CREDENTIAL_LIFETIME) -> tuple[Credential, str]:
     """Issue a new secret; the current ones stay valid for ``overlap`` so callers can switch over."""
     agent = _lock(agent)
-    identity = _identity_for_management(actor, agent)
+    identity = _identity_for_management(actor, agent, register=True)
     now = timezone.now()
     secret = credentials.new_secret()
     new = Credential.objects.create(identity=identity, secret_hash=credentials.hash_secret(secret),

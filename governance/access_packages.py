@@ -20,6 +20,7 @@ from agents import policy as agent_policy
 from agents import registry
 from agents.choices import AgentStatus
 from agents.models import Agent, AgentUserObjectPermission, PermissionGrant
+from governance import tokens
 from governance.approvals import global_administrators, is_global_administrator
 from governance.choices import ApproverKind, AssignmentStatus, DurationKind, Requestors
 from governance.models import AccessPackage, Assignment, AssignmentPolicy
@@ -332,6 +333,7 @@ def assignment_revoke(*, actor: User | None, assignment: Assignment, reason: str
     assignment.status, assignment.ended_at = AssignmentStatus.REVOKED, timezone.now()
     assignment.end_reason = reason or "revoked"
     assignment.save(update_fields=["status", "ended_at", "end_reason"])
+    tokens.revoke_tokens_carrying([assignment], "assignment revoked")
     audit.record(actor=actor, action="assignment.revoke", target=assignment, workspace=assignment.package.workspace,
                  before=before, after=_snapshot(assignment))
     return assignment
@@ -436,4 +438,5 @@ def assignments_revoke_batch(*, actor: User | None, assignment_ids: Iterable[int
         changes.append(audit.Change(action, assignment, assignment.package.workspace, before=before,
                                     after=_snapshot(assignment)))
     audit.record_many(actor=actor, changes=changes)
+    tokens.revoke_tokens_carrying(open_, reason or "assignment revoked")
     return [a.pk for a in open_]

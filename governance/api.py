@@ -8,14 +8,25 @@ from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from agents import selectors as agent_selectors
-from governance import access_packages, approvals, reviews
+from governance import access_packages, approvals, conditional_access, reviews
 from governance.choices import ReviewDecisionKind
-from governance.models import AccessPackage, AccessReview, ApprovalRequest, Assignment, ReviewItem
+from governance.models import (
+    AccessPackage,
+    AccessReview,
+    ApprovalRequest,
+    Assignment,
+    ConditionalAccessPolicy,
+    ReviewItem,
+)
+from portal import api as portal_api
 from portal import rbac
 from portal.api import router
+
+GOVERNANCE_READ = ("Portal.Governance.Read.All",)
 
 
 class ApprovalRequestSerializer(serializers.ModelSerializer):
@@ -49,9 +60,12 @@ def _error(error: ValidationError) -> Response:
 class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = ApprovalRequestSerializer
     queryset = ApprovalRequest.objects.none()  # for the schema; get_queryset restricts per user
+    read_scopes = GOVERNANCE_READ
 
     def get_queryset(self):
-        return approvals.requests_visible_to(self.request.user).order_by("-created_at", "-pk")
+        visible = ApprovalRequest.objects.all() if portal_api.app_only(self.request) else \
+            approvals.requests_visible_to(self.request.user)
+        return visible.order_by("-created_at", "-pk")
 
     @extend_schema(request=CreateSerializer, responses={201: ApprovalRequestSerializer})
     def create(self, request):
@@ -138,17 +152,24 @@ class AccessPackageViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AccessPackageSerializer
     queryset = AccessPackage.objects.none()
 
+    read_scopes = GOVERNANCE_READ
+
     def get_queryset(self):
-        return AccessPackage.objects.filter(workspace__in=rbac.workspaces_visible_to(self.request.user)) \
-            .select_related("workspace").prefetch_related("permissions", "incompatible_with").order_by("name")
+        visible = AccessPackage.objects.all() if portal_api.app_only(self.request) else \
+            AccessPackage.objects.filter(workspace__in=rbac.workspaces_visible_to(self.request.user))
+        return visible.select_related("workspace").prefetch_related("permissions", "incompatible_with").order_by("name")
 
 
 class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AssignmentSerializer
     queryset = Assignment.objects.none()
 
+    read_scopes = GOVERNANCE_READ
+
     def get_queryset(self):
-        return access_packages.assignments_visible_to(self.request.user).order_by("-requested_at", "-pk")
+        visible = Assignment.objects.select_related("package", "agent", "requested_by", "package__workspace") \
+            if portal_api.app_only(self.request) else access_packages.assignments_visible_to(self.request.user)
+        return visible.order_by("-requested_at", "-pk")
 
     @extend_schema(request=AssignmentRequestSerializer, responses={201: AssignmentSerializer})
     def create(self, request):
@@ -250,8 +271,12 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AccessReviewSerializer
     queryset = AccessReview.objects.none()
 
+    read_scopes = GOVERNANCE_READ
+
     def get_queryset(self):
-        return reviews.reviews_visible_to(self.request.user).prefetch_related("packages").order_by("name", "pk")
+        visible = AccessReview.objects.all() if portal_api.app_only(self.request) else \
+            reviews.reviews_visible_to(self.request.user)
+        return visible.prefetch_related("packages").order_by("name", "pk")
 
     def _open_instance(self):
         instance = reviews.open_instance(self.get_object())
@@ -282,3 +307,34 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 router.register("reviews", AccessReviewViewSet, basename="api-review")
+
+
+# --- conditional access policies (read-only; R20) ------------------------------------------------------------
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    agents = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    excluded_agents = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+
+    class Meta:
+        model = ConditionalAccessPolicy
+        fields = ["id", "name", "description", "state", "grant", "all_agents", "agent_kinds", "publisher_kinds",
+                  "agents", "attribute_rules", "excluded_agents", "min_risk_level", "ip_ranges", "time_windows",
+                  "created_at"]
+        read_only_fields = fields
+
+
+class PolicyViewSet(viewsets.ReadOnlyModelViewSet):
+    """``/api/v1/policies/``: conditional-access policies, for policy readers and tokens with Policy.Read.All."""
+
+    serializer_class = PolicySerializer
+    queryset = ConditionalAccessPolicy.objects.none()
+    read_scopes = ("Policy.Read.All", "Policy.Read.ConditionalAccess", "Portal.Governance.Read.All")
+
+    def get_queryset(self):
+        if not portal_api.app_only(self.request) and not conditional_access.can_read_policies(self.request.user):
+            raise PermissionDenied("Conditional access policies are open to administrators, readers and owners.")
+        return ConditionalAccessPolicy.objects.prefetch_related("agents", "excluded_agents").order_by("name", "pk")
+
+
+router.register("policies", PolicyViewSet, basename="api-policy")

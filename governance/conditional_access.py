@@ -13,10 +13,12 @@ would have done, but never blocks.
 from __future__ import annotations
 
 import ipaddress
+import time as clock
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -91,6 +93,30 @@ def active_policies() -> list[ConditionalAccessPolicy]:
     """Every policy that is on or report-only, with its named and excluded agents (three queries)."""
     return list(ConditionalAccessPolicy.objects.exclude(state=PolicyState.OFF)
                 .prefetch_related("agents", "excluded_agents").order_by("name", "pk"))
+
+
+_POLICY_VERSION = "aip:ca-policies:version"
+_cached: dict = {"version": None, "loaded_at": 0.0, "policies": []}
+CACHE_SECONDS = 5.0
+
+
+def policies_changed() -> None:
+    """Tell every process (through the shared cache) to reload the policies at its next decision."""
+    cache.set(_POLICY_VERSION, clock.time_ns(), None)
+
+
+def cached_active_policies() -> list[ConditionalAccessPolicy]:
+    """``active_policies()`` kept per process: reloaded when a policy is saved (one cache read per call) and at
+    least every ``CACHE_SECONDS`` — the token endpoint evaluates policies on every request."""
+    version = cache.get(_POLICY_VERSION)
+    now = clock.monotonic()
+    if version is None or version != _cached["version"] or now - _cached["loaded_at"] > CACHE_SECONDS:
+        if version is None:
+            version = clock.time_ns()
+            cache.add(_POLICY_VERSION, version, None)
+            version = cache.get(_POLICY_VERSION, version)
+        _cached.update(version=version, loaded_at=now, policies=active_policies())
+    return _cached["policies"]
 
 
 # --- targets -----------------------------------------------------------------------------------------------------
@@ -264,4 +290,13 @@ def policy_save(*, actor, data: dict, agents: Sequence[Agent] = (), excluded_age
     policy.excluded_agents.set(excluded_agents)
     audit.record(actor=actor, action="policy.update" if before else "policy.create", target=policy,
                  before=before, after=_snapshot(policy))
+    policies_changed()  # now, and again once committed: no process keeps the old set under the new version
+    transaction.on_commit(policies_changed)
     return policy
+
+
+def can_read_policies(user) -> bool:
+    """Administrators of conditional access, audit readers and workspace owners read the policies."""
+    from portal import rbac
+
+    return can_manage_policies(user) or rbac.can_view_audit(user)

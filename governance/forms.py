@@ -142,3 +142,5 @@ class WhatIfForm(StyledForm):
     ip = forms.GenericIPAddressField(required=False, label="Client IP address")
     at = forms.DateTimeField(required=False, label="Time (UTC)",
                              widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    scopes = forms.CharField(required=False, label="Scopes requested",
+                             help_text="Space-separated permission names; empty means all the agent holds.")

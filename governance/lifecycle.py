@@ -21,6 +21,7 @@ from agents import policy as agent_policy
 from agents import registry
 from agents.choices import AgentStatus
 from agents.models import Agent, AgentUserObjectPermission
+from governance import tokens
 from governance.access_packages import _link as assignment_link
 from governance.choices import AssignmentStatus
 from governance.models import Assignment
@@ -47,6 +48,8 @@ def _end_due(status_from: str, due_field: str, status_to: str, action: str, reas
                 return done, batches
             Assignment.objects.filter(pk__in=[a.pk for a in batch]).update(status=status_to, ended_at=now,
                                                                            end_reason=reason, extension_until=None)
+            if status_from == AssignmentStatus.ACTIVE:  # R18: the tokens that carried them end with them
+                tokens.revoke_tokens_carrying(batch, reason)
             audit.record_many(actor=None, changes=[
                 audit.Change(action, a, a.package.workspace, before={"status": status_from},
                              after={"status": status_to, "package": a.package.name, "agent": a.agent.name,

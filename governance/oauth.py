@@ -179,8 +179,7 @@ class AgentValidator(OAuth2Validator):
             client, now = request.client, _current().at
             held = tokens.effective_scopes(client.agent, now)
             if client.agent.identity_type == "user_account":  # R1/R13: never more than the user's own rights
-                held = tokens.Entitlement(held.scopes & tokens.user_rights(client.agent.run_as_user),
-                                          held.valid_until)
+                held = held.narrowed(tokens.user_rights(client.agent.run_as_user))
             request.entitlement = held
         return request.entitlement
 
@@ -190,7 +189,7 @@ class AgentValidator(OAuth2Validator):
     def validate_scopes(self, client_id, scopes, client, request, *args, **kwargs) -> bool:
         attempt = _current()
         requested = [s for s in scopes if s]
-        attempt.requested = requested if request.scope else []
+        attempt.requested = sorted(requested) if request.scope else []
         missing = sorted(set(requested) - self._allowed(request).scopes)
         if missing:
             attempt.error, attempt.reason = "invalid_scope", "not held: " + ", ".join(missing)[:280]
@@ -198,7 +197,7 @@ class AgentValidator(OAuth2Validator):
                                            request=request)
         check_conditional_access(client.agent, attempt, requested)
         attempt.granted = sorted(requested)
-        request.valid_until = self._allowed(request).valid_until
+        request.valid_until = self._allowed(request).valid_until(requested)
         return True
 
     def save_bearer_token(self, token, request, *args, **kwargs) -> None:
@@ -219,29 +218,13 @@ def check_conditional_access(agent, attempt: Attempt, scopes) -> None:
     """R20 at issuance: evaluate every active policy; block wins; report-only is recorded, never enforced."""
     facts = conditional_access.agent_facts(agent)
     context = conditional_access.AccessContext(ip=attempt.ip, at=attempt.at, scopes=frozenset(scopes))
-    evaluation = conditional_access.evaluate(facts, context, cached_policies())
+    evaluation = conditional_access.evaluate(facts, context, conditional_access.cached_active_policies())
     attempt.policies = [{"id": v.policy_id, "name": v.name, "state": v.state, "outcome": v.outcome,
                          "reason": v.reason} for v in evaluation.verdicts if v.outcome != "not_applicable"]
     if not evaluation.allowed:
         names = ", ".join(v.name for v in evaluation.blocking)
         attempt.error, attempt.reason = "invalid_grant", f"blocked by conditional access: {names}"[:300]
         raise errors.InvalidGrantError(description=f"Blocked by conditional access policy: {names}.")
-
-
-def cached_policies():
-    """The active policies, reloaded at most once a second per process (policy edits apply within a second)."""
-    now = time.monotonic()
-    if _policy_cache["at"] is None or now - _policy_cache["at"] > 1.0:
-        _policy_cache["policies"] = conditional_access.active_policies()
-        _policy_cache["at"] = now
-    return _policy_cache["policies"]
-
-
-_policy_cache: dict = {"at": None, "policies": []}
-
-
-def clear_policy_cache() -> None:
-    _policy_cache["at"] = None
 
 
 # --- token exchange (RFC 8693) ---------------------------------------------------------------------------------
@@ -298,7 +281,7 @@ class TokenExchangeGrant(GrantTypeBase):
         request.scopes = sorted(granted)
         attempt.granted = sorted(granted)
         request.exchanged_from = subject_token
-        ends = [e for e in (held.valid_until, subject_token.expires_at) if e]
+        ends = [e for e in (held.valid_until(granted), subject_token.expires_at) if e]
         request.valid_until = min(ends) if ends else None
 
 

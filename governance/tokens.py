@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -29,7 +29,7 @@ from agents import registry
 from agents.choices import AgentStatus, IdentityType
 from agents.models import Agent, Credential, PermissionGrant
 from governance.choices import ActorKind, AssignmentStatus, GrantType
-from governance.models import AccessToken, Assignment, ResourceServer
+from governance.models import AccessPackage, AccessToken, Assignment, ResourceServer
 from portal import audit, rbac
 from portal.models import Permission, User
 
@@ -89,10 +89,18 @@ def agent_for_client_id(client_id: str) -> Agent | None:
 
 @dataclass(frozen=True)
 class Entitlement:
-    """The permission names an agent holds now and until when they all still hold."""
+    """The permission names an agent holds now; those that only an assignment gives end with it."""
 
     scopes: frozenset[str]
-    valid_until: datetime | None  # the earliest end of a contributing assignment, or None
+    ends: dict[str, datetime] = field(default_factory=dict)  # scope → the end of the assignment that gives it
+
+    def narrowed(self, scopes: Iterable[str]) -> Entitlement:
+        keep = frozenset(scopes) & self.scopes
+        return Entitlement(keep, {s: e for s, e in self.ends.items() if s in keep})
+
+    def valid_until(self, scopes: Iterable[str]) -> datetime | None:
+        """When a token carrying ``scopes`` must end: the earliest end among them (None: no assignment scope)."""
+        return min((self.ends[s] for s in scopes if s in self.ends), default=None)
 
 
 def refusal(agent: Agent, now: datetime) -> str:
@@ -128,8 +136,7 @@ def effective_scopes(agent: Agent, now: datetime) -> Entitlement:
     for name, end in packaged:
         if name and (name not in ends or end > ends[name]):
             ends[name] = end  # the latest end among the assignments that give this permission
-    valid_until = min((end for name, end in ends.items() if name not in fixed), default=None)
-    return Entitlement(frozenset(fixed | set(ends)), valid_until)
+    return Entitlement(frozenset(fixed | set(ends)), {name: end for name, end in ends.items() if name not in fixed})
 
 
 def user_rights(user: User) -> frozenset[str]:
@@ -242,14 +249,19 @@ def revoke_agent_tokens(agent: Agent, reason: str, now: datetime | None = None) 
 
 
 def revoke_tokens_carrying(assignments: Iterable[Assignment], reason: str) -> int:
-    """Revoke the live tokens that carry a permission of these (just ended) assignments (R18)."""
+    """Revoke the live tokens that carry a permission of these (just ended) assignments (R18): three queries."""
     now = timezone.now()
+    assignments = list(assignments)
+    if not assignments:
+        return 0
+    through = AccessPackage.permissions.through
+    names_of_package: dict[int, set[str]] = {}
+    for package_id, name in through.objects.filter(accesspackage_id__in={a.package_id for a in assignments}) \
+            .values_list("accesspackage_id", "permission__name"):
+        names_of_package.setdefault(package_id, set()).add(name)
     names_by_agent: dict[int, set[str]] = {}
     for assignment in assignments:
-        names = {p.name for p in assignment.package.permissions.all()}
-        names_by_agent.setdefault(assignment.agent_id, set()).update(names)
-    if not names_by_agent:
-        return 0
+        names_by_agent.setdefault(assignment.agent_id, set()).update(names_of_package.get(assignment.package_id, ()))
     live = AccessToken.objects.filter(agent_id__in=list(names_by_agent), revoked_at__isnull=True, expires_at__gt=now)
     doomed = [t.pk for t in live.only("pk", "agent_id", "scopes") if names_by_agent[t.agent_id] & set(t.scopes)]
     return _revoke(AccessToken.objects.filter(pk__in=doomed), reason, now) if doomed else 0

@@ -538,6 +538,7 @@ def policy_what_if(request):
         else:
             evaluation = conditional_access.evaluate(
                 conditional_access.agent_facts(agent),
-                conditional_access.AccessContext(ip=form.cleaned_data["ip"] or None, at=form.cleaned_data["at"]))
+                conditional_access.AccessContext(ip=form.cleaned_data["ip"] or None, at=form.cleaned_data["at"],
+                                                 scopes=frozenset(form.cleaned_data["scopes"].split())))
     return render(request, "governance/policy_what_if.html", {"form": form, "evaluation": evaluation,
                                                               "agent": agent})

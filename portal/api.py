@@ -8,6 +8,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from portal import rbac, selectors
+from portal.api_permissions import ScopedAccess, app_only, token_scopes  # noqa: F401  (used by every app's API)
 from portal.models import AuditEvent, Workspace, WorkspaceMembership
 
 
@@ -19,7 +20,8 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         fields = ["slug", "name", "description", "created_at", "your_role"]
 
     def get_your_role(self, workspace) -> str | None:
-        return rbac.workspace_role(self.context["request"].user, workspace)
+        request = self.context["request"]
+        return None if app_only(request) else rbac.workspace_role(request.user, workspace)
 
 
 class MembershipSerializer(serializers.ModelSerializer):
@@ -49,8 +51,11 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = WorkspaceSerializer
     queryset = Workspace.objects.none()  # for the schema; get_queryset restricts per user
     lookup_field = "slug"
+    read_scopes = ("Portal.Agents.Read.All",)
 
     def get_queryset(self):
+        if app_only(self.request):
+            return Workspace.objects.order_by("name")
         return rbac.workspaces_visible_to(self.request.user).order_by("name")
 
     @action(detail=True)
@@ -68,9 +73,11 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AuditEventSerializer
     queryset = AuditEvent.objects.none()  # for the schema; get_queryset restricts per user
+    read_scopes = ("Portal.Audit.Read.All",)
 
     def get_queryset(self):
-        events = selectors.audit_events_visible_to(self.request.user)
+        events = AuditEvent.objects.all() if app_only(self.request) else \
+            selectors.audit_events_visible_to(self.request.user)
         if events is None:
             raise PermissionDenied("The audit trail is open to workspace owners and audit readers.")
         return events.select_related("workspace").order_by("-id")

@@ -45,6 +45,15 @@ def redis_url() -> str:
     return url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _plain_http_for_live_server():
+    """A live server's middleware is built once per session, before function-scoped settings apply: plain HTTP."""
+    from django.test import override_settings
+
+    with override_settings(SECURE_SSL_REDIRECT=False):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings):
     """Production settings (DEBUG off) except what needs TLS or a collectstatic run, and a fast password hash."""

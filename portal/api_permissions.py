@@ -1,0 +1,44 @@
+"""Who may call the portal API: sessions and bearer access tokens (R22). Kept apart from ``portal.api`` because DRF
+imports its default permission class while ``rest_framework.views`` is still loading.
+
+An agent's access token (governance authenticates it) reaches the API as ``request.auth`` with ``scopes``.
+A token speaking for a person (a user-account agent, or an agent acting for a user) has that person as
+``request.user``: the person's visibility applies *and* the token's scopes (R13). An app-only token (an agent
+identity) reads organisation-wide what its ``.All`` scopes name. Tokens never write through the API.
+"""
+
+from __future__ import annotations
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+
+def token_scopes(request) -> frozenset[str] | None:
+    scopes = getattr(request.auth, "scopes", None)
+    return frozenset(scopes) if scopes is not None else None
+
+
+def app_only(request) -> bool:
+    """An agent identity's own token: no person behind it."""
+    return token_scopes(request) is not None and getattr(request.auth, "subject_id", None) is None
+
+
+class ScopedAccess(BasePermission):
+    """Sessions must be signed in; bearer tokens need a safe method and one of the view's ``read_scopes``."""
+
+    message = "Sign in, or present an access token."
+
+    def has_permission(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        scopes = token_scopes(request)
+        if scopes is None:
+            return True
+        accepted = tuple(getattr(view, "read_scopes", ()))
+        if request.method not in SAFE_METHODS:
+            self.message = "Access tokens are read-only on the portal API."
+            return False
+        if not scopes & set(accepted):
+            self.message = (f"The token lacks a scope this endpoint accepts: {' or '.join(accepted)}." if accepted
+                            else "This endpoint does not accept access tokens.")
+            return False
+        return True
