@@ -470,12 +470,15 @@ def _identity_for_management(actor: User | None, agent: Agent, *, register: bool
 
 @transaction.atomic
 def credential_rotate(*, actor: User | None, agent: Agent, overlap: timedelta = ROTATION_OVERLAP,
-                      lifetime: timedelta = CREDENTIAL_LIFETIME) -> tuple[Credential, str]:
-    """Issue a new secret; the current ones stay valid for ``overlap`` so callers can switch over."""
+                      lifetime: timedelta = CREDENTIAL_LIFETIME, secret: str | None = None) -> tuple[Credential, str]:
+    """Issue a new secret; the current ones stay valid for ``overlap`` so callers can switch over.
+
+    ``secret`` is for demo data only (a value derived from ``SECRET_KEY`` so ``seed_demo`` can print it on every
+    run); everything else gets a fresh random one."""
     agent = _lock(agent)
     identity = _identity_for_management(actor, agent, register=True)
     now = timezone.now()
-    secret = credentials.new_secret()
+    secret = secret or credentials.new_secret()
     new = Credential.objects.create(identity=identity, secret_hash=credentials.hash_secret(secret),
                                     prefix=secret[:10], created_at=now, created_by=actor, expires_at=now + lifetime)
     cutoff = now + overlap

@@ -53,8 +53,11 @@ def agent_list(request):
     query = urlencode({k: v for k, v in params.items() if v})
     can_setup = workspace is not None and (policy.can_create_agent(request.user, workspace, AgentScope.WORKSPACE)
                                           or policy.can_create_agent(request.user, workspace, AgentScope.USER))
+    agents_page = page(request, agents) if workspace else None
+    if agents_page is not None:
+        selectors.with_last_used(agents_page)  # sets last_used_at on the page's own objects: one query per page
     return render(request, "agents/agent_list.html", {
-        "page": page(request, agents) if workspace else None, "params": params, "query": query,
+        "page": agents_page, "params": params, "query": query,
         "statuses": AgentStatus.choices, "identity_types": IdentityType.choices, "scopes": AgentScope.choices,
         "publisher_kinds": PublisherKind.choices, "can_setup": can_setup,
         "can_bulk": workspace is not None and rbac.has_workspace_perm(request.user, workspace, rbac.VIEW_WORKSPACE),
@@ -67,6 +70,7 @@ def agent_detail(request, agent_id: int):
     agent = selectors.agent_get(request.user, agent_id)
     return render(request, "agents/agent_detail.html", {
         "agent": agent, **selectors.agent_detail(agent), "notes": registry.status_notes(agent),
+        "last_used_at": selectors.last_used([agent.pk]).get(agent.pk),
         "extra_grants": registry.extra_grants(agent),
         "can_activate": agent.status in (AgentStatus.DRAFT, AgentStatus.PENDING_APPROVAL)
         and (policy.can_manage_agent(request.user, agent) or agent.created_by_id == request.user.pk)
@@ -211,7 +215,7 @@ def credential_rotate(request, agent_id: int):
     except ValidationError as error:
         flash_errors(request, error)
         return redirect("agent-detail", agent_id=agent.pk)
-    return _show_secret(request, agent, agent.identity.client_id, secret, created=False)
+    return _show_secret(request, agent, credential.identity.client_id, secret, created=False)
 
 
 @login_required

@@ -7,6 +7,7 @@ narrow it further, R13); an agent identity's own token authenticates as an ``Age
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import APIException
@@ -56,3 +57,14 @@ class BearerTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="portal-api"'
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the bearer scheme in the OpenAPI schema (``/api/schema/``)."""
+
+    target_class = BearerTokenAuthentication
+    name = "agentAccessToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer",
+                "description": "An agent's access token from /oauth/token/ (read-only, within its scopes)."}

@@ -8,4 +8,16 @@ class GovernanceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from governance import access_packages, api, approvals, benchmarks, demo, lifecycle, tokens  # noqa: F401  (registries)
+        from governance import (  # noqa: F401  (registries)
+            access_packages,
+            api,
+            approvals,
+            benchmarks,
+            demo,
+            lifecycle,
+            oauth_benchmarks,
+            risk,
+            risk_demo,
+            signins,
+            tokens,
+        )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from django.utils import timezone
+
 from agents import manifests, registry
 from agents.models import Agent, Blueprint
 from governance import approvals
@@ -194,3 +196,34 @@ def seed_conditional_access(write: Callable[[str], None]) -> None:
         if not ConditionalAccessPolicy.objects.filter(name=data["name"]).exists():
             conditional_access.policy_save(actor=None, data=data)
             write(f"  policy {data['name']} ({data['state']})")
+
+
+@seeding.register("agent sign-in")
+def seed_agent_sign_in(write: Callable[[str], None]) -> None:
+    """One demo agent's client id and secret, printed with a curl line that gets a token from ``make run``.
+
+    A secret cannot be shown twice, so the demo one is derived from this installation's ``SECRET_KEY`` (demo data
+    only): every run prints the same working secret, and only the first run issues it."""
+    import hashlib
+    import hmac
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from agents import credentials
+    from agents.models import Credential
+
+    agent = Agent.objects.filter(workspace__slug="soc", name="device-cleanup", status="active").first()
+    if agent is None:
+        return
+    secret = credentials.SECRET_PREFIX + hmac.new(settings.SECRET_KEY.encode(), b"demo client secret",
+                                                  hashlib.sha256).hexdigest()
+    credential = Credential.objects.filter(identity__agent=agent, secret_hash=credentials.hash_secret(secret),
+                                           revoked_at__isnull=True, expires_at__gt=timezone.now()).first()
+    if credential is None:
+        Credential.objects.filter(secret_hash=credentials.hash_secret(secret)).delete()  # an expired demo one
+        credential, secret = registry.credential_rotate(actor=None, agent=agent, overlap=timedelta(0), secret=secret)
+    client_id = credential.identity.client_id
+    write(f"  agent {agent.name} can get tokens — client id {client_id}, client secret {secret}")
+    write(f"  curl -s -u '{client_id}:{secret}' -d grant_type=client_credentials "
+          f"{settings.PORTAL_BASE_URL}/oauth/token/")

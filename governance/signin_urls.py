@@ -1,9 +1,8 @@
-from django.http import Http404
 from django.urls import path
 
+from governance import signin_views
 
-def _placeholder(request):  # replaced by the sign-in log views
-    raise Http404
-
-
-urlpatterns = [path("", _placeholder, name="signin-list")]
+urlpatterns = [
+    path("", signin_views.signin_list, name="signin-list"),
+    path("export/", signin_views.signin_export, name="signin-export"),
+]

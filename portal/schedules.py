@@ -14,4 +14,5 @@ JOB_SCHEDULES = {
     "expire_agents": crontab(minute="*/5"),
     "sweep_orphans": crontab(minute=15, hour=2),
     "run_access_reviews": crontab(minute=5),
+    "evaluate_risk": crontab(minute="*/5"),
 }

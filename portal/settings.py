@@ -240,6 +240,8 @@ OAUTH2_PROVIDER = {
     "OAUTH2_SERVER_CLASS": "governance.oauth.AgentServer",
     "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_TTL,
     "PKCE_REQUIRED": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
     # Only client credentials and token exchange are served, but keep every RFC 9700 gate on so that
     # `check --deploy` stays clean and nothing legacy can be switched on by accident.
     **{f"COMPLIANT_BCP_RFC9700_{gate}": True for gate in (

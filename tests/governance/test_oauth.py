@@ -521,3 +521,23 @@ def test_r13_an_exchanged_token_never_carries_a_right_the_user_lacks(client, wor
         assert claims["sub"] == person.username and claims["act"] == {"sub": client_id}
     finally:
         transaction.savepoint_rollback(savepoint)
+
+
+def test_seed_demo_prints_a_client_id_and_secret_whose_curl_line_gets_a_token(client):
+    import re
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    def seed() -> str:
+        out = StringIO()
+        call_command("seed_demo", "--password", "pw", stdout=out)
+        return next(line for line in out.getvalue().splitlines() if "curl -s -u" in line)
+
+    line = seed()
+    client_id, secret, url = re.search(r"-u '([^:]+):([^']+)' -d grant_type=client_credentials (\S+)", line).groups()
+    assert url.endswith("/oauth/token/")
+    response = _token(client, client_id, secret)
+    assert response.status_code == 200 and response.json()["scope"]
+    assert seed() == line  # idempotent: the same working secret every run
+    assert _token(client, client_id, secret).status_code == 200
