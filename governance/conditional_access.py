@@ -80,12 +80,24 @@ class Evaluation:
         return [v for v in self.verdicts if v.state == PolicyState.REPORT_ONLY and v.outcome == "block"]
 
 
-def agent_facts(agent: Agent) -> AgentFacts:
-    """The agent's kind, publisher kind, risk, agent user and attributes (two queries)."""
-    attributes = dict(AttributeValue.objects.filter(agent=agent).values_list("key", "value"))
-    return AgentFacts(agent_id=agent.pk, kind=agent.kind, publisher_kind=agent.blueprint.publisher_kind,
-                      risk_level=agent.risk_level or RiskLevel.NONE,
-                      has_agent_user=AgentUser.objects.filter(identity__agent=agent).exists(),
+def agent_facts(agent: Agent, policies: Sequence[ConditionalAccessPolicy] | None = None) -> AgentFacts:
+    """The agent's kind, publisher kind, risk, agent user and attributes.
+
+    With ``policies`` given, only the facts some of them look at are loaded (the token endpoint passes the active
+    ones: usually no query at all); without, everything (two queries). Facts no policy reads cannot change a
+    decision, so both give the same evaluation."""
+    wants_attributes = policies is None or any(p.attribute_rules for p in policies)
+    wants_agent_user = policies is None or any(AGENT_USER_KIND in (p.agent_kinds or []) for p in policies)
+    attributes = getattr(agent, "prefetched_attributes", None)  # read with the client on PostgreSQL
+    if attributes is None:
+        attributes = dict(AttributeValue.objects.filter(agent=agent).values_list("key", "value")) \
+            if wants_attributes else {}
+    has_agent_user = getattr(agent, "prefetched_has_agent_user", None)
+    if has_agent_user is None:
+        has_agent_user = wants_agent_user and AgentUser.objects.filter(identity__agent=agent).exists()
+    publisher_kind = getattr(agent, "publisher_kind", None) or agent.blueprint.publisher_kind
+    return AgentFacts(agent_id=agent.pk, kind=agent.kind, publisher_kind=publisher_kind,
+                      risk_level=agent.risk_level or RiskLevel.NONE, has_agent_user=has_agent_user,
                       attributes=attributes)
 
 
@@ -122,6 +134,14 @@ def cached_active_policies() -> list[ConditionalAccessPolicy]:
 # --- targets -----------------------------------------------------------------------------------------------------
 
 
+def _ids(policy: ConditionalAccessPolicy, relation: str) -> frozenset[int]:
+    """The ids of a policy's named (or excluded) agents, computed once per loaded policy object."""
+    cached = policy.__dict__.setdefault("_target_ids", {})
+    if relation not in cached:
+        cached[relation] = frozenset(a.pk for a in getattr(policy, relation).all())
+    return cached[relation]
+
+
 def _attribute_matches(rule: dict, attributes: dict[str, str]) -> bool:
     value = attributes.get(rule.get("key", ""))
     if value is None:
@@ -139,11 +159,11 @@ def _attribute_matches(rule: dict, attributes: dict[str, str]) -> bool:
 
 def _target_reason(policy: ConditionalAccessPolicy, facts: AgentFacts) -> str | None:
     """Why the policy targets the agent, or None when it does not (exclusions win)."""
-    if facts.agent_id in {a.pk for a in policy.excluded_agents.all()}:
+    if facts.agent_id in _ids(policy, "excluded_agents"):
         return None
     if policy.all_agents:
         return "targets every agent"
-    if facts.agent_id in {a.pk for a in policy.agents.all()}:
+    if facts.agent_id in _ids(policy, "agents"):
         return "names this agent"
     kinds = set(policy.agent_kinds or [])
     if facts.kind in kinds:

@@ -38,7 +38,7 @@ from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types import ClientCredentialsGrant
 from oauthlib.oauth2.rfc6749.grant_types.base import GrantTypeBase
 
-from governance import conditional_access, risk, tokens
+from governance import conditional_access, fastpath, risk, tokens
 from governance.choices import ActorKind, DetectionKind, GrantType, RiskLevel, SignInOutcome
 from governance.models import AccessToken, SignIn
 
@@ -65,8 +65,11 @@ class Attempt:
     error: str = ""
     reason: str = ""
     policies: list[dict] = field(default_factory=list)
-    token: AccessToken | None = None
+    pending_token: dict | None = None
+    token_id: int | None = None
     failed_authentication: bool = False
+    peeked_client_id: str | None = None
+    locked: bool = False
 
 
 _attempt: contextvars.ContextVar[Attempt | None] = contextvars.ContextVar("oauth_attempt", default=None)
@@ -79,19 +82,60 @@ def _current() -> Attempt:
 # --- rate limits and lock-out ----------------------------------------------------------------------------------
 
 
+def _redis():
+    """The raw Redis client behind Django's cache, or None (local memory cache)."""
+    backend = getattr(cache, "_cache", None)
+    if not hasattr(backend, "get_client"):
+        return None
+    if "_aip_client" not in backend.__dict__:  # a Redis client per cache backend (thread), not per call
+        backend._aip_client = backend.get_client(write=True)
+    return backend._aip_client
+
+
 def _count(key: str, window: int) -> int:
     """Fixed-window counter in the cache (Redis in production: shared by every worker)."""
-    bucket = f"aip:{key}:{int(time.time() // window)}"
-    cache.add(bucket, 0, window + 5)
-    try:
-        return cache.incr(bucket)
-    except ValueError:  # evicted between add and incr
-        cache.set(bucket, 1, window + 5)
-        return 1
+    return _gate([key], window, lock_of="")[0][0]
 
 
-def over_limit(kind: str, value: str, limit: int) -> bool:
-    return bool(value) and limit > 0 and _count(f"rl:{kind}:{value}", 60) > limit
+def _gate(keys: list[str], window: int, lock_of: str) -> tuple[list[int], bool]:
+    """Increment fixed-window counters and read a client's lock-out, in one Redis round trip."""
+    bucket = int(time.time() // window)
+    names = [cache.make_key(f"aip:{key}:{bucket}") for key in keys]
+    client = _redis()
+    if client is not None:
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.incr(name)
+            pipe.expire(name, window + 5)
+        if lock_of:
+            pipe.exists(cache.make_key(_lock_key(lock_of)))
+        results = pipe.execute()
+        return [int(results[2 * i]) for i in range(len(names))], bool(lock_of and results[-1])
+    counts = []
+    for key in keys:
+        name = f"aip:{key}:{bucket}"
+        cache.add(name, 0, window + 5)
+        try:
+            counts.append(cache.incr(name))
+        except ValueError:  # evicted between add and incr
+            cache.set(name, 1, window + 5)
+            counts.append(1)
+    return counts, is_locked(lock_of)
+
+
+def request_gate(ip: str | None, client_id: str) -> tuple[bool, bool]:
+    """(over a rate limit, client id locked out) for one OAuth request: one round trip to the cache."""
+    keys, limits = [], []
+    if ip and settings.OAUTH_RATE_LIMIT_PER_IP > 0:
+        keys.append(f"rl:ip:{ip}")
+        limits.append(settings.OAUTH_RATE_LIMIT_PER_IP)
+    if client_id and settings.OAUTH_RATE_LIMIT_PER_CLIENT > 0:
+        keys.append(f"rl:client:{client_id}")
+        limits.append(settings.OAUTH_RATE_LIMIT_PER_CLIENT)
+    if not keys and not client_id:
+        return False, False
+    counts, locked = _gate(keys, 60, lock_of=client_id)
+    return any(c > limit for c, limit in zip(counts, limits, strict=True)), locked
 
 
 def _lock_key(client_id: str) -> str:
@@ -102,6 +146,14 @@ def is_locked(client_id: str) -> bool:
     return bool(client_id) and cache.get(_lock_key(client_id)) is not None
 
 
+def _lock(client_id: str) -> None:
+    client = _redis()
+    if client is not None:
+        client.set(cache.make_key(_lock_key(client_id)), 1, ex=settings.OAUTH_LOCK_SECONDS)
+    else:
+        cache.set(_lock_key(client_id), 1, settings.OAUTH_LOCK_SECONDS)
+
+
 def _failed_authentication(client_id: str) -> None:
     """Count a failed client authentication; raise risk, then lock the client id out (R21)."""
     agent = tokens.agent_for_client_id(client_id)
@@ -109,7 +161,7 @@ def _failed_authentication(client_id: str) -> None:
         return
     failures = _count(f"fail:{client_id}", 900)
     if failures >= settings.OAUTH_FAILED_AUTH_LOCK:
-        cache.set(_lock_key(client_id), 1, settings.OAUTH_LOCK_SECONDS)
+        _lock(client_id)
         risk.record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.HIGH,
                               key=f"locked:{int(time.time() // 900)}",
                               detail=f"{failures} failed client authentications in 15 minutes; client locked out")
@@ -145,7 +197,8 @@ class AgentValidator(OAuth2Validator):
         attempt = _current()
         client_id, secret = self._client_credentials(request)
         attempt.client_id = client_id[:64]
-        if is_locked(client_id):
+        locked = attempt.locked if attempt.peeked_client_id == client_id[:64] else is_locked(client_id)
+        if locked:
             attempt.error, attempt.reason = "invalid_client", "client locked after repeated failed authentication"
             return False
         client = tokens.authenticate_client(client_id, secret, attempt.at)
@@ -201,11 +254,15 @@ class AgentValidator(OAuth2Validator):
         return True
 
     def save_bearer_token(self, token, request, *args, **kwargs) -> None:
+        """Only noted here: the view writes the token with its sign-in row (one statement on PostgreSQL)."""
         attempt = _current()
-        attempt.token = tokens.store(value=token["access_token"], client=request.client, scopes=attempt.granted,
-                                     expires_at=request.token_expires_at, now=attempt.at,
-                                     subject=attempt.subject, actor_kind=attempt.actor_kind,
-                                     grant_type=request.grant_type, parent=getattr(request, "exchanged_from", None))
+        parent = getattr(request, "exchanged_from", None)
+        attempt.pending_token = {
+            "token_hash": tokens.hash_token(token["access_token"]), "agent_id": request.client.agent.pk,
+            "client_id": request.client.client_id, "subject_id": attempt.subject.pk if attempt.subject else None,
+            "actor_kind": attempt.actor_kind, "grant_type": request.grant_type, "scopes": sorted(attempt.granted),
+            "parent_id": parent.pk if parent else None, "issued_at": attempt.at,
+            "expires_at": request.token_expires_at, "revoked_reason": ""}
 
     def revoke_token(self, token, token_type_hint, request, *args, **kwargs) -> None:
         tokens.token_revoke(client=request.client, value=token or "")
@@ -216,9 +273,10 @@ class AgentValidator(OAuth2Validator):
 
 def check_conditional_access(agent, attempt: Attempt, scopes) -> None:
     """R20 at issuance: evaluate every active policy; block wins; report-only is recorded, never enforced."""
-    facts = conditional_access.agent_facts(agent)
+    policies = conditional_access.cached_active_policies()
+    facts = conditional_access.agent_facts(agent, policies)
     context = conditional_access.AccessContext(ip=attempt.ip, at=attempt.at, scopes=frozenset(scopes))
-    evaluation = conditional_access.evaluate(facts, context, conditional_access.cached_active_policies())
+    evaluation = conditional_access.evaluate(facts, context, policies)
     attempt.policies = [{"id": v.policy_id, "name": v.name, "state": v.state, "outcome": v.outcome,
                          "reason": v.reason} for v in evaluation.verdicts if v.outcome != "not_applicable"]
     if not evaluation.allowed:
@@ -338,9 +396,12 @@ def _peek_client_id(request: HttpRequest) -> str:
     return request.POST.get("client_id", "")[:64]
 
 
-def _too_many(request: HttpRequest, client_id: str) -> HttpResponse | None:
-    if over_limit("ip", client_ip(request) or "", settings.OAUTH_RATE_LIMIT_PER_IP) or over_limit(
-            "client", client_id, settings.OAUTH_RATE_LIMIT_PER_CLIENT):
+def _too_many(request: HttpRequest, client_id: str, attempt: Attempt | None = None) -> HttpResponse | None:
+    """429 past a rate limit; also notes on the attempt whether this client id is locked out (same round trip)."""
+    limited, locked = request_gate(client_ip(request), client_id)
+    if attempt is not None:
+        attempt.peeked_client_id, attempt.locked = client_id, locked
+    if limited:
         response = JsonResponse({"error": "slow_down", "error_description": "Too many requests; retry later."},
                                 status=429)
         response["Retry-After"] = "60"
@@ -348,14 +409,28 @@ def _too_many(request: HttpRequest, client_id: str) -> HttpResponse | None:
     return None
 
 
-def _record(attempt: Attempt, outcome: str) -> SignIn:
+def _record(attempt: Attempt, outcome: str) -> None:
+    """Write the sign-in row, and the issued token with it, atomically."""
     client = attempt.client
     agent = client.agent if client else tokens.agent_for_client_id(attempt.client_id)
-    return SignIn.objects.create(
-        at=attempt.at, agent=agent, client_id=attempt.client_id, actor_kind=attempt.actor_kind if agent else
-        ActorKind.UNKNOWN, subject=attempt.subject, ip=attempt.ip, grant_type=attempt.grant_type[:60],
-        requested_scopes=attempt.requested, granted_scopes=attempt.granted if outcome == SignInOutcome.SUCCESS else [],
-        outcome=outcome, error=attempt.error, reason=attempt.reason, policies=attempt.policies, token=attempt.token)
+    actor_kind = attempt.actor_kind
+    if agent is None:
+        actor_kind = ActorKind.UNKNOWN
+    elif actor_kind == ActorKind.UNKNOWN:  # a known client id that failed to authenticate
+        actor_kind = ActorKind.USER_ACCOUNT if agent.identity_type == "user_account" else ActorKind.AGENT
+    sign_in = {"at": attempt.at, "agent_id": agent.pk if agent else None, "client_id": attempt.client_id,
+               "actor_kind": actor_kind, "subject_id": attempt.subject.pk if attempt.subject else None,
+               "ip": attempt.ip, "grant_type": attempt.grant_type[:60], "requested_scopes": attempt.requested,
+               "granted_scopes": attempt.granted if outcome == SignInOutcome.SUCCESS else [], "outcome": outcome,
+               "error": attempt.error, "reason": attempt.reason, "policies": attempt.policies}
+    token = attempt.pending_token if outcome == SignInOutcome.SUCCESS else None
+    if fastpath.enabled():
+        attempt.token_id = fastpath.record(sign_in, token)
+        return
+    with transaction.atomic():
+        if token is not None:
+            attempt.token_id = AccessToken.objects.create(**token).pk
+        SignIn.objects.create(**sign_in, token_id=attempt.token_id)
 
 
 @csrf_exempt
@@ -363,23 +438,21 @@ def _record(attempt: Attempt, outcome: str) -> SignIn:
 @sensitive_post_parameters("client_secret", "subject_token")
 def token(request: HttpRequest) -> HttpResponse:
     """``POST /oauth/token/``: client credentials (RFC 6749 §4.4) and token exchange (RFC 8693)."""
-    client_id = _peek_client_id(request)
-    limited = _too_many(request, client_id)
+    attempt = Attempt(ip=client_ip(request), at=timezone.now(), grant_type=request.POST.get("grant_type", ""))
+    limited = _too_many(request, _peek_client_id(request), attempt)
     if limited:
         return limited
-    attempt = Attempt(ip=client_ip(request), at=timezone.now(), grant_type=request.POST.get("grant_type", ""))
     reset = _attempt.set(attempt)
     try:
-        with transaction.atomic():
-            _uri, headers, body, status = core().create_token_response(request)
-            outcome = (SignInOutcome.SUCCESS if status == 200 else
-                       SignInOutcome.BLOCKED if attempt.reason.startswith("blocked by conditional access")
-                       else SignInOutcome.FAILURE)
-            if status != 200 and not attempt.error:
-                attempt.error = json.loads(body).get("error", "invalid_request")
-            _record(attempt, outcome)
+        _uri, headers, body, status = core().create_token_response(request)
     finally:
         _attempt.reset(reset)
+    outcome = (SignInOutcome.SUCCESS if status == 200 else
+               SignInOutcome.BLOCKED if attempt.reason.startswith("blocked by conditional access")
+               else SignInOutcome.FAILURE)
+    if status != 200 and not attempt.error:
+        attempt.error = json.loads(body).get("error", "invalid_request")
+    _record(attempt, outcome)
     if attempt.failed_authentication:
         _failed_authentication(attempt.client_id)
     response = HttpResponse(body, status=status, content_type="application/json")
@@ -425,10 +498,10 @@ def introspect(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("client_secret", "token")
 def revoke(request: HttpRequest) -> HttpResponse:
     """``POST /oauth/revoke/`` (RFC 7009): the client that holds a token revokes it."""
-    limited = _too_many(request, _peek_client_id(request))
+    attempt = Attempt(ip=client_ip(request), at=timezone.now())
+    limited = _too_many(request, _peek_client_id(request), attempt)
     if limited:
         return limited
-    attempt = Attempt(ip=client_ip(request), at=timezone.now())
     reset = _attempt.set(attempt)
     try:
         _uri, headers, body, status = core().create_revocation_response(request)

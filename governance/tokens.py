@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,12 +23,14 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import DateTimeField, Value
 from django.utils import timezone
 
 from agents import credentials as credential_hashing
 from agents import registry
 from agents.choices import AgentStatus, IdentityType
 from agents.models import Agent, Credential, PermissionGrant
+from governance import fastpath
 from governance.choices import ActorKind, AssignmentStatus, GrantType
 from governance.models import AccessPackage, AccessToken, Assignment, ResourceServer
 from portal import audit, rbac
@@ -70,13 +73,33 @@ def authenticate_client(client_id: str, secret: str, now: datetime | None = None
     if not client_id or not secret:
         return None
     now = now or timezone.now()
-    credential = (Credential.objects.filter(secret_hash=credential_hashing.hash_secret(secret),
-                                            revoked_at__isnull=True, expires_at__gt=now)
-                  .select_related("identity__agent__blueprint", "identity__agent__run_as_user").first())
-    if credential is None or not hmac.compare_digest(credential.identity.client_id.encode(), client_id.encode()):
+    secret_hash = credential_hashing.hash_secret(secret)
+    if fastpath.enabled():
+        row = fastpath.authenticate(secret_hash, now)
+    else:
+        row = (Credential.objects.filter(secret_hash=secret_hash, revoked_at__isnull=True, expires_at__gt=now)
+               .values_list("pk", "identity__client_id", *(f"identity__agent__{f}" for f in _AGENT_FIELDS),
+                            "identity__agent__blueprint__publisher_kind", "identity__agent__run_as_user__username",
+                            "identity__agent__run_as_user__is_active").order_by()[:1])
+        row = row[0] if row else None
+    if row is None or not hmac.compare_digest(row[1].encode(), client_id.encode()):
         return None
-    return AgentClient(client_id=credential.identity.client_id, agent=credential.identity.agent,
-                       credential_id=credential.pk)
+    agent = Agent(**dict(zip(_AGENT_FIELDS, row[2:2 + len(_AGENT_FIELDS)], strict=True)))
+    publisher_kind, username, user_active = row[2 + len(_AGENT_FIELDS):5 + len(_AGENT_FIELDS)]
+    if len(row) > 5 + len(_AGENT_FIELDS):  # PostgreSQL read the permissions and policy facts in the same statement
+        own, package_names, package_ends, attributes, has_agent_user = row[5 + len(_AGENT_FIELDS):]
+        agent.prefetched_scope_rows = [(name, None) for name in own] + list(zip(package_names, package_ends,
+                                                                                strict=True))
+        agent.prefetched_attributes = dict(a.split("=", 1) for a in attributes)
+        agent.prefetched_has_agent_user = has_agent_user
+    agent.publisher_kind = publisher_kind  # read by conditional access without loading the blueprint
+    if agent.run_as_user_id is not None:
+        agent.run_as_user = User(pk=agent.run_as_user_id, username=username, is_active=user_active)
+    return AgentClient(client_id=row[1], agent=agent, credential_id=row[0])
+
+
+# The agent columns the token endpoint needs, read in the credential's query (no model joins instantiated).
+_AGENT_FIELDS = fastpath.AGENT_COLUMNS
 
 
 def agent_for_client_id(client_id: str) -> Agent | None:
@@ -121,22 +144,34 @@ def privileged_names() -> frozenset[str]:
 
 def effective_scopes(agent: Agent, now: datetime) -> Entitlement:
     """An agent's effective permissions: its own (blueprint grants for an agent identity, the blueprint's required
-    permissions for a user-account agent) ∪ its active package assignments; privileged ones never (R4)."""
-    if agent.identity_type == IdentityType.AGENT_IDENTITY:
-        fixed = set(PermissionGrant.objects.filter(identity__agent=agent, ended_at__isnull=True,
-                                                   permission__privileged=False)
-                    .values_list("permission__name", flat=True))
-    else:
-        fixed = set(Permission.objects.filter(blueprints=agent.blueprint_id, privileged=False)
-                    .values_list("name", flat=True))
-    packaged = (Assignment.objects.filter(agent=agent, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
-                                          package__permissions__privileged=False)
-                .values_list("package__permissions__name", "expires_at"))
+    permissions for a user-account agent) ∪ its active package assignments; privileged ones never (R4).
+    One query (a UNION), as the token endpoint asks on every request."""
+    rows = getattr(agent, "prefetched_scope_rows", None)
+    if rows is None:
+        rows = fastpath.scopes(agent, now) if fastpath.enabled() else _scope_rows(agent, now)
+    own: set[str] = set()
     ends: dict[str, datetime] = {}
-    for name, end in packaged:
-        if name and (name not in ends or end > ends[name]):
+    for name, end in rows:
+        if end is None:
+            own.add(name)
+        elif name not in ends or end > ends[name]:
             ends[name] = end  # the latest end among the assignments that give this permission
-    return Entitlement(frozenset(fixed | set(ends)), {name: end for name, end in ends.items() if name not in fixed})
+    return Entitlement(frozenset(own | set(ends)), {name: end for name, end in ends.items() if name not in own})
+
+
+def _scope_rows(agent: Agent, now: datetime):
+    if agent.identity_type == IdentityType.AGENT_IDENTITY:
+        fixed = (PermissionGrant.objects.filter(identity__agent_id=agent.pk, ended_at__isnull=True,
+                                                permission__privileged=False)
+                 .values_list("permission__name", Value(None, output_field=DateTimeField())).order_by())
+    else:
+        fixed = (Permission.objects.filter(blueprints=agent.blueprint_id, privileged=False)
+                 .values_list("name", Value(None, output_field=DateTimeField())).order_by())
+    packaged = (Permission.objects.filter(access_packages__assignments__agent=agent,
+                                          access_packages__assignments__status=AssignmentStatus.ACTIVE,
+                                          access_packages__assignments__expires_at__gt=now, privileged=False)
+                .values_list("name", "access_packages__assignments__expires_at").order_by())
+    return fixed.union(packaged, all=True)
 
 
 def user_rights(user: User) -> frozenset[str]:
@@ -162,11 +197,12 @@ def token_expiry(now: datetime, valid_until: datetime | None) -> datetime:
     return min(natural, valid_until) if valid_until else natural
 
 
-def store(*, value: str, client: AgentClient, scopes: Iterable[str], expires_at: datetime, now: datetime,
-          subject: User | None, actor_kind: str, grant_type: str, parent: AccessToken | None = None) -> AccessToken:
-    return AccessToken.objects.create(token_hash=hash_token(value), agent=client.agent, client_id=client.client_id,
-                                      subject=subject, actor_kind=actor_kind, grant_type=grant_type,
-                                      scopes=sorted(scopes), parent=parent, issued_at=now, expires_at=expires_at)
+_LIVE_TOKEN_FIELDS = (
+    "id", "agent_id", "client_id", "subject_id", "actor_kind", "grant_type", "scopes", "issued_at", "expires_at",
+    "revoked_at", *(f"agent__{f}" for f in ("id", "workspace_id", "name", "identity_type", "run_as_user_id",
+                                             "status", "expires_at")),
+    "agent__run_as_user__id", "agent__run_as_user__username", "agent__run_as_user__is_active",
+    "subject__id", "subject__username", "subject__is_active")
 
 
 def live_token(value: str, now: datetime | None = None) -> AccessToken | None:
@@ -175,7 +211,9 @@ def live_token(value: str, now: datetime | None = None) -> AccessToken | None:
         return None
     now = now or timezone.now()
     token = (AccessToken.objects.filter(token_hash=hash_token(value), revoked_at__isnull=True, expires_at__gt=now)
-             .select_related("agent__run_as_user", "subject").first())
+             .select_related("agent__run_as_user", "subject")
+             .only(*_LIVE_TOKEN_FIELDS).order_by()[:1])
+    token = token[0] if token else None
     if token is None or (token.agent is not None and refusal(token.agent, now)):
         return None
     if token.subject is not None and not token.subject.is_active:
@@ -186,6 +224,8 @@ def live_token(value: str, now: datetime | None = None) -> AccessToken | None:
 def introspect(value: str, now: datetime | None = None) -> dict:
     """RFC 7662: the claims of an active token, or ``{"active": False}`` for an unknown, expired or revoked one."""
     now = now or timezone.now()
+    if fastpath.enabled():
+        return _introspect_row(value, now)
     token = live_token(value, now)
     if token is None:
         return {"active": False}
@@ -219,6 +259,28 @@ def personal_token_issue(*, actor: User, scopes: Iterable[str] | None = None) ->
     audit.record(actor=actor, action="token.issue_personal", target=token,
                  after={"token_id": token.pk, "scopes": token.scopes, "expires_at": token.expires_at})
     return token, value
+
+
+def _introspect_row(value: str, now: datetime) -> dict:
+    """``introspect`` on PostgreSQL: one prepared statement, no model instances."""
+    row = fastpath.live(hash_token(value), now) if value.startswith(TOKEN_PREFIX) else None
+    if row is None:
+        return {"active": False}
+    (_pk, agent_id, client_id, actor_kind, scopes, issued_at, expires_at, status, agent_expires, identity_type,
+     run_as_active, subject_name, subject_active) = row
+    if isinstance(scopes, str):  # Django has psycopg hand jsonb over as text
+        scopes = json.loads(scopes)
+    if agent_id is not None and (status != AgentStatus.ACTIVE or (agent_expires is not None and agent_expires <= now)
+                                 or (identity_type == IdentityType.USER_ACCOUNT and not run_as_active)):
+        return {"active": False}
+    if subject_name is not None and not subject_active:
+        return {"active": False}
+    claims = {"active": True, "scope": " ".join(scopes), "client_id": client_id, "token_type": "Bearer",
+              "exp": int(expires_at.timestamp()), "iat": int(issued_at.timestamp()), "sub": subject_name or client_id,
+              "iss": settings.PORTAL_BASE_URL, "agent_id": agent_id, "actor_kind": actor_kind}
+    if actor_kind == ActorKind.ON_BEHALF_OF:
+        claims["act"] = {"sub": client_id}
+    return claims
 
 
 # --- revoking ---------------------------------------------------------------------------------------------------
@@ -314,8 +376,13 @@ def resource_server_revoke(*, actor: User | None, server: ResourceServer) -> Res
 def authenticate_resource_server(client_id: str, secret: str) -> ResourceServer | None:
     if not client_id or not secret:
         return None
-    server = ResourceServer.objects.filter(secret_hash=credential_hashing.hash_secret(secret),
-                                           revoked_at__isnull=True).first()
+    secret_hash = credential_hashing.hash_secret(secret)
+    if fastpath.enabled():
+        row = fastpath.resource_server(secret_hash)
+        server = ResourceServer(pk=row[0], client_id=row[1]) if row else None
+    else:
+        server = ResourceServer.objects.filter(secret_hash=secret_hash, revoked_at__isnull=True) \
+            .only("id", "client_id").order_by().first()
     if server is None or not hmac.compare_digest(server.client_id.encode(), client_id.encode()):
         return None
     return server

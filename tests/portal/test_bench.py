@@ -24,7 +24,12 @@ def test_bench_prints_json_lines_and_leaves_no_rows(world, settings):
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
     events, users, agents = AuditEvent.objects.count(), User.objects.count(), Agent.objects.count()
     out = StringIO()
-    call_command("bench", "--n", "150", stdout=out)
+    from portal.benchmarks import SCENARIOS
+
+    for name in [n for n, f in SCENARIOS.items() if not getattr(f, "serves_http", False)]:
+        # the HTTP scenarios serve a real server process, which cannot see this test's database: their own test
+        # (tests/governance/test_oauth_bench.py) runs them against a migrated file database
+        call_command("bench", "--scenario", name, "--n", "150", stdout=out)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["scenario"] for r in lines] == ["audit_append", "audit_verify", "audit_export", "audit_page",
                                               "members_page", "registry_list", "bulk_provision", "expire_assignments",

@@ -49,4 +49,5 @@ class Command(BaseCommand):
                 "baseline": baseline_name, "baseline_seconds": round(baseline[0], 4),
                 "baseline_queries": baseline[1],
                 "ratio": round(seconds / baseline[0], 2) if baseline[0] else None, "database": connection.vendor,
+                **getattr(measured, "extra", {}),  # e.g. requests/s and latency percentiles of HTTP scenarios
             }))
