@@ -123,15 +123,23 @@ def _gate(keys: list[str], window: int, lock_of: str) -> tuple[list[int], bool]:
     return counts, is_locked(lock_of)
 
 
-def request_gate(ip: str | None, client_id: str) -> tuple[bool, bool]:
-    """(over a rate limit, client id locked out) for one OAuth request: one round trip to the cache."""
+def request_gate(ip: str | None, client_id: str, *, introspection: bool = False) -> tuple[bool, bool]:
+    """(over a rate limit, client id locked out) for one OAuth request: one round trip to the cache.
+
+    Agents' requests (token, revoke) and resource servers' introspections count in separate buckets with their own
+    limits: a resource server checks a token on every call it serves."""
+    if introspection:
+        per_ip = per_client = settings.OAUTH_INTROSPECT_RATE_LIMIT
+    else:
+        per_ip, per_client = settings.OAUTH_RATE_LIMIT_PER_IP, settings.OAUTH_RATE_LIMIT_PER_CLIENT
+    kind = "rs" if introspection else "rl"
     keys, limits = [], []
-    if ip and settings.OAUTH_RATE_LIMIT_PER_IP > 0:
-        keys.append(f"rl:ip:{ip}")
-        limits.append(settings.OAUTH_RATE_LIMIT_PER_IP)
-    if client_id and settings.OAUTH_RATE_LIMIT_PER_CLIENT > 0:
-        keys.append(f"rl:client:{client_id}")
-        limits.append(settings.OAUTH_RATE_LIMIT_PER_CLIENT)
+    if ip and per_ip > 0:
+        keys.append(f"{kind}:ip:{ip}")
+        limits.append(per_ip)
+    if client_id and per_client > 0:
+        keys.append(f"{kind}:client:{client_id}")
+        limits.append(per_client)
     if not keys and not client_id:
         return False, False
     counts, locked = _gate(keys, 60, lock_of=client_id)
@@ -396,9 +404,10 @@ def _peek_client_id(request: HttpRequest) -> str:
     return request.POST.get("client_id", "")[:64]
 
 
-def _too_many(request: HttpRequest, client_id: str, attempt: Attempt | None = None) -> HttpResponse | None:
+def _too_many(request: HttpRequest, client_id: str, attempt: Attempt | None = None, *,
+              introspection: bool = False) -> HttpResponse | None:
     """429 past a rate limit; also notes on the attempt whether this client id is locked out (same round trip)."""
-    limited, locked = request_gate(client_ip(request), client_id)
+    limited, locked = request_gate(client_ip(request), client_id, introspection=introspection)
     if attempt is not None:
         attempt.peeked_client_id, attempt.locked = client_id, locked
     if limited:
@@ -481,7 +490,7 @@ def _resource_server_credentials(request: HttpRequest) -> tuple[str, str]:
 def introspect(request: HttpRequest) -> HttpResponse:
     """``POST /oauth/introspect/`` (RFC 7662) for registered resource servers."""
     client_id, secret = _resource_server_credentials(request)
-    limited = _too_many(request, client_id)
+    limited = _too_many(request, client_id, introspection=True)
     if limited:
         return limited
     if tokens.authenticate_resource_server(client_id, secret) is None:

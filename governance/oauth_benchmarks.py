@@ -282,7 +282,8 @@ def _queries_per_request(fixture: Fixture, kind: str) -> tuple[int, int]:
                            content_type="application/x-www-form-urlencoded", HTTP_AUTHORIZATION=fixture.server_basic)
 
     # The counters live in the shared cache, where the server's requests count too: raise the limits here as well.
-    with override_settings(OAUTH_RATE_LIMIT_PER_CLIENT=int(RAISED_LIMIT), OAUTH_RATE_LIMIT_PER_IP=int(RAISED_LIMIT)):
+    with override_settings(OAUTH_RATE_LIMIT_PER_CLIENT=int(RAISED_LIMIT), OAUTH_RATE_LIMIT_PER_IP=int(RAISED_LIMIT),
+                           OAUTH_INTROSPECT_RATE_LIMIT=int(RAISED_LIMIT)):
         call()  # first request: caches and the policy cache filled, as on a warm server
         reset_queries()  # (a request resets the log too, which would hide what CaptureQueriesContext counts)
         with CaptureQueriesContext(connection) as ctx:
@@ -339,7 +340,7 @@ class Server:
     def start(self) -> None:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "portal.settings"),
                "DATABASE_URL": _database_url(), "OAUTH_RATE_LIMIT_PER_CLIENT": RAISED_LIMIT,
-               "OAUTH_RATE_LIMIT_PER_IP": RAISED_LIMIT}
+               "OAUTH_RATE_LIMIT_PER_IP": RAISED_LIMIT, "OAUTH_INTROSPECT_RATE_LIMIT": RAISED_LIMIT}
         command = [sys.executable, "-m", "gunicorn", "governance.bench_wsgi:application",
                    "--bind", f"fd://{self.listener.fileno()}", "--workers", str(WORKERS),
                    "--worker-class", WORKER_CLASS, "--keep-alive", "75", "--graceful-timeout", "5",
@@ -642,7 +643,7 @@ def _run(kind: str, n: int, processes: Processes) -> tuple[Measured, str, tuple[
         "baseline_machine_busy_cpus": round(base["machine_busy_cpus"], 2), "agents": AGENTS,
         "policies_in_force": fixture.policies_in_force,
         "cache": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1],
-        "rate_limits": "raised for the bench (OAUTH_RATE_LIMIT_PER_CLIENT/_PER_IP)",
+        "rate_limits": "raised for the bench (OAUTH_RATE_LIMIT_PER_CLIENT/_PER_IP, OAUTH_INTROSPECT_RATE_LIMIT)",
     }
     return (Measured(measured["seconds"], queries * n, extra), "trivial_authenticated_view_same_server",
             (base["seconds"], baseline_queries * n))

@@ -541,3 +541,11 @@ def test_seed_demo_prints_a_client_id_and_secret_whose_curl_line_gets_a_token(cl
     assert response.status_code == 200 and response.json()["scope"]
     assert seed() == line  # idempotent: the same working secret every run
     assert _token(client, client_id, secret).status_code == 200
+
+
+def test_r22_introspection_has_its_own_rate_limit(client, registry_world, resource_server, settings):
+    """A resource server checks a token per call it serves: its budget is separate from agents' token requests."""
+    settings.OAUTH_RATE_LIMIT_PER_IP, settings.OAUTH_INTROSPECT_RATE_LIMIT = 1, 3
+    statuses = [client.post("/oauth/introspect/", {"token": "aipt_x"},
+                            HTTP_AUTHORIZATION=_basic(*resource_server)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
