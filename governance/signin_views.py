@@ -3,21 +3,18 @@ CSV/JSON export. Sign-in readers see every row, workspace owners their workspace
 
 from __future__ import annotations
 
-import csv
 import json
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import StreamingHttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from governance import signins
 from governance.choices import ActorKind, SignInOutcome
 from portal import rbac
 from portal.forms import StyledForm
-from portal.viewutils import page
+from portal.viewutils import page, streamed_export
 
 FORBIDDEN = "The sign-in log is open to workspace owners and security readers."
 
@@ -73,38 +70,18 @@ def signin_list(request):
     })
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @login_required
 @require_GET
 def signin_export(request):
     """Stream the filtered log as CSV or JSON; memory stays flat whatever the row count."""
     _form, rows = _signin_queryset(request)
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    if request.GET.get("format") == "json":
-        def json_stream():
-            yield "["
-            for index, row in enumerate(signins.export_rows(rows)):
-                yield ("," if index else "") + "\n" + json.dumps(row, separators=(",", ":"))
-            yield "\n]\n"
+    return streamed_export(request, signins.export_rows(rows), signins.EXPORT_COLUMNS, "sign-ins",
+                           csv_cell=_csv_cell)
 
-        response = StreamingHttpResponse(json_stream(), content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="sign-ins-{stamp}.json"'
-        return response
-    writer = csv.writer(_Echo())
 
-    def csv_stream():
-        yield writer.writerow(signins.EXPORT_COLUMNS)
-        for row in signins.export_rows(rows):
-            row["requested_scopes"] = " ".join(row["requested_scopes"] or [])
-            row["granted_scopes"] = " ".join(row["granted_scopes"] or [])
-            row["policies"] = json.dumps(row["policies"] or [], separators=(",", ":"))
-            yield writer.writerow([row[column] if row[column] is not None else "" for column in
-                                   signins.EXPORT_COLUMNS])
-
-    response = StreamingHttpResponse(csv_stream(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="sign-ins-{stamp}.csv"'
-    return response
+def _csv_cell(column: str, value):
+    if column in ("requested_scopes", "granted_scopes"):
+        return " ".join(value)
+    if column == "policies":
+        return json.dumps(value, separators=(",", ":"))
+    return value

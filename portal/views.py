@@ -6,7 +6,6 @@ PermissionDenied, which Django renders as 403).
 
 from __future__ import annotations
 
-import csv
 import json
 from urllib.parse import urlencode
 
@@ -17,10 +16,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from kombu import Connection
@@ -38,7 +36,7 @@ from portal.forms import (
 )
 from portal.middleware import SESSION_WORKSPACE_KEY
 from portal.models import DirectoryRole, DirectoryRoleAssignment, User
-from portal.viewutils import act, page, submit
+from portal.viewutils import act, page, streamed_export, submit
 
 # --- sign-in ------------------------------------------------------------------------------------------
 
@@ -312,40 +310,15 @@ def audit_list(request):
     })
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @login_required
 @require_GET
 def audit_export(request):
     """Stream the filtered events as CSV or JSON; memory stays flat whatever the row count."""
     _form, events = _audit_queryset(request)
-    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    if request.GET.get("format") == "json":
-        def json_stream():
-            yield "["
-            for index, row in enumerate(audit.export_rows(events)):
-                yield ("," if index else "") + "\n" + json.dumps(row, separators=(",", ":"))
-            yield "\n]\n"
-
-        response = StreamingHttpResponse(json_stream(), content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.json"'
-        return response
-    writer = csv.writer(_Echo())
     columns = [c if c != "workspace__slug" else "workspace" for c in audit.EXPORT_COLUMNS]
-
-    def csv_stream():
-        yield writer.writerow(columns)
-        for row in audit.export_rows(events):
-            row["before"] = json.dumps(row["before"]) if row["before"] is not None else ""
-            row["after"] = json.dumps(row["after"]) if row["after"] is not None else ""
-            yield writer.writerow([row[c] for c in columns])
-
-    response = StreamingHttpResponse(csv_stream(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
-    return response
+    return streamed_export(request, audit.export_rows(events), columns, "audit",
+                           csv_cell=lambda column, value: json.dumps(value) if column in ("before", "after")
+                           else value)
 
 
 # --- jobs ---------------------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import json
+from collections.abc import Callable, Iterable, Sequence
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 PAGE_SIZE = 50
 
@@ -47,3 +51,36 @@ def act(request, service, success: Callable[[object], str], **arguments):
         return None
     messages.success(request, success(result))
     return result
+
+
+class _Echo:
+    """A file-like object whose write() hands the line back, so csv.writer can feed a stream."""
+
+    def write(self, value):
+        return value
+
+
+def streamed_export(request, rows: Iterable[dict], columns: Sequence[str], stem: str,
+                    csv_cell: Callable[[str, object], object] = lambda column, value: value) -> StreamingHttpResponse:
+    """``rows`` as CSV (default) or JSON (``?format=json``), streamed one row at a time: memory stays flat
+    whatever the row count. ``csv_cell(column, value)`` flattens a value for CSV; None becomes empty."""
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    if request.GET.get("format") == "json":
+        def json_stream():
+            yield "["
+            for index, row in enumerate(rows):
+                yield ("," if index else "") + "\n" + json.dumps(row, separators=(",", ":"))
+            yield "\n]\n"
+
+        response, extension = StreamingHttpResponse(json_stream(), content_type="application/json"), "json"
+    else:
+        writer = csv.writer(_Echo())
+
+        def csv_stream():
+            yield writer.writerow(columns)
+            for row in rows:
+                yield writer.writerow(["" if row[c] is None else csv_cell(c, row[c]) for c in columns])
+
+        response, extension = StreamingHttpResponse(csv_stream(), content_type="text/csv"), "csv"
+    response["Content-Disposition"] = f'attachment; filename="{stem}-{stamp}.{extension}"'
+    return response
