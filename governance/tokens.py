@@ -137,18 +137,14 @@ def refusal(agent: Agent, now: datetime) -> str:
     return ""
 
 
-def privileged_names() -> frozenset[str]:
-    """Permission names that are privileged in any kind: never in a token (R4)."""
-    return frozenset(Permission.objects.filter(privileged=True).values_list("name", flat=True))
-
-
 def effective_scopes(agent: Agent, now: datetime) -> Entitlement:
     """An agent's effective permissions: its own (blueprint grants for an agent identity, the blueprint's required
     permissions for a user-account agent) ∪ its active package assignments; privileged ones never (R4).
-    One query (a UNION), as the token endpoint asks on every request."""
+    On PostgreSQL the token endpoint has read them with the client (``fastpath.authenticate``); otherwise one
+    query (a UNION)."""
     rows = getattr(agent, "prefetched_scope_rows", None)
     if rows is None:
-        rows = fastpath.scopes(agent, now) if fastpath.enabled() else _scope_rows(agent, now)
+        rows = _scope_rows(agent, now)
     own: set[str] = set()
     ends: dict[str, datetime] = {}
     for name, end in rows:
