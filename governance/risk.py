@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Min, QuerySet
 from django.db.models.functions import TruncDate, TruncMinute
+from django.urls import reverse
 from django.utils import timezone
 
 from agents import registry
@@ -378,3 +379,15 @@ def evaluate_risk() -> dict:
         "agents_refreshed": refreshed,
         "remediated": remediated + _remediate_outstanding(),
     }
+
+
+def _status_note(agent: Agent) -> tuple[str, str] | None:
+    """The agent's page says when it is at risk and links to its detections (no query for an agent at none)."""
+    if not agent.risk_level or agent.risk_level == RiskLevel.NONE:
+        return None
+    count = RiskDetection.objects.filter(agent=agent, status__in=COUNTING).count()
+    return (f"{RiskLevel(agent.risk_level).label} risk: {count} open detection{'s' if count != 1 else ''}.",
+            reverse("risk-agent", args=[agent.pk]))
+
+
+registry.STATUS_NOTES.append(_status_note)

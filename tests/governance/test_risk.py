@@ -494,3 +494,14 @@ def test_r21_demo_step_leaves_a_risky_agent_and_is_idempotent(registry_world):
     assert (RiskDetection.objects.count(), AuditEvent.objects.count()) == counts
     assert not risk.remediation_policy().enabled
     assert "ca-drift-hq at medium risk" in lines[-1]
+
+
+def test_r21_the_agent_page_says_when_the_agent_is_at_risk(client, registry_world):
+    from governance import risk as risk_service
+
+    w = registry_world
+    client.force_login(w.owner)
+    assert "open detection" not in client.get(f"/agents/{w.agent.pk}/").content.decode()
+    risk_service.record_detection(agent=w.agent, kind="new_scope", level="low", key="Mail.Read", detail="new")
+    page = client.get(f"/agents/{w.agent.pk}/").content.decode()
+    assert "Low risk: 1 open detection." in page and f"/governance/risk/{w.agent.pk}/" in page
