@@ -43,3 +43,12 @@ class DisabledBy(models.TextChoices):
 
 class GrantSource(models.TextChoices):
     BLUEPRINT = "blueprint", "Blueprint (automatic)"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REFUSED = "refused", "Refused"
+    CANCELLED = "cancelled", "Cancelled"

@@ -13,7 +13,16 @@ from django.db.models import Q
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from agents.choices import AgentKind, AgentScope, AgentStatus, DisabledBy, GrantSource, IdentityType, PublisherKind
+from agents.choices import (
+    AgentKind,
+    AgentScope,
+    AgentStatus,
+    DisabledBy,
+    GrantSource,
+    IdentityType,
+    PublisherKind,
+    RunStatus,
+)
 from portal.choices import Product
 from portal.models import Permission, Workspace
 
@@ -333,3 +342,48 @@ class BulkJob(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.done / self.total) if self.total else 0
+
+
+class Session(models.Model):
+    """A person's working session with an agent: a timeline of runs, their inputs and outputs (records only;
+    starting a run is a governance service, because it needs the decision point)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="sessions")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["agent", "-created_at"], name="session_agent_created")]
+
+    def __str__(self) -> str:
+        return self.title or f"Session #{self.pk} with {self.agent}"
+
+
+class Run(models.Model):
+    """One run of an agent: authorised at start like a token request (R1, R13, R20); refused starts are kept."""
+
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+", help_text="Empty for a scheduled run.")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    inputs = models.JSONField(default=dict, blank=True)
+    scopes = models.JSONField(default=list, blank=True, help_text="What the run may read, decided at its start.")
+    delegated_for = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="+", help_text="The person whose rights bound the run.")
+    refused_reason = models.CharField(max_length=300, blank=True)
+    policies = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    summary = models.TextField(blank=True)
+    findings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["agent", "-created_at"], name="run_agent_created")]
+
+    def __str__(self) -> str:
+        return f"run #{self.pk} of {self.agent} ({self.status})"

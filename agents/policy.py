@@ -82,3 +82,13 @@ def agents_visible_to(user) -> QuerySet[Agent]:
         | Q(workspace__in=member, created_by=user)
         | Q(pk__in=direct)
     )
+
+
+def can_use_agent(user, agent: Agent) -> bool:
+    """Who may open a session with an agent and run it: any member for a workspace-scoped agent; for a user-scoped
+    one its creator and its owners (R10)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if agent.scope == AgentScope.WORKSPACE:
+        return rbac.has_workspace_perm(user, agent.workspace, rbac.VIEW_WORKSPACE) or is_agent_owner(user, agent)
+    return agent.created_by_id == user.pk or can_manage_agent(user, agent)
