@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
@@ -38,8 +38,6 @@ def personal_token(request):
                                                         scopes=form.cleaned_data["scopes"].split() or None)
         except ValidationError as error:
             form.add_error(None, error)
-        except PermissionDenied:
-            raise
     response = render(request, "governance/personal_token.html", {
         "form": form, "issued": issued, "value": value, "rights": sorted(tokens.user_rights(request.user)),
         "active": "tokens", "can_manage_servers": tokens.can_manage_resource_servers(request.user)})
