@@ -188,16 +188,10 @@ class AgentValidator(OAuth2Validator):
     def client_authentication_required(self, request, *args, **kwargs) -> bool:
         return True
 
-    @sensitive_variables("secret", "decoded")
     def _client_credentials(self, request) -> tuple[str, str]:
         basic = self._extract_basic_auth(request)
         if basic:
-            try:
-                decoded = base64.b64decode(basic).decode("utf-8")
-                client_id, secret = (unquote_plus(part) for part in decoded.split(":", 1))
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                return "", ""
-            return client_id, secret
+            return decode_basic(basic)
         return (request.client_id or ""), (getattr(request, "client_secret", None) or "")
 
     @sensitive_variables("secret")
@@ -394,14 +388,37 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def _peek_client_id(request: HttpRequest) -> str:
+@sensitive_variables("decoded")
+def decode_basic(payload: str) -> tuple[str, str]:
+    """(client id, secret) from the base64 part of an HTTP Basic header (RFC 6749 §2.3.1: each form-encoded);
+    ("", "") when it is malformed."""
+    try:
+        decoded = base64.b64decode(payload).decode("utf-8")
+        client_id, secret = decoded.split(":", 1)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return "", ""
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def request_credentials(request: HttpRequest) -> tuple[str, str]:
+    """(client id, secret) from HTTP Basic, else from the form body."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header.startswith("Basic "):
-        try:
-            return unquote_plus(base64.b64decode(header[6:]).decode("utf-8").split(":", 1)[0])[:64]
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return ""
-    return request.POST.get("client_id", "")[:64]
+        return decode_basic(header[6:])
+    return request.POST.get("client_id", ""), request.POST.get("client_secret", "")
+
+
+def _peek_client_id(request: HttpRequest) -> str:
+    return request_credentials(request)[0][:64]
+
+
+def _protocol_response(body: str, status: int, headers: dict) -> HttpResponse:
+    """Django's response for what oauthlib answered (its headers kept, the JSON content type ours)."""
+    response = HttpResponse(body or "", status=status, content_type="application/json")
+    for key, value in headers.items():
+        if key.lower() != "content-type":
+            response[key] = value
+    return response
 
 
 def _too_many(request: HttpRequest, client_id: str, attempt: Attempt | None = None, *,
@@ -464,23 +481,9 @@ def token(request: HttpRequest) -> HttpResponse:
     _record(attempt, outcome)
     if attempt.failed_authentication:
         _failed_authentication(attempt.client_id)
-    response = HttpResponse(body, status=status, content_type="application/json")
-    for key, value in headers.items():
-        if key.lower() != "content-type":
-            response[key] = value
+    response = _protocol_response(body, status, headers)
     response["Cache-Control"], response["Pragma"] = "no-store", "no-cache"
     return response
-
-
-def _resource_server_credentials(request: HttpRequest) -> tuple[str, str]:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header.startswith("Basic "):
-        try:
-            client_id, secret = base64.b64decode(header[6:]).decode("utf-8").split(":", 1)
-            return unquote_plus(client_id), unquote_plus(secret)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return "", ""
-    return request.POST.get("client_id", ""), request.POST.get("client_secret", "")
 
 
 @csrf_exempt
@@ -489,7 +492,7 @@ def _resource_server_credentials(request: HttpRequest) -> tuple[str, str]:
 @sensitive_variables("secret")
 def introspect(request: HttpRequest) -> HttpResponse:
     """``POST /oauth/introspect/`` (RFC 7662) for registered resource servers."""
-    client_id, secret = _resource_server_credentials(request)
+    client_id, secret = request_credentials(request)
     limited = _too_many(request, client_id, introspection=True)
     if limited:
         return limited
@@ -518,8 +521,4 @@ def revoke(request: HttpRequest) -> HttpResponse:
         _attempt.reset(reset)
     if attempt.failed_authentication:
         _failed_authentication(attempt.client_id)
-    response = HttpResponse(body or "", status=status, content_type="application/json")
-    for key, value in headers.items():
-        if key.lower() != "content-type":
-            response[key] = value
-    return response
+    return _protocol_response(body, status, headers)
