@@ -74,6 +74,16 @@ class Evaluation:
     def blocking(self) -> list[PolicyVerdict]:
         return [v for v in self.verdicts if v.enforced and v.outcome == "block"]
 
+    def applied(self) -> list[dict]:
+        """The verdicts of the policies that applied, as the sign-in log and run records keep them."""
+        return [{"id": v.policy_id, "name": v.name, "state": v.state, "outcome": v.outcome, "reason": v.reason}
+                for v in self.verdicts if v.outcome != "not_applicable"]
+
+    @property
+    def blocked_by(self) -> str:
+        """The names of the enforced policies that block, for refusal messages."""
+        return ", ".join(v.name for v in self.blocking)
+
     @property
     def report_only_blocks(self) -> list[PolicyVerdict]:
         """What report-only policies would have blocked (recorded, never enforced)."""

@@ -279,10 +279,9 @@ def check_conditional_access(agent, attempt: Attempt, scopes) -> None:
     facts = conditional_access.agent_facts(agent, policies)
     context = conditional_access.AccessContext(ip=attempt.ip, at=attempt.at, scopes=frozenset(scopes))
     evaluation = conditional_access.evaluate(facts, context, policies)
-    attempt.policies = [{"id": v.policy_id, "name": v.name, "state": v.state, "outcome": v.outcome,
-                         "reason": v.reason} for v in evaluation.verdicts if v.outcome != "not_applicable"]
+    attempt.policies = evaluation.applied()
     if not evaluation.allowed:
-        names = ", ".join(v.name for v in evaluation.blocking)
+        names = evaluation.blocked_by
         attempt.error, attempt.reason = "invalid_grant", f"blocked by conditional access: {names}"[:300]
         raise errors.InvalidGrantError(description=f"Blocked by conditional access policy: {names}.")
 

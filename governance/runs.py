@@ -51,11 +51,9 @@ def authorise_run(agent: Agent, started_by: User | None, *, now: datetime | None
     evaluation = conditional_access.evaluate(
         conditional_access.agent_facts(agent),
         conditional_access.AccessContext(ip=ip, at=now, scopes=held.scopes))
-    verdicts = [{"id": v.policy_id, "name": v.name, "state": v.state, "outcome": v.outcome, "reason": v.reason}
-                for v in evaluation.verdicts if v.outcome != "not_applicable"]
+    verdicts = evaluation.applied()
     if not evaluation.allowed:
-        names = ", ".join(v.name for v in evaluation.blocking)
-        return RunDecision(False, reason=f"blocked by conditional access: {names}", policies=verdicts)
+        return RunDecision(False, reason=f"blocked by conditional access: {evaluation.blocked_by}", policies=verdicts)
     return RunDecision(True, scopes=held.scopes, policies=verdicts, delegated_for=delegated_for)
 
 
