@@ -52,3 +52,9 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     REFUSED = "refused", "Refused"
     CANCELLED = "cancelled", "Cancelled"
+
+
+class RunTrigger(models.TextChoices):
+    MANUAL = "manual", "Started by a person"
+    SCHEDULE = "schedule", "Schedule"
+    API = "api", "API"

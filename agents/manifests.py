@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -43,7 +44,26 @@ CUSTOM_PUBLISHER = "Custom"  # what Security Copilot writes for an organisation'
 KEY_ORDER = ("Descriptor", "AgentDefinitions", "SkillGroups", "Name", "DisplayName", "Description", "Icon",
              "Publisher", "Product", "RequiredSkillsets", "AgentSingleInstanceConstraint", "Triggers",
              "DefaultPollPeriodSeconds", "ProcessSkill", "Format", "Skills", "Inputs", "DefaultValue", "Required",
-             "Settings", "ChildSkills")
+             "Settings", "ChildSkills", "ExecutorUrl")
+
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+def executor_url_problem(value: Any) -> str:
+    """Why an ``ExecutorUrl`` is unusable, or "". Executors are reached over HTTPS; plain HTTP only on loopback
+    (an executor on the portal's own machine)."""
+    if not isinstance(value, str) or not value.strip():
+        return "must be a URL"
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"must be an https:// URL (found {value.strip()[:80]!r})"
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        return "must use https:// (plain http is only accepted for an executor on loopback)"
+    if parts.username or parts.password:
+        return "must not carry credentials"
+    if len(value.strip()) > 500:
+        return "is longer than 500 characters"
+    return ""
 
 
 class ManifestError(ValidationError):
@@ -258,6 +278,10 @@ def _check_structure(manifest: Any) -> list[str]:
             else:
                 check.text(definition, base, "Product")
             check.texts(definition, base, "RequiredSkillsets", what="skillset names")
+            if definition.get("ExecutorUrl") is not None:
+                problem = executor_url_problem(definition.get("ExecutorUrl"))
+                if problem:
+                    check.add(f"{base}.ExecutorUrl {problem}")
             for trigger_base, trigger in check.mappings(definition, base, "Triggers"):
                 check.text(trigger, trigger_base, "Name")
                 check.text(trigger, trigger_base, "ProcessSkill")
@@ -435,6 +459,7 @@ def blueprint_import(*, actor: User | None, data: bytes, filename: str,
         manifest=manifest, manifest_digest=digest,
         permission_digest=catalog.permission_digest(name, version, names),
         is_complete=not unknown, imported_by=actor,
+        executor_url=next((d["ExecutorUrl"].strip() for d in definitions if d.get("ExecutorUrl")), ""),
     )
     blueprint.full_clean(validate_constraints=False)
     try:

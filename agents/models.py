@@ -22,6 +22,7 @@ from agents.choices import (
     IdentityType,
     PublisherKind,
     RunStatus,
+    RunTrigger,
 )
 from portal.choices import Product
 from portal.models import Permission, Workspace
@@ -97,6 +98,9 @@ class Blueprint(models.Model):
     required_permissions = models.ManyToManyField(Permission, blank=True, related_name="blueprints")
     permission_digest = models.CharField(max_length=64, blank=True)
     is_complete = models.BooleanField(default=False)
+    executor_url = models.URLField(
+        max_length=500, blank=True,
+        help_text="An external agent's executor (AgentDefinitions[].ExecutorUrl): runs are POSTed to it.")
     imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+")
     imported_at = models.DateTimeField(default=timezone.now)
@@ -149,6 +153,11 @@ class Agent(models.Model):
     orphaned_at = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)
     risk_level = models.CharField(max_length=10, default="none")
+    schedule_period_seconds = models.PositiveIntegerField(
+        default=0, help_text="From the blueprint's triggers (DefaultPollPeriodSeconds); 0 runs on demand only.")
+    schedule_paused = models.BooleanField(default=False)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                       help_text="When the schedule next starts a run (empty: not scheduled).")
 
     class Meta:
         ordering = ["name"]
@@ -369,6 +378,7 @@ class Run(models.Model):
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                                    related_name="+", help_text="Empty for a scheduled run.")
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    trigger = models.CharField(max_length=20, choices=RunTrigger.choices, default=RunTrigger.MANUAL)
     inputs = models.JSONField(default=dict, blank=True)
     scopes = models.JSONField(default=list, blank=True, help_text="What the run may read, decided at its start.")
     delegated_for = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
@@ -378,8 +388,15 @@ class Run(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    time_limit_seconds = models.PositiveIntegerField(default=300)
+    deadline_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                       help_text="Set when the run starts: a run still going then has timed out.")
+    cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    error = models.CharField(max_length=500, blank=True)
     summary = models.TextField(blank=True)
     findings = models.JSONField(default=list, blank=True)
+    reads = models.JSONField(default=list, blank=True, help_text="The API reads the run made with its token.")
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -387,3 +404,28 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"run #{self.pk} of {self.agent} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class Feedback(models.Model):
+    """A person's rating of a run's output, with a comment: kept as the agent's memory, listed on the agent."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="feedback")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="feedback")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    rating = models.PositiveSmallIntegerField(choices=[(i, f"{i} / 5") for i in range(1, 6)])
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["agent", "-created_at"], name="feedback_agent_created")]
+        constraints = [models.UniqueConstraint(fields=["run", "author"], name="feedback_one_per_person_and_run"),
+                       models.CheckConstraint(condition=Q(rating__gte=1) & Q(rating__lte=5),
+                                              name="feedback_rating_1_to_5")]
+
+    def __str__(self) -> str:
+        return f"{self.rating}/5 on run #{self.run_id} by {self.author}"

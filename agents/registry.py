@@ -184,6 +184,14 @@ def spec_problems(actor: User | None, workspace: Workspace, spec: AgentSpec, *, 
     return problems
 
 
+def poll_period(blueprint: Blueprint) -> int:
+    """The schedule a blueprint's triggers give its agents: the shortest ``DefaultPollPeriodSeconds`` above 0, or
+    0 (on demand only)."""
+    periods = [t.get("DefaultPollPeriodSeconds") or 0 for t in blueprint.triggers or []]
+    positive = [p for p in periods if isinstance(p, int) and p > 0]
+    return min(positive) if positive else 0
+
+
 def _first_status(blueprint: Blueprint, workspace: Workspace) -> str:
     for hook in SETUP_STATUS_HOOKS:
         status = hook(blueprint, workspace)
@@ -232,7 +240,7 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
             Agent(workspace=workspace, blueprint=s.blueprint, name=s.name.strip(), scope=s.scope,
                   kind=s.blueprint.kind, identity_type=s.identity_type, run_as_user=s.run_as_user,
                   status=_first_status(s.blueprint, workspace), created_by=actor, created_at=now,
-                  expires_at=s.expires_at)
+                  expires_at=s.expires_at, schedule_period_seconds=poll_period(s.blueprint))
             for s in batch
         ])
         with_identity = [(a, s) for a, s in zip(agents, batch, strict=True)

@@ -96,6 +96,7 @@ class GrantType(models.TextChoices):
     CLIENT_CREDENTIALS = "client_credentials", "Client credentials"
     TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange", "Token exchange"
     PORTAL = "portal", "Issued to a signed-in person"
+    RUN = "run", "Issued to a run of the agent"
 
 
 class ActorKind(models.TextChoices):

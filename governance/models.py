@@ -341,6 +341,8 @@ class ConditionalAccessPolicy(models.Model):
     min_risk_level = models.CharField(max_length=10, choices=RiskLevel.choices, blank=True)
     ip_ranges = models.JSONField(default=list, blank=True)
     time_windows = models.JSONField(default=list, blank=True)
+    state_changed_at = models.DateTimeField(default=timezone.now,
+                                            help_text="Since when the policy has been in its current state.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -390,6 +392,9 @@ class AccessToken(models.Model):
     scopes = models.JSONField(default=list)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                db_index=False, help_text="The subject token a token exchange started from.")
+    run = models.ForeignKey("agents.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                            db_index=False,
+                            help_text="The run this token was issued to (its reads and an executor's callback).")
     issued_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

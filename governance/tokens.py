@@ -29,10 +29,10 @@ from django.utils import timezone
 from agents import credentials as credential_hashing
 from agents import registry
 from agents.choices import AgentStatus, IdentityType
-from agents.models import Agent, Credential, PermissionGrant
+from agents.models import Agent, AgentIdentity, Credential, PermissionGrant
 from governance import fastpath
-from governance.choices import ActorKind, AssignmentStatus, GrantType
-from governance.models import AccessPackage, AccessToken, Assignment, ResourceServer
+from governance.choices import ActorKind, AssignmentStatus, GrantType, SignInOutcome
+from governance.models import AccessPackage, AccessToken, Assignment, ResourceServer, SignIn
 from portal import audit, rbac
 from portal.models import Permission, User
 
@@ -255,6 +255,51 @@ def personal_token_issue(*, actor: User, scopes: Iterable[str] | None = None) ->
     audit.record(actor=actor, action="token.issue_personal", target=token,
                  after={"token_id": token.pk, "scopes": token.scopes, "expires_at": token.expires_at})
     return token, value
+
+
+def run_token_issue(run, *, expires_at: datetime, now: datetime | None = None) -> tuple[AccessToken, str]:
+    """The access token a run reads the portal API with (and an external executor calls back with): the run's
+    scopes, speaking for the person whose rights bound it (a delegated run, R13) or the agent's user account (R1),
+    never outliving the run's deadline or an assignment that gave one of its scopes. Recorded in the sign-in log
+    like any issuance, so the risk job sees it (inside the caller's transaction and audit event)."""
+    now = now or timezone.now()
+    agent = run.agent
+    if run.delegated_for_id is not None:
+        subject, kind = run.delegated_for, ActorKind.ON_BEHALF_OF
+    elif agent.identity_type == IdentityType.USER_ACCOUNT:
+        subject, kind = agent.run_as_user, ActorKind.USER_ACCOUNT
+    else:
+        subject, kind = None, ActorKind.AGENT
+    identity = AgentIdentity.objects.filter(agent=agent).only("client_id").first()
+    client_id = identity.client_id if identity else f"run-of-agent-{agent.pk}"
+    valid_until = effective_scopes(agent, now).valid_until(run.scopes)
+    value = new_token()
+    token = AccessToken.objects.create(
+        token_hash=hash_token(value), agent=agent, client_id=client_id, subject=subject, actor_kind=kind,
+        grant_type=GrantType.RUN, scopes=list(run.scopes), issued_at=now, run=run,
+        expires_at=min(expires_at, valid_until) if valid_until else expires_at)
+    SignIn.objects.create(at=now, agent=agent, client_id=client_id, actor_kind=kind, subject=subject,
+                          grant_type=GrantType.RUN, requested_scopes=list(run.scopes),
+                          granted_scopes=list(run.scopes), outcome=SignInOutcome.SUCCESS,
+                          reason=f"run #{run.pk}", policies=list(run.policies), token=token)
+    return token, value
+
+
+def run_token_refuse(run, reason: str, now: datetime | None = None) -> None:
+    """A run refused at its start is a refused sign-in too (the sign-in log shows every attempt)."""
+    agent = run.agent
+    identity = AgentIdentity.objects.filter(agent=agent).only("client_id").first()
+    blocked = reason.startswith("blocked by conditional access")
+    SignIn.objects.create(at=now or timezone.now(), agent=agent, client_id=identity.client_id if identity else "",
+                          actor_kind=ActorKind.ON_BEHALF_OF if run.delegated_for_id else ActorKind.AGENT,
+                          subject=run.delegated_for, grant_type=GrantType.RUN, requested_scopes=list(run.scopes),
+                          outcome=SignInOutcome.BLOCKED if blocked else SignInOutcome.FAILURE,
+                          error="access_denied", reason=reason[:300], policies=list(run.policies))
+
+
+def revoke_run_tokens(run, reason: str, now: datetime | None = None) -> int:
+    """End the tokens of a run that finished, failed, timed out or was cancelled."""
+    return _revoke(AccessToken.objects.filter(agent_id=run.agent_id, run=run), reason, now or timezone.now())
 
 
 def _introspect_row(value: str, now: datetime) -> dict:

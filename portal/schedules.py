@@ -4,7 +4,14 @@ Kept free of model imports so the Celery app can load it before Django is set up
 once it is implemented and registered in ``portal.jobs`` (a test checks both lists agree).
 """
 
-from celery.schedules import crontab
+import os
+from datetime import timedelta
+
+from celery.schedules import crontab, schedule
+
+#: How often beat looks for scheduled agents that are due (each agent's own period comes from its blueprint's
+#: triggers; this is only the scheduler's resolution).
+AGENT_SCHEDULER_SECONDS = int(os.environ.get("AGENT_SCHEDULER_SECONDS", "60"))
 
 JOB_SCHEDULES = {
     "verify_audit_chain": crontab(minute=30, hour=3),
@@ -15,4 +22,6 @@ JOB_SCHEDULES = {
     "sweep_orphans": crontab(minute=15, hour=2),
     "run_access_reviews": crontab(minute=5),
     "evaluate_risk": crontab(minute="*/5"),
+    "run_scheduled_agents": schedule(run_every=timedelta(seconds=AGENT_SCHEDULER_SECONDS)),
+    "expire_runs": crontab(),  # every minute
 }

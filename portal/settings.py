@@ -45,6 +45,9 @@ env = environ.Env(
     OAUTH_FAILED_AUTH_LOCK=(int, 10),
     OAUTH_LOCK_SECONDS=(int, 900),
     RISK_BURST_PER_MINUTE=(int, 120),
+    PORTAL_API_URL=(str, ""),
+    RUN_TIME_LIMIT_SECONDS=(int, 300),
+    RUN_EXECUTOR_TIMEOUT_SECONDS=(float, 10.0),
 )
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -237,6 +240,11 @@ OAUTH_FAILED_AUTH_RISK = env("OAUTH_FAILED_AUTH_RISK")  # failed client authenti
 OAUTH_FAILED_AUTH_LOCK = env("OAUTH_FAILED_AUTH_LOCK")  # … → the client id is locked out
 OAUTH_LOCK_SECONDS = env("OAUTH_LOCK_SECONDS")
 RISK_BURST_PER_MINUTE = env("RISK_BURST_PER_MINUTE")  # token requests per minute that count as a burst
+# Runs (sessions and runs): where a run's API reads go (empty: the portal in-process), how long a run may take,
+# how long an external executor has to accept a run request.
+PORTAL_API_URL = env("PORTAL_API_URL")
+RUN_TIME_LIMIT_SECONDS = env("RUN_TIME_LIMIT_SECONDS")
+RUN_EXECUTOR_TIMEOUT_SECONDS = env("RUN_EXECUTOR_TIMEOUT_SECONDS")
 OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "governance.oauth.AgentValidator",
     "OAUTH2_SERVER_CLASS": "governance.oauth.AgentServer",

@@ -144,7 +144,8 @@ def registry_world(world) -> World:
     from agents import registry
     from tests.factories import agent_spec, make_blueprint
 
-    world.blueprint = make_blueprint("MatrixAgent", permissions=("User.Read.All",))
+    world.blueprint = make_blueprint("MatrixAgent", permissions=("User.Read.All",),
+                                     executor_url="https://executor.invalid/runs")
     world.agent = registry.agent_create(actor=world.owner, workspace=world.alpha, spec=agent_spec(
         world.blueprint, "matrix-agent", sponsors=[world.owner], owners=[world.owner_b])).agent
     return world

@@ -33,7 +33,8 @@ def make_workspace(slug: str, *, owners=(), contributors=()) -> Workspace:
 
 
 def make_blueprint(name: str = "TestAgent", *, permissions=("User.Read.All", "Policy.Read.All"),
-                   publisher_kind: str = "microsoft", version: int = 1, complete: bool = True):
+                   publisher_kind: str = "microsoft", version: int = 1, complete: bool = True,
+                   executor_url: str = "", period: int = 0):
     """A blueprint row as the manifest importer would leave it (for registry tests that need no manifest)."""
     from agents.models import Blueprint, Publisher
     from portal.models import Permission
@@ -43,7 +44,7 @@ def make_blueprint(name: str = "TestAgent", *, permissions=("User.Read.All", "Po
     blueprint = Blueprint.objects.create(
         name=name, version=version, display_name=name, publisher=publisher, publisher_kind=publisher_kind,
         manifest={"Descriptor": {"Name": name}}, manifest_digest="0" * 64, is_complete=complete,
-        triggers=[{"Name": "Default", "DefaultPollPeriodSeconds": 0}],
+        triggers=[{"Name": "Default", "DefaultPollPeriodSeconds": period}], executor_url=executor_url,
     )
     blueprint.required_permissions.set(Permission.objects.filter(name__in=permissions, kind="application"))
     from agents.catalog import permission_digest
