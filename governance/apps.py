@@ -18,6 +18,9 @@ class GovernanceConfig(AppConfig):
             oauth_benchmarks,
             risk,
             risk_demo,
+            run_api,
+            run_demo,
+            runs,
             signins,
             tokens,
         )

@@ -165,6 +165,7 @@ def run_start(*, actor: User, session: Session, inputs: dict | None = None, ip: 
     return _record(run, decision, actor)
 
 
+@transaction.atomic
 def scheduled_run_start(agent: Agent) -> Run:
     """The agent's schedule starts a run (nobody's rights bound it: the agent's own, like a client-credentials
     token). Defaults of the declared inputs apply."""
