@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from agents import selectors as agent_selectors
-from governance import access_packages, approvals, conditional_access, reviews
+from agents.choices import AgentStatus
+from agents.models import Agent
+from governance import access_packages, agent_facts, approvals, conditional_access, reviews
 from governance.choices import ReviewDecisionKind
 from governance.models import (
     AccessPackage,
@@ -320,7 +324,7 @@ class PolicySerializer(serializers.ModelSerializer):
         model = ConditionalAccessPolicy
         fields = ["id", "name", "description", "state", "grant", "all_agents", "agent_kinds", "publisher_kinds",
                   "agents", "attribute_rules", "excluded_agents", "min_risk_level", "ip_ranges", "time_windows",
-                  "created_at"]
+                  "state_changed_at", "created_at"]
         read_only_fields = fields
 
 
@@ -338,3 +342,113 @@ class PolicyViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 router.register("policies", PolicyViewSet, basename="api-policy")
+
+
+# --- agent facts for the built-in agents (issue 8) ---------------------------------------------------------------
+
+
+class _CredentialFact(serializers.Serializer):
+    prefix = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
+class _PermissionFact(serializers.Serializer):
+    name = serializers.CharField()
+    source = serializers.ChoiceField(choices=["blueprint", "package"])
+    assignment_id = serializers.IntegerField(allow_null=True)
+    ends_at = serializers.DateTimeField(allow_null=True)
+    write = serializers.BooleanField()
+
+
+class _UsageFact(serializers.Serializer):
+    last_used = serializers.DateTimeField(allow_null=True)
+    scopes_30d = serializers.ListField(child=serializers.CharField())
+
+
+class _PolicyFact(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    state = serializers.CharField()
+    grant = serializers.CharField()
+    min_risk_level = serializers.CharField(allow_blank=True)
+    excluded = serializers.BooleanField()
+
+
+class AgentFactsSerializer(serializers.Serializer):
+    """One item of ``/api/v1/agent-facts/`` (documentation: the view returns ``agent_facts.facts`` as is). The
+    optional sections are present when the caller's scopes open them (the response's ``sections``)."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    workspace = serializers.SlugField()
+    kind = serializers.CharField()
+    publisher_kind = serializers.CharField()
+    identity_type = serializers.CharField()
+    status = serializers.CharField()
+    risk_level = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    orphaned_at = serializers.DateTimeField(allow_null=True)
+    sponsors = serializers.IntegerField(help_text="Active sponsors.")
+    credentials = _CredentialFact(many=True, required=False, help_text="Unrevoked secrets.")
+    permissions = _PermissionFact(many=True, required=False)
+    run_as_admin = serializers.BooleanField(required=False)
+    usage = _UsageFact(required=False)
+    policies = _PolicyFact(many=True, required=False)
+
+
+class AgentFactsPagination(PageNumberPagination):
+    """Pages of 200 agents, with the ``sections`` the caller's scopes opened."""
+
+    page_size = 200
+    sections: list[str] = []
+
+    def get_paginated_response(self, data):
+        return Response({"count": self.page.paginator.count, "next": self.get_next_link(),
+                         "previous": self.get_previous_link(), "sections": self.sections, "results": data})
+
+    def get_paginated_response_schema(self, schema):
+        schema = super().get_paginated_response_schema(schema)
+        schema["properties"]["sections"] = {"type": "array",
+                                            "items": {"type": "string", "enum": sorted(agent_facts.ALL_SECTIONS)}}
+        return schema
+
+
+class AgentFactsViewSet(viewsets.GenericViewSet):
+    """``/api/v1/agent-facts/``: what the built-in agents read about the active agents, one section per kind of
+    data as the caller's scopes allow (``agent_facts.SECTION_SCOPES``). An agent's own token reads every workspace;
+    a person (signed in, or a token speaking for them) reads the agents visible to them, and the policies section
+    only if they may read policies. ``?workspace=<slug>`` narrows to one workspace."""
+
+    serializer_class = AgentFactsSerializer
+    queryset = Agent.objects.none()
+    read_scopes = agent_facts.BASE_SCOPES
+    pagination_class = AgentFactsPagination
+
+    def sections(self) -> frozenset[str]:
+        scopes = portal_api.token_scopes(self.request)
+        sections = agent_facts.ALL_SECTIONS if scopes is None else agent_facts.sections_for_scopes(scopes)
+        if not portal_api.app_only(self.request) and not conditional_access.can_read_policies(self.request.user):
+            sections -= {agent_facts.POLICIES}
+        return sections
+
+    def get_queryset(self):
+        from agents import policy
+
+        visible = Agent.objects.all() if portal_api.app_only(self.request) else \
+            policy.agents_visible_to(self.request.user)
+        visible = visible.filter(status=AgentStatus.ACTIVE)
+        workspace = self.request.query_params.get("workspace")
+        if workspace:
+            visible = visible.filter(workspace__slug=workspace)
+        return visible.order_by("name", "pk")
+
+    @extend_schema(parameters=[OpenApiParameter("workspace", str, description="Only this workspace's agents.")])
+    def list(self, request):
+        sections = self.sections()
+        ids = self.paginate_queryset(self.get_queryset().values_list("pk", flat=True))
+        items = agent_facts.facts(Agent.objects.filter(pk__in=ids), sections=sections, now=timezone.now())
+        self.paginator.sections = sorted(sections)
+        return self.get_paginated_response(items)
+
+
+router.register("agent-facts", AgentFactsViewSet, basename="api-agent-facts")

@@ -20,6 +20,7 @@ class GovernanceConfig(AppConfig):
             risk_demo,
             run_api,
             run_demo,
+            run_views,
             runs,
             signins,
             tokens,

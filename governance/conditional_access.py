@@ -23,6 +23,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from agents import policy as agent_policy
 from agents.models import Agent, AgentUser, AttributeValue
 from governance.choices import PolicyGrant, PolicyState, RiskLevel
 from governance.models import ConditionalAccessPolicy
@@ -293,12 +294,38 @@ def _snapshot(policy: ConditionalAccessPolicy) -> dict:
             "excluded_agents": sorted(a.name for a in policy.excluded_agents.all())}
 
 
+def _require_owned_report_only(actor, data: dict, agents: Sequence[Agent], excluded_agents: Sequence[Agent],
+                               policy: ConditionalAccessPolicy | None) -> None:
+    """What a non-administrator may save with ``report_only_for_owners``: a new report-only policy that names
+    only agents the actor manages (a report-only policy never blocks, so it changes no one's access)."""
+    if policy is not None:
+        raise PermissionDenied("Only Global and Security Administrators change conditional access policies.")
+    if data.get("state") != PolicyState.REPORT_ONLY:
+        raise PermissionDenied("Owners create conditional access policies in report-only only; an administrator "
+                               "turns them on.")
+    if any(data.get(name) for name in ("all_agents", "agent_kinds", "publisher_kinds", "attribute_rules")) \
+            or excluded_agents:
+        raise PermissionDenied("An owner's report-only policy names its agents; wider targets and exclusions are "
+                               "for administrators.")
+    not_managed = sorted(a.name for a in agents if not agent_policy.can_manage_agent(actor, a))
+    if not_managed:
+        raise PermissionDenied(f"You may create a report-only policy only for agents you own; you do not own "
+                               f"{', '.join(not_managed)}.")
+
+
 @transaction.atomic
 def policy_save(*, actor, data: dict, agents: Sequence[Agent] = (), excluded_agents: Sequence[Agent] = (),
-                policy: ConditionalAccessPolicy | None = None) -> ConditionalAccessPolicy:
-    """Create or change a policy (Global and Security Administrators; R20); one audit event."""
+                policy: ConditionalAccessPolicy | None = None,
+                report_only_for_owners: bool = False) -> ConditionalAccessPolicy:
+    """Create or change a policy (Global and Security Administrators; R20); one audit event.
+
+    With ``report_only_for_owners`` an effective owner of every named agent may also create a new report-only
+    policy naming only those agents (the Conditional Access Optimization Agent's suggestions). ``state_changed_at``
+    follows the state: set on creation and whenever the state changes."""
     if actor is not None and not can_manage_policies(actor):
-        raise PermissionDenied("Only Global and Security Administrators manage conditional access.")
+        if not report_only_for_owners:
+            raise PermissionDenied("Only Global and Security Administrators manage conditional access.")
+        _require_owned_report_only(actor, data, agents, excluded_agents, policy)
     before = None
     if policy is None:
         policy = ConditionalAccessPolicy(created_by=actor)
@@ -315,6 +342,8 @@ def policy_save(*, actor, data: dict, agents: Sequence[Agent] = (), excluded_age
                or agents)
     if not targets:
         raise ValidationError("Choose whom the policy targets (every agent, kinds, publishers, attributes or agents).")
+    if before is None or before["state"] != policy.state:
+        policy.state_changed_at = timezone.now()
     policy.save()
     policy.agents.set(agents)
     policy.excluded_agents.set(excluded_agents)

@@ -1,4 +1,5 @@
-"""Agent hygiene findings (groundwork for the built-in Agent Hygiene Agent): the exact findings on a seeded set."""
+"""Agent hygiene findings (the built-in Agent Hygiene Agent's rules): the exact findings on a seeded set, straight
+from the database (``hygiene.findings``); the run through the API is in ``test_builtin_agents``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from django.utils import timezone
 
 from agents import registry
 from agents.models import Agent, Credential
-from governance import hygiene
+from governance import access_packages, hygiene
 from governance.models import SignIn
+from portal.models import Permission
 from tests.factories import agent_spec, make_blueprint
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +38,16 @@ def _used(agent, scopes, days_ago):
                           actor_kind="agent", outcome="success", granted_scopes=scopes)
 
 
+def _package(w, agent, name="Responder", permissions=("SecurityIncident.ReadWrite.All",)):
+    """An active assignment of a package giving ``permissions`` to ``agent`` (requested by owner_b, approved)."""
+    package = access_packages.package_save(
+        actor=w.owner, workspace=w.alpha, name=name, policy={"approver_kind": "workspace_owners"},
+        permissions=Permission.objects.filter(name__in=permissions, kind="application"))
+    assignment = access_packages.assignment_request(actor=w.owner_b, package=package, agent=agent,
+                                                    justification="incident response")
+    return access_packages.assignment_decide(actor=w.owner, assignment=assignment, approve=True)
+
+
 def test_hygiene_findings_are_exact_and_ranked_by_risk(world):
     now = timezone.now()
     busy = _agent(world, "busy", ("User.Read.All",), [world.owner], days_old=90)
@@ -48,18 +60,58 @@ def test_hygiene_findings_are_exact_and_ranked_by_risk(world):
     _used(orphan, ["Policy.Read.All"], 45)  # too long ago to count as use
     fresh = _agent(world, "fresh", ("User.Read.All",), [world.owner, world.owner_b])
     _used(fresh, ["User.Read.All"], 0)
+    assignment = _package(world, fresh)
 
-    got = [(f.agent, f.kind, f.level, f.action) for f in hygiene.findings(Agent.objects.all(), now)]
-    assert got == [
-        ("orphan", "orphaned", "high", "add_sponsor"),
-        ("idle", "agent_unused", "medium", "retire"),
-        ("idle", "credential_expired", "medium", "rotate"),
-        ("busy", "credential_expiring", "low", "rotate"),
-        ("busy", "single_sponsor", "low", "add_sponsor"),
-        ("orphan", "permission_unused", "low", "remove_grant"),
+    found = hygiene.findings(Agent.objects.all(), now)
+    assert [(f.agent, f.kind, f.level, f.action, f.permission, f.assignment_id) for f in found] == [
+        ("orphan", "orphaned", "high", "add_sponsor", "", None),
+        ("idle", "agent_unused", "medium", "retire", "", None),
+        ("idle", "credential_expired", "medium", "rotate", "", None),
+        ("busy", "credential_expiring", "low", "rotate", "", None),
+        ("busy", "single_sponsor", "low", "add_sponsor", "", None),
+        ("fresh", "permission_unused", "low", "remove_grant", "SecurityIncident.ReadWrite.All", assignment.pk),
+        ("orphan", "permission_unused", "low", "review", "Policy.Read.All", None),
     ]
-    unused = [f for f in hygiene.findings(Agent.objects.all(), now) if f.kind == "permission_unused"]
-    assert unused[0].detail == "Policy.Read.All not used in 30 days"
+    unused = {f.agent: f for f in found if f.kind == "permission_unused"}
+    assert unused["orphan"].detail.startswith("Policy.Read.All not used in 30 days; it is an automatic permission "
+                                              "of the blueprint, which cannot be removed (R3)")
+    assert unused["fresh"].detail == (f"SecurityIncident.ReadWrite.All not used in 30 days; it comes from access "
+                                      f"package assignment #{assignment.pk}")
+    assert unused["fresh"].as_dict() == {
+        "agent_id": fresh.pk, "agent": "fresh", "kind": "permission_unused", "level": "low",
+        "detail": unused["fresh"].detail, "action": "remove_grant", "permission": "SecurityIncident.ReadWrite.All",
+        "assignment_id": assignment.pk, "credential": ""}
+
+
+def test_hygiene_expiring_window_follows_the_input(world):
+    now = timezone.now()
+    agent = _agent(world, "soon", ("User.Read.All",), [world.owner, world.owner_b])
+    _used(agent, ["User.Read.All"], 0)
+    Credential.objects.filter(identity__agent=agent).update(expires_at=now + timedelta(days=45))
+    assert hygiene.findings(Agent.objects.all(), now) == []
+    assert [f.kind for f in hygiene.findings(Agent.objects.all(), now, expiring_within_days=60)] == \
+        ["credential_expiring"]
+
+
+@pytest.mark.parametrize("value, days", [(None, 30), ("", 30), ("7", 7), (365, 365), (" 90 ", 90)])
+def test_hygiene_expiring_within_days_input_is_read(value, days):
+    assert hygiene.expiring_days({} if value is None else {"ExpiringWithinDays": value}) == days
+
+
+@pytest.mark.parametrize("value", ["0", "366", "-3", "ten", "1.5", True, 0, 400, [30]])
+def test_hygiene_expiring_within_days_input_is_validated(value):
+    with pytest.raises(ValueError, match="ExpiringWithinDays must be a whole number of days from 1 to 365"):
+        hygiene.expiring_days({"ExpiringWithinDays": value})
+
+
+def test_hygiene_rules_work_on_api_shaped_facts_and_skip_missing_sections():
+    now = timezone.now()
+    item = {"id": 7, "name": "solo", "workspace": "alpha", "kind": "assistive", "publisher_kind": "microsoft",
+            "identity_type": "agent_identity", "status": "active", "risk_level": "none",
+            "created_at": "2020-01-01T00:00:00Z", "orphaned_at": None, "sponsors": 1}
+    assert [f.kind for f in hygiene.findings_from_facts([item], now)] == ["single_sponsor"]  # no usage: not judged
+    used = {**item, "sponsors": 2, "usage": {"last_used": None, "scopes_30d": []}}
+    assert [f.kind for f in hygiene.findings_from_facts([used], now)] == ["agent_unused"]
 
 
 def test_hygiene_runs_a_fixed_number_of_queries(world):
