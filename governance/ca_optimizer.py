@@ -2,7 +2,8 @@
 
 It compares the active agents of the run's workspace with the conditional access policies and reports the gaps:
 
-- ``agent_uncovered``: no enforced (on) policy targets the agent (medium; high for a high-risk agent);
+- ``agent_uncovered``: no enforced (on) policy targets the agent — one finding (medium) for all such agents of the
+  workspace, whose suggested baseline policy covers them all, and one (high) per such agent at high risk;
 - ``high_risk_unblocked``: a high-risk agent that no enforced, unconditional block policy targets (high);
 - ``privileged_excluded``: an enforced policy excludes an agent holding a write permission or running as an
   administrator (high);
@@ -31,6 +32,7 @@ from governance.conditional_access import RISK_ORDER
 from governance.models import ConditionalAccessPolicy
 
 STALE_REPORT_ONLY_DAYS = 30
+UNCOVERED_NAMED = 10  # agents named in the detail of the "uncovered" finding; the suggestion lists them all
 NAME_MAX = ConditionalAccessPolicy._meta.get_field("name").max_length
 AUTHOR = "the Conditional Access Optimization Agent"
 
@@ -55,9 +57,10 @@ def _risk(level: str | None) -> int:
     return RISK_ORDER.get(level or RiskLevel.NONE, 0)
 
 
-def _suggest(name: str, description: str, agent: dict, min_risk_level: str) -> dict:
+def _suggest(name: str, description: str, agents: list[dict], min_risk_level: str) -> dict:
     return {"name": name[:NAME_MAX], "description": description, "grant": PolicyGrant.BLOCK.value,
-            "state": PolicyState.REPORT_ONLY.value, "agents": [agent["id"]], "min_risk_level": str(min_risk_level)}
+            "state": PolicyState.REPORT_ONLY.value, "agents": [a["id"] for a in agents],
+            "agent_names": [a["name"] for a in agents], "min_risk_level": str(min_risk_level)}
 
 
 def _unconditional(policy: dict | None) -> bool:
@@ -74,21 +77,24 @@ def findings_from(facts: list[dict], policies: list[dict], now: datetime) -> lis
     these policies (``/api/v1/policies/`` items), ranked by level, then agent or policy name."""
     by_id = {p["id"]: p for p in policies}
     found: list[Finding] = []
+    uncovered: list[dict] = []
     for item in facts:
         entries = item.get(agent_facts.POLICIES)
         if entries is None:
             continue  # the token does not open the policies: coverage cannot be judged
         name, risk = item["name"], item["risk_level"]
         enforced = [e for e in entries if e["state"] == PolicyState.ON and not e["excluded"]]
-        if not enforced:
+        if not enforced and risk == RiskLevel.HIGH:
             trial = sorted(e["name"] for e in entries if e["state"] == PolicyState.REPORT_ONLY and not e["excluded"])
             note = f"; report-only, not enforced: {', '.join(trial)}" if trial else ""
             found.append(Finding(
-                "agent_uncovered", RiskLevel.HIGH if risk == RiskLevel.HIGH else RiskLevel.MEDIUM,
+                "agent_uncovered", RiskLevel.HIGH,
                 f"no enforced conditional access policy targets {name} (risk {risk}){note}", "create_policy",
                 _suggest(f"Baseline for {name}", f"Blocks {name} when its risk reaches medium. Suggested by "
-                         f"{AUTHOR}: no enforced policy covered it.", item, RiskLevel.MEDIUM),
+                         f"{AUTHOR}: no enforced policy covered it.", [item], RiskLevel.MEDIUM),
                 agent_id=item["id"], agent=name))
+        elif not enforced:
+            uncovered.append(item)  # one finding for all of them: one baseline policy covers them
         blocked = any(e["grant"] == PolicyGrant.BLOCK and _risk(e["min_risk_level"]) <= _risk(RiskLevel.HIGH)
                       and _unconditional(by_id.get(e["id"])) for e in enforced)
         if risk == RiskLevel.HIGH and not blocked:
@@ -96,7 +102,7 @@ def findings_from(facts: list[dict], policies: list[dict], now: datetime) -> lis
                 "high_risk_unblocked", RiskLevel.HIGH,
                 f"{name} is at high risk and no enforced block policy stops it", "create_policy",
                 _suggest(f"Block high-risk {name}", f"Blocks {name} while its risk is high. Suggested by {AUTHOR}: "
-                         f"nothing enforced blocked it at high risk.", item, RiskLevel.HIGH),
+                         f"nothing enforced blocked it at high risk.", [item], RiskLevel.HIGH),
                 agent_id=item["id"], agent=name))
         if _is_privileged(item):
             for entry in sorted((e for e in entries if e["state"] == PolicyState.ON and e["excluded"]),
@@ -109,8 +115,22 @@ def findings_from(facts: list[dict], policies: list[dict], now: datetime) -> lis
                     _suggest(f"Cover {name} excluded from {entry['name']}",
                              f"{name} {why} but is excluded from {entry['name']}. This policy blocks it when its "
                              f"risk reaches {level}, to show what the exclusion lets through. Suggested by {AUTHOR}.",
-                             item, level),
+                             [item], level),
                     agent_id=item["id"], agent=name, policy_id=entry["id"], policy=entry["name"]))
+    if uncovered:
+        names = [item["name"] for item in uncovered]
+        shown = ", ".join(names[:UNCOVERED_NAMED]) + (f" and {len(names) - UNCOVERED_NAMED} more"
+                                                       if len(names) > UNCOVERED_NAMED else "")
+        workspace = uncovered[0].get("workspace") or "the workspace"
+        found.append(Finding(
+            "agent_uncovered", RiskLevel.MEDIUM,
+            f"{len(names)} agent{'s are' if len(names) != 1 else ' is'} targeted by no enforced conditional "
+            f"access policy: {shown}", "create_policy",
+            _suggest(f"Baseline for {len(names)} uncovered agent{'s' if len(names) != 1 else ''} in {workspace}",
+                     f"Blocks these agents when their risk reaches medium. Suggested by {AUTHOR}: no enforced "
+                     f"policy covered them.", uncovered, RiskLevel.MEDIUM),
+            agent_id=uncovered[0]["id"] if len(uncovered) == 1 else None,
+            agent=names[0] if len(uncovered) == 1 else ""))
     stale_before = now - timedelta(days=STALE_REPORT_ONLY_DAYS)
     for policy in policies:
         since = parse_iso(policy.get("state_changed_at"))

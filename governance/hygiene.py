@@ -126,22 +126,30 @@ def _usage_findings(item: dict, now: datetime) -> list[Finding]:
     for p in permissions:
         if p["assignment_id"] is not None:
             by_assignment.setdefault(p["assignment_id"], []).append(p["name"])
+    unused = {p["name"] for p in permissions} - used
     found = []
-    for name in sorted({p["name"] for p in permissions} - used):
-        if name in automatic:
-            found.append(Finding(item["id"], item["name"], "permission_unused", RiskLevel.LOW,
-                                 f"{name} not used in {UNUSED_PERMISSION_DAYS} days; it is an automatic permission "
-                                 f"of the blueprint, which cannot be removed (R3): review whether the agent still "
-                                 f"needs to exist", "review", permission=name))
+    idle_automatic = sorted(unused & automatic)
+    if idle_automatic:  # one finding per agent: they stand or fall together with the blueprint
+        found.append(Finding(item["id"], item["name"], "permission_unused", RiskLevel.LOW,
+                             f"{_count(idle_automatic, 'automatic permission')} unused in {UNUSED_PERMISSION_DAYS} "
+                             f"days ({', '.join(idle_automatic)}); a blueprint's permissions cannot be removed (R3): "
+                             f"review whether the agent still needs to exist", "review",
+                             permission=", ".join(idle_automatic)))
+    for assignment_id, names in sorted(by_assignment.items()):
+        idle = sorted(set(names) & unused - automatic)
+        if not idle:
             continue
-        for assignment_id in sorted(a for a, names in by_assignment.items() if name in names):
-            others = sorted(set(by_assignment[assignment_id]) - {name})
-            also = f" (ending it also removes {', '.join(others)})" if others else ""
-            found.append(Finding(item["id"], item["name"], "permission_unused", RiskLevel.LOW,
-                                 f"{name} not used in {UNUSED_PERMISSION_DAYS} days; it comes from access package "
-                                 f"assignment #{assignment_id}{also}", "remove_grant", permission=name,
-                                 assignment_id=assignment_id))
+        others = sorted(set(names) - set(idle))
+        also = f" (ending it also removes {', '.join(others)}, in use)" if others else ""
+        found.append(Finding(item["id"], item["name"], "permission_unused", RiskLevel.LOW,
+                             f"{', '.join(idle)} unused in {UNUSED_PERMISSION_DAYS} days; from access package "
+                             f"assignment #{assignment_id}{also}", "remove_grant", permission=", ".join(idle),
+                             assignment_id=assignment_id))
     return found
+
+
+def _count(names: list, noun: str) -> str:
+    return f"{len(names)} {noun}{'' if len(names) == 1 else 's'}"
 
 
 def findings(agents, now: datetime | None = None, *, expiring_within_days: int = EXPIRING_DAYS) -> list[Finding]:

@@ -258,26 +258,27 @@ def test_r20_optimizer_reads_through_the_api_and_reports_the_exact_gaps(client, 
         ("agent_uncovered", "high", "risky", "", "create_policy"),
         ("high_risk_unblocked", "high", "risky", "", "create_policy"),
         ("privileged_excluded", "high", "writer", "Block tier-0 agents", "create_policy"),
-        ("agent_uncovered", "medium", "admin-runner", "", "create_policy"),
-        ("agent_uncovered", "medium", "writer", "", "create_policy"),
+        ("agent_uncovered", "medium", "", "", "create_policy"),  # one for both: one baseline covers them
         ("report_only_stale", "low", "", "Trial: office hours only", "enable_policy"),
     ]
-    by = {(f["kind"], f["agent"] or f["policy"]): f for f in output.findings}
+    by = {(f["kind"], f["agent"] or f["policy"] or "alpha"): f for f in output.findings}
 
     def suggestion(name, agent, level, description_start):
-        found = by[(name, agent.name)]["suggested_policy"]
+        found = by[(name, agent if isinstance(agent, str) else agent.name)]["suggested_policy"]
         assert found.pop("description").startswith(description_start)
         return found
 
     assert suggestion("high_risk_unblocked", w.risky, "high", "Blocks risky while its risk is high.") == {
         "name": "Block high-risk risky", "grant": "block", "state": "report_only", "agents": [w.risky.pk],
-        "min_risk_level": "high"}
-    assert suggestion("agent_uncovered", w.writer, "medium", "Blocks writer when its risk reaches medium.") == {
-        "name": "Baseline for writer", "grant": "block", "state": "report_only", "agents": [w.writer.pk],
-        "min_risk_level": "medium"}
+        "agent_names": ["risky"], "min_risk_level": "high"}
+    assert suggestion("agent_uncovered", "alpha", "medium", "Blocks these agents when their risk reaches medium.") == {
+        "name": "Baseline for 2 uncovered agents in alpha", "grant": "block", "state": "report_only",
+        "agents": [w.runner.pk, w.writer.pk], "agent_names": ["admin-runner", "writer"], "min_risk_level": "medium"}
+    assert by[("agent_uncovered", "alpha")]["detail"] == \
+        "2 agents are targeted by no enforced conditional access policy: admin-runner, writer"
     assert suggestion("privileged_excluded", w.runner, "medium", "admin-runner runs as an administrator") == {
         "name": "Cover admin-runner excluded from Block tier-0 agents", "grant": "block", "state": "report_only",
-        "agents": [w.runner.pk], "min_risk_level": "medium"}
+        "agents": [w.runner.pk], "agent_names": ["admin-runner"], "min_risk_level": "medium"}
     assert by[("privileged_excluded", "writer")]["detail"] == \
         "writer holds write permissions and is excluded from the enforced policy Block tier-0 agents"
     assert by[("agent_uncovered", "risky")]["detail"] == (
@@ -285,8 +286,8 @@ def test_r20_optimizer_reads_through_the_api_and_reports_the_exact_gaps(client, 
         "Trial: office hours only")
     stale = by[("report_only_stale", "Trial: office hours only")]
     assert stale["suggested_policy"] == {"enable_policy": w.p3.pk} and stale["policy_id"] == w.p3.pk
-    assert output.summary == ("Checked 5 active agents in alpha against 4 conditional access policies: 7 findings "
-                              "(4 high, 2 medium, 1 low).")
+    assert output.summary == ("Checked 5 active agents in alpha against 4 conditional access policies: 6 findings "
+                              "(4 high, 1 medium, 1 low).")
 
 
 def test_r20_an_owner_applies_a_suggestion_as_a_report_only_policy(client, ca_world):

@@ -73,10 +73,10 @@ def test_hygiene_findings_are_exact_and_ranked_by_risk(world):
         ("orphan", "permission_unused", "low", "review", "Policy.Read.All", None),
     ]
     unused = {f.agent: f for f in found if f.kind == "permission_unused"}
-    assert unused["orphan"].detail.startswith("Policy.Read.All not used in 30 days; it is an automatic permission "
-                                              "of the blueprint, which cannot be removed (R3)")
-    assert unused["fresh"].detail == (f"SecurityIncident.ReadWrite.All not used in 30 days; it comes from access "
-                                      f"package assignment #{assignment.pk}")
+    assert unused["orphan"].detail.startswith("1 automatic permission unused in 30 days (Policy.Read.All); a "
+                                              "blueprint's permissions cannot be removed (R3)")
+    assert unused["fresh"].detail == (f"SecurityIncident.ReadWrite.All unused in 30 days; from access package "
+                                      f"assignment #{assignment.pk}")
     assert unused["fresh"].as_dict() == {
         "agent_id": fresh.pk, "agent": "fresh", "kind": "permission_unused", "level": "low",
         "detail": unused["fresh"].detail, "action": "remove_grant", "permission": "SecurityIncident.ReadWrite.All",
@@ -123,3 +123,14 @@ def test_hygiene_runs_a_fixed_number_of_queries(world):
         return len(queries)
 
     assert count(2) == count(12)
+
+
+def test_unused_automatic_permissions_of_an_agent_are_one_finding(world):
+    now = timezone.now()
+    agent = _agent(world, "wide", ("User.Read.All", "Policy.Read.All", "AuditLog.Read.All"),
+                   [world.owner, world.owner_b])
+    _used(agent, ["User.Read.All"], 3)
+    found = hygiene.findings(Agent.objects.all(), now)
+    assert [(f.kind, f.action, f.permission) for f in found] == [
+        ("permission_unused", "review", "AuditLog.Read.All, Policy.Read.All")]
+    assert found[0].detail.startswith("2 automatic permissions unused in 30 days (AuditLog.Read.All, Policy.Read.All)")

@@ -98,7 +98,8 @@ def test_an_external_executor_on_loopback_receives_the_run_and_posts_its_outputs
         seen["post"] = httpx.post(request["callback_url"], headers=headers, timeout=10, json={
             "summary": "Two stale devices.", "findings": [{"kind": "stale_device", "level": "low",
                                                             "detail": "laptop-17 idle for 90 days"}]}).status_code
-        seen["again"] = httpx.post(request["callback_url"], headers=headers, timeout=10, json={"summary": "x"}).status_code
+        seen["again"] = httpx.post(request["callback_url"], headers=headers, timeout=10,
+                                   json={"summary": "x"}).status_code
 
     executor = Executor(callback=callback)
     try:

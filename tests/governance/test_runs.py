@@ -47,7 +47,8 @@ def test_r1_a_user_account_agent_runs_with_its_users_rights_and_stops_when_the_u
     runner = UserFactory(username="runner")
     directory.role_assign(actor=None, user=runner, role=_role("runner-role", ["User.Read.All"]))
     agent = registry.agent_create(actor=world.owner, workspace=world.alpha, spec=agent_spec(
-        make_blueprint("RunAs", permissions=("User.Read.All", "Policy.Read.All"), executor_url=EXECUTOR), "run-as", sponsors=[world.owner],
+        make_blueprint("RunAs", permissions=("User.Read.All", "Policy.Read.All"), executor_url=EXECUTOR), "run-as",
+        sponsors=[world.owner],
         owners=[world.owner], identity_type="user_account", run_as_user=runner)).agent
     session = runs.session_open(actor=world.owner, agent=agent)
     assert runs.run_start(actor=world.owner, session=session).scopes == ["User.Read.All"]
@@ -59,7 +60,8 @@ def test_r1_a_user_account_agent_runs_with_its_users_rights_and_stops_when_the_u
 def test_r13_a_delegated_run_never_exceeds_the_starters_rights(world):
     directory.role_assign(actor=None, user=world.contributor, role=_role("reader", ["User.Read.All"]))
     agent = registry.agent_create(actor=world.contributor, workspace=world.alpha, spec=agent_spec(
-        make_blueprint("Mine", permissions=("User.Read.All", "Policy.Read.All"), executor_url=EXECUTOR), "my-agent", scope="user",
+        make_blueprint("Mine", permissions=("User.Read.All", "Policy.Read.All"), executor_url=EXECUTOR), "my-agent",
+        scope="user",
         sponsors=[world.contributor], owners=[world.contributor])).agent
     run = runs.run_start(actor=world.contributor, session=runs.session_open(actor=world.contributor, agent=agent))
     assert run.scopes == ["User.Read.All"] and run.delegated_for == world.contributor
@@ -71,7 +73,8 @@ def test_r10_a_user_scoped_agent_cannot_be_run_by_another_contributor(world):
 
     workspaces.membership_add(actor=world.owner, workspace=world.alpha, user=other, role="contributor")
     agent = registry.agent_create(actor=world.contributor, workspace=world.alpha, spec=agent_spec(
-        make_blueprint("Private", permissions=("User.Read.All",), executor_url=EXECUTOR), "private-agent", scope="user",
+        make_blueprint("Private", permissions=("User.Read.All",), executor_url=EXECUTOR), "private-agent",
+        scope="user",
         sponsors=[world.contributor], owners=[world.contributor])).agent
     with pytest.raises(PermissionDenied):
         runs.session_open(actor=other, agent=agent)
