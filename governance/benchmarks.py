@@ -188,3 +188,31 @@ def review_apply(n):
 
 
 review_apply.default_n = 50_000
+
+
+@scenario("hygiene_run")
+def hygiene_run(n):
+    """A scheduled run of the Agent Hygiene Agent over a workspace of n agents, end to end in this process (the
+    decision, the run's token and sign-in, the paginated API reads with that token, the findings, the audit
+    events) vs. the same findings read straight from the database (``hygiene.findings``: the floor without the
+    API)."""
+    from agents import registry
+    from governance import builtin_agents, hygiene, runs
+
+    builtin_agents.install()
+    workspace, owners, _agents = _fleet(n)
+    blueprint = Blueprint.objects.filter(name="AgentHygieneAgent").latest("version")
+    agent = registry.agent_create(actor=None, workspace=workspace, spec=registry.AgentSpec(
+        blueprint=blueprint, name="bench-hygiene", identity_type="agent_identity", scope="workspace",
+        sponsors=owners, owners=owners)).agent
+    baseline = timed(lambda: hygiene.findings(Agent.objects.filter(workspace=workspace)))
+    result = {}
+    measured = timed(lambda: result.update(run=runs.run_execute(runs.scheduled_run_start(agent).pk)))
+    run = result["run"]
+    single = sum(1 for f in run.findings if f["kind"] == "single_sponsor")
+    if run.status != "succeeded" or single != n:
+        raise AssertionError(f"hygiene_run: {run.status} {run.error}; {single} single-sponsor findings for {n}")
+    return measured, "same_findings_from_the_database", baseline
+
+
+hygiene_run.default_n = 2000
