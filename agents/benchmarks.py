@@ -82,12 +82,12 @@ def _copy_floor(workspace, blueprint, owner, n: int) -> None:
              for i in range(n)), batch_size=2000)
         return
     columns = ("workspace_id", "blueprint_id", "name", "scope", "kind", "identity_type", "status", "disabled_by",
-               "created_by_id", "created_at", "risk_level")
+               "created_by_id", "created_at", "risk_level", "schedule_period_seconds", "schedule_paused")
     with connection.cursor() as cursor, cursor.cursor.copy(
             f"COPY agents_agent ({', '.join(columns)}) FROM STDIN") as copy:
         for i in range(n):
             copy.write_row((workspace.pk, blueprint.pk, f"floor-{i:06d}", "workspace", "assistive",
-                            "agent_identity", "active", "", owner.pk, now, "none"))
+                            "agent_identity", "active", "", owner.pk, now, "none", 0, False))
 
 
 @scenario("bulk_provision")
