@@ -66,6 +66,16 @@ STATUS_NOTES: list[Callable[[Agent], tuple[str, str] | None]] = []
 EXTRA_GRANTS: list[Callable[[Agent], list[dict]]] = []
 
 
+#: Each takes (user, agent) and returns panels for the agent's page, as dicts with ``template`` (rendered with the
+#: dict as ``panel``) and ``slot`` ("actions" beside the title, "main" or "side" column) — e.g. governance's
+#: sessions, schedule, recent runs and memory. Each hook costs a fixed number of queries whatever the row counts.
+DETAIL_PANELS: list[Callable[[User, Agent], list[dict]]] = []
+
+
+def detail_panels(user: User, agent: Agent) -> list[dict]:
+    return [panel for hook in DETAIL_PANELS for panel in hook(user, agent)]
+
+
 def extra_grants(agent: Agent) -> list[dict]:
     return [row for hook in EXTRA_GRANTS for row in hook(agent)]
 

@@ -78,6 +78,7 @@ def agent_detail(request, agent_id: int):
         "can_manage": policy.can_manage_agent(request.user, agent),
         "can_toggle": policy.can_toggle_agent(request.user, agent),
         "person_form": PersonForm(), "attribute_form": AttributeForm(),
+        "panels": registry.detail_panels(request.user, agent),
     })
 
 

@@ -68,8 +68,13 @@ def human_period(seconds: int) -> str:
 
 
 def human_duration(seconds: float | None) -> str:
+    """0.04 → "0.04 s", 75 → "1 min 15 s"."""
     if seconds is None:
         return ""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
     minutes, rest = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {rest} s"
@@ -95,8 +100,10 @@ def finding_rows(findings) -> list[dict]:
         if not isinstance(finding, dict):
             continue
         action = str(finding.get("action") or "")
-        subject = str(finding.get("agent") or finding.get("policy") or "")
         suggested = finding.get("suggested_policy") if isinstance(finding.get("suggested_policy"), dict) else {}
+        targets = suggested.get("agents") if isinstance(suggested.get("agents"), list) else []
+        subject = str(finding.get("agent") or finding.get("policy")
+                      or (f"{len(targets)} agents" if len(targets) > 1 else ""))
         rows.append({"index": index, "level": str(finding.get("level") or ""), "kind": finding.get("kind") or "",
                      "subject": subject, "detail": finding.get("detail") or "", "action": action,
                      "action_label": ACTION_LABELS.get(action, action.replace("_", " ").capitalize() or "—"),
@@ -265,12 +272,15 @@ def _status_context(request, run: Run, *, compact: bool = False) -> dict:
     """The status-and-output block of a run (the page and its htmx fragment render the same context)."""
     user = request.user
     rows = finding_rows(run.findings)
-    can_apply = run.status == RunStatus.SUCCEEDED and builtin_agents.builtin_for(run.agent.blueprint) is not None
+    has_actions = run.status == RunStatus.SUCCEEDED and builtin_agents.builtin_for(run.agent.blueprint) is not None
+    # The findings are about the agents of the run's workspace: its owners apply them (the services decide anyway,
+    # so a contributor's attempt is a 403, not a loophole).
+    can_apply = has_actions and rbac.has_workspace_perm(user, run.agent.workspace, rbac.MANAGE_MEMBERS)
     needs_people = can_apply and any(r["applicable"] and r["action"] == "add_sponsor" for r in rows)
     people = _sponsor_candidates(run.agent.workspace) if needs_people and not compact else []
     took = (run.finished_at - run.started_at).total_seconds() if run.started_at and run.finished_at else None
-    return {"run": run, "findings": rows, "can_apply": can_apply, "compact": compact,
-            "duration": f"{took:.1f} s" if took is not None and took < 120 else human_duration(took),
+    return {"run": run, "findings": rows, "can_apply": can_apply, "has_actions": has_actions, "compact": compact,
+            "duration": human_duration(took),
             "sponsor_form": SponsorChoiceForm(people=people) if needs_people else None,
             "can_cancel": not run.is_finished and agent_policy.can_cancel_run(user, run)}
 
@@ -281,8 +291,7 @@ def _run_context(request, run: Run, feedback_form: FeedbackForm | None = None) -
     if feedback_form is None:
         feedback_form = FeedbackForm(initial={"rating": mine.rating, "comment": mine.comment} if mine else None)
     return {**_status_context(request, run), "feedback": feedback, "my_feedback": mine,
-            "feedback_form": feedback_form, "can_rate": run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED),
-            "trigger_label": run.get_trigger_display()}
+            "feedback_form": feedback_form, "can_rate": run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)}
 
 
 @login_required

@@ -34,6 +34,7 @@ urlpatterns = [
     path("notifications/read/", views.notification_read, name="notification-read"),
     path("agents/", include("agents.urls")),
     path("governance/", include("governance.urls")),
+    path("", include("governance.run_urls")),
     path("oauth/", include("governance.oauth_urls")),
     path("api/v1/", include(api.router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

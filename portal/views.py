@@ -23,7 +23,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from kombu import Connection
 
-from portal import audit, directory, jobs, notifications, rbac, selectors, workspaces
+from portal import audit, directory, jobs, navigation, notifications, rbac, selectors, workspaces
 from portal.forms import (
     AuditFilterForm,
     MemberAddForm,
@@ -88,6 +88,7 @@ def dashboard(request):
         "counts": selectors.dashboard_counts(request.user, workspace),
         "owners": rbac.effective_owners(workspace) if workspace else [],
         "recent_runs": selectors.latest_job_runs(5) if rbac.can_view_jobs(request.user) else None,
+        "cards": navigation.dashboard_cards(request),
     }
     return render(request, "portal/dashboard.html", context)
 

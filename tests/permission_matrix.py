@@ -357,6 +357,11 @@ CASES += [
 
 from tests.matrix_cases import oauth as _oauth_cases  # noqa: E402
 from tests.matrix_cases import risk as _risk_cases  # noqa: E402
+from tests.matrix_cases import runs as _run_cases  # noqa: E402
 from tests.matrix_cases import signins as _signin_cases  # noqa: E402
 
 CASES += _oauth_cases.CASES + _risk_cases.CASES + _signin_cases.CASES
+
+# --- sessions and runs (issue 8) ------------------------------------------------------------------------------------
+
+CASES += _run_cases.CASES
