@@ -9,7 +9,7 @@ The shape of one agent (datetimes as ISO 8601 text)::
 
     {"id", "name", "workspace" (slug), "kind", "publisher_kind", "identity_type", "status", "risk_level",
      "created_at", "orphaned_at", "sponsors" (active sponsors, a count),
-     "credentials": [{"prefix", "expires_at"}],                                  # unrevoked
+     "credentials": [{"prefix", "expires_at", "replaced"}],                      # unrevoked
      "permissions": [{"name", "source" (blueprint|package), "assignment_id", "ends_at", "write"}],
      "run_as_admin": bool,               # a user-account agent whose user holds a privileged directory role
      "usage": {"last_used", "scopes_30d"},                                       # successful sign-ins
@@ -100,11 +100,12 @@ def facts(agents: QuerySet[Agent], *, sections: Iterable[str], now: datetime) ->
 
     if CREDENTIALS in sections:
         credentials = defaultdict(list)
-        for agent_id, prefix, expires_at in (Credential.objects.filter(identity__agent_id__in=ids,
-                                                                       revoked_at__isnull=True)
-                                             .order_by("expires_at", "pk")
-                                             .values_list("identity__agent_id", "prefix", "expires_at")):
-            credentials[agent_id].append({"prefix": prefix, "expires_at": iso(expires_at)})
+        for agent_id, prefix, expires_at, replaced in (
+                Credential.objects.filter(identity__agent_id__in=ids, revoked_at__isnull=True)
+                .order_by("expires_at", "pk")
+                .values_list("identity__agent_id", "prefix", "expires_at", "replaced_by_id")):
+            credentials[agent_id].append({"prefix": prefix, "expires_at": iso(expires_at),
+                                          "replaced": replaced is not None})
         for item in result:
             item[CREDENTIALS] = credentials.get(item["id"], [])
     if PERMISSIONS in sections:

@@ -350,6 +350,7 @@ router.register("policies", PolicyViewSet, basename="api-policy")
 class _CredentialFact(serializers.Serializer):
     prefix = serializers.CharField()
     expires_at = serializers.DateTimeField()
+    replaced = serializers.BooleanField(help_text="A newer secret replaced it (it lives out its rotation overlap).")
 
 
 class _PermissionFact(serializers.Serializer):

@@ -83,6 +83,8 @@ def findings_from_facts(facts: list[dict], now: datetime, *, expiring_within_day
 def _credential_findings(item: dict, now: datetime, days: int) -> list[Finding]:
     found = []
     for credential in item.get(agent_facts.CREDENTIALS, []):
+        if credential.get("replaced"):
+            continue  # already rotated: the newer secret is the one that matters
         expires_at = parse_iso(credential["expires_at"])
         if expires_at <= now:
             found.append(Finding(item["id"], item["name"], "credential_expired", RiskLevel.MEDIUM,

@@ -106,7 +106,8 @@ def test_agent_facts_of_one_agent_are_exact(client, world):
         "id": target.pk, "name": "target", "workspace": "alpha", "kind": "assistive", "publisher_kind": "microsoft",
         "identity_type": "agent_identity", "status": "active", "risk_level": "none",
         "created_at": agent_facts.iso(target.created_at), "orphaned_at": None, "sponsors": 2,
-        "credentials": [{"prefix": credential.prefix, "expires_at": agent_facts.iso(credential.expires_at)}],
+        "credentials": [{"prefix": credential.prefix, "expires_at": agent_facts.iso(credential.expires_at),
+                         "replaced": False}],
         "permissions": [
             {"name": "Policy.Read.All", "source": "blueprint", "assignment_id": None, "ends_at": None,
              "write": False},

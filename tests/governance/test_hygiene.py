@@ -134,3 +134,16 @@ def test_unused_automatic_permissions_of_an_agent_are_one_finding(world):
     assert [(f.kind, f.action, f.permission) for f in found] == [
         ("permission_unused", "review", "AuditLog.Read.All, Policy.Read.All")]
     assert found[0].detail.startswith("2 automatic permissions unused in 30 days (AuditLog.Read.All, Policy.Read.All)")
+
+
+def test_a_rotated_secret_living_out_its_overlap_is_not_a_finding(world):
+    now = timezone.now()
+    agent = _agent(world, "rotated", ("User.Read.All",), [world.owner, world.owner_b])
+    _used(agent, ["User.Read.All"], 1)
+    old = Credential.objects.get(identity__agent=agent)
+    registry.credential_rotate(actor=world.owner, agent=agent)
+    Credential.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=200),
+                                                expires_at=now - timedelta(hours=1))
+    assert hygiene.findings(Agent.objects.all(), now) == []
+    Credential.objects.filter(pk=old.pk).update(replaced_by=None)  # not rotated: the same expiry is a finding
+    assert [f.kind for f in hygiene.findings(Agent.objects.all(), now)] == ["credential_expired"]
