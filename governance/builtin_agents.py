@@ -64,6 +64,12 @@ class BuiltIn:
         return import_module(self.module).apply(actor, run, finding, params or {})
 
 
+def count_by_level(found) -> str:
+    """"2 high, 1 low" for a summary line (findings with a ``level``)."""
+    counts = [(level, sum(1 for f in found if f.level == level)) for level in ("high", "medium", "low")]
+    return ", ".join(f"{n} {level}" for level, n in counts if n) or "none"
+
+
 BUILTINS: dict[str, BuiltIn] = {
     "AgentHygieneAgent": BuiltIn("AgentHygieneAgent", "governance.hygiene"),
     "ConditionalAccessOptimizationAgent": BuiltIn("ConditionalAccessOptimizationAgent", "governance.ca_optimizer"),

@@ -26,7 +26,7 @@ from django.utils import timezone
 from agents.models import Agent
 from governance import agent_facts, conditional_access
 from governance.agent_facts import parse_iso
-from governance.builtin_agents import Applied, Output
+from governance.builtin_agents import Applied, Output, count_by_level
 from governance.choices import PolicyGrant, PolicyState, RiskLevel
 from governance.conditional_access import RISK_ORDER
 from governance.models import ConditionalAccessPolicy
@@ -143,11 +143,6 @@ def findings_from(facts: list[dict], policies: list[dict], now: datetime) -> lis
     return sorted(found, key=lambda f: (-_risk(f.level), f.agent or f.policy, f.kind, f.policy))
 
 
-def _count_by_level(found: list[Finding]) -> str:
-    counts = [(level, sum(1 for f in found if f.level == level)) for level in ("high", "medium", "low")]
-    return ", ".join(f"{n} {level}" for level, n in counts if n) or "none"
-
-
 def execute(client, run) -> Output:
     """One run: read the workspace's agent facts and the policies with the run's token, return the gaps."""
     workspace = run.agent.workspace.slug
@@ -156,7 +151,7 @@ def execute(client, run) -> Output:
     found = findings_from(facts, policies, timezone.now())
     summary = (f"Checked {len(facts)} active agent{'s' if len(facts) != 1 else ''} in {workspace} against "
                f"{len(policies)} conditional access polic{'ies' if len(policies) != 1 else 'y'}: {len(found)} "
-               f"finding{'s' if len(found) != 1 else ''} ({_count_by_level(found)}).")
+               f"finding{'s' if len(found) != 1 else ''} ({count_by_level(found)}).")
     if facts and agent_facts.POLICIES not in facts[0]:
         summary += " Coverage not checked: the run's token does not open the agents' policies."
     if facts and agent_facts.PERMISSIONS not in facts[0]:

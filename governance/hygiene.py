@@ -23,7 +23,7 @@ from agents import registry
 from agents.models import Agent
 from governance import access_packages, agent_facts
 from governance.agent_facts import parse_iso
-from governance.builtin_agents import Applied, Output
+from governance.builtin_agents import Applied, Output, count_by_level
 from governance.choices import RiskLevel
 from governance.conditional_access import RISK_ORDER
 from governance.models import Assignment
@@ -165,11 +165,6 @@ def findings(agents, now: datetime | None = None, *, expiring_within_days: int =
 # --- the built-in agent ---------------------------------------------------------------------------------------------
 
 
-def _count_by_level(found: list) -> str:
-    counts = [(level, sum(1 for f in found if f.level == level)) for level in ("high", "medium", "low")]
-    return ", ".join(f"{n} {level}" for level, n in counts if n) or "none"
-
-
 def execute(client, run) -> Output:
     """One run: read the workspace's agent facts through the API with the run's token, return the findings."""
     days = expiring_days(run.inputs)
@@ -179,7 +174,7 @@ def execute(client, run) -> Output:
     found = findings_from_facts(items, now, expiring_within_days=days)
     summary = (f"Checked {len(items)} active agent{'s' if len(items) != 1 else ''} in {workspace} "
                f"(credentials ending within {days} days): {len(found)} finding{'s' if len(found) != 1 else ''} "
-               f"({_count_by_level(found)}).")
+               f"({count_by_level(found)}).")
     missing = [label for section, label in NEEDS.items() if items and section not in items[0]]
     if missing:
         summary += f" Not checked, the run's token does not open them: {', '.join(missing)}."
