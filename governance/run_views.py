@@ -108,7 +108,8 @@ def finding_rows(findings) -> list[dict]:
                      "subject": subject, "detail": finding.get("detail") or "", "action": action,
                      "action_label": ACTION_LABELS.get(action, action.replace("_", " ").capitalize() or "—"),
                      "confirm": CONFIRMS.get(action, "").format(subject=subject or "the agent"),
-                     "suggested_policy": suggested, "applicable": _applicable(finding)})
+                     "suggested_policy": suggested, "applicable": _applicable(finding),
+                     "applied": finding.get("applied") if isinstance(finding.get("applied"), dict) else None})
     return sorted(rows, key=lambda r: (-LEVEL_ORDER.get(r["level"], 0), r["index"]))
 
 

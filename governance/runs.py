@@ -414,15 +414,28 @@ def feedback_delete(*, actor: User, feedback: Feedback) -> None:
 
 def suggestion_apply(*, actor: User, run: Run, index: int, params: dict | None = None):
     """Apply a built-in agent's suggested action from its output, through the normal services (they check the
-    actor's permission and write the audit event)."""
+    actor's permission and write the audit event). The finding is then marked applied — by whom, when, with the
+    outcome — in the same transaction, so a second click cannot rotate a secret or end an assignment twice."""
     if not agent_policy.can_view_run(actor, run):
         raise PermissionDenied("You cannot see this run.")
     builtin = builtin_agents.builtin_for(run.agent.blueprint)
     if builtin is None or run.status != RunStatus.SUCCEEDED:
         raise ValidationError("Only a finished run of a built-in agent has actions to apply.")
-    if not 0 <= index < len(run.findings):
-        raise ValidationError("That finding is not in the run's output.")
-    return builtin.apply(actor, run, run.findings[index], dict(params or {}))
+    with transaction.atomic():
+        locked = _locked(run.pk)
+        if not 0 <= index < len(locked.findings):
+            raise ValidationError("That finding is not in the run's output.")
+        finding = locked.findings[index]
+        done = finding.get("applied")
+        if done:
+            raise ValidationError(f"{done['by']} already applied this finding on {done['at'][:16].replace('T', ' ')} "
+                                  f"UTC.")
+        applied = builtin.apply(actor, locked, finding, dict(params or {}))
+        findings = list(locked.findings)
+        findings[index] = {**finding, "applied": {"by": actor.username, "at": timezone.now().isoformat(),
+                                                  "message": applied.message}}
+        Run.objects.filter(pk=locked.pk).update(findings=findings)
+    return applied
 
 
 # --- schedules ---------------------------------------------------------------------------------------------------

@@ -373,6 +373,9 @@ def test_a_hygiene_finding_is_applied_from_the_run_page(client, registry_world):
                                                     permission__codename="sponsor_agent").exists()
     page = client.post(sponsor_url, {}, follow=True).content.decode()
     assert "Choose the person who will sponsor the agent." in page
+    again = client.post(sponsor_url, {"user": w.contributor.pk}, follow=True).content.decode()
+    assert "owner already applied this finding" in again and "Applied by owner" in again
+    assert not AgentUserObjectPermission.objects.filter(content_object=lonely, user=w.contributor).exists()
 
     rotate = client.post(reverse("run-apply", args=[run.pk, kinds["credential_expired"]]))
     body = rotate.content.decode()
@@ -381,6 +384,10 @@ def test_a_hygiene_finding_is_applied_from_the_run_page(client, registry_world):
     assert reverse("run-detail", args=[run.pk]) in body  # a way back to the run
     secret = body.split('id="client-secret" class="user-select-all">')[1].split("<")[0]
     assert secret and secret not in client.get(reverse("run-detail", args=[run.pk])).content.decode()
+    credentials = Credential.objects.filter(identity__agent=lonely).count()
+    twice = client.post(reverse("run-apply", args=[run.pk, kinds["credential_expired"]]), follow=True)
+    assert "already applied this finding" in twice.content.decode()
+    assert Credential.objects.filter(identity__agent=lonely).count() == credentials  # no second rotation
 
 
 def test_a_suggested_policy_is_shown_and_created_in_report_only_from_the_run_page(client, registry_world):
