@@ -122,11 +122,13 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         visible = Run.objects.all() if api_permissions.app_only(self.request) else \
             agent_policy.runs_visible_to(self.request.user)
         visible = visible.select_related("agent", "started_by", "delegated_for", "cancelled_by")
-        for name in ("session", "agent", "status"):
-            value = self.request.query_params.get(name)
+        params = self.request.query_params
+        for name in ("session", "agent"):  # ids; anything else matches nothing
+            value = params.get(name, "")
             if value:
-                visible = visible.filter(**{name if name == "status" else f"{name}_id": value}) \
-                    if name == "status" or value.isdigit() else visible.none()
+                visible = visible.filter(**{f"{name}_id": int(value)}) if value.isdigit() else visible.none()
+        if params.get("status"):
+            visible = visible.filter(status=params["status"])
         return visible.order_by("-created_at", "-pk")
 
     @extend_schema(parameters=[OpenApiParameter("session", int), OpenApiParameter("agent", int),

@@ -82,3 +82,20 @@ def test_contributors_see_their_own_sessions_and_owners_see_everyones(client, re
     # an owner sees a contributor's session but cannot run in it: sessions are their opener's
     client.force_login(w.owner)
     assert client.post("/api/v1/runs/", {"session": mine.pk}, content_type="application/json").status_code == 403
+
+
+def test_runs_are_filtered_by_session_agent_and_status(client, registry_world):
+    w = registry_world
+    first = runs.session_open(actor=w.owner, agent=w.agent)
+    second = runs.session_open(actor=w.owner, agent=w.agent)
+    queued = runs.run_start(actor=w.owner, session=first)
+    cancelled = runs.run_cancel(actor=w.owner, run=runs.run_start(actor=w.owner, session=second))
+    client.force_login(w.owner)
+
+    def ids(query):
+        return [r["id"] for r in client.get(f"/api/v1/runs/?{query}").json()["results"]]
+
+    assert ids(f"session={first.pk}") == [queued.pk]
+    assert ids("status=cancelled") == [cancelled.pk]
+    assert ids(f"agent={w.agent.pk}") == [cancelled.pk, queued.pk]
+    assert ids("agent=abc") == [] and ids("status=nonsense") == []
