@@ -356,3 +356,32 @@ def test_a_scheduled_agent_runs_on_its_period_through_beat_and_a_real_worker(wor
     assert first.reads and all(path.startswith("/api/v1/") for path in first.reads)
     assert SignIn.objects.filter(agent=agent, grant_type="run", outcome="success").count() >= 2
     assert any(f["kind"] == "single_sponsor" for f in first.findings), first.findings
+
+
+@pytest.mark.django_db
+def test_r21_a_runs_token_is_seen_by_the_risk_job_like_any_other(world):
+    """A run's token is a sign-in: a scope a run holds for the first time raises a new-scope detection."""
+    from governance import access_packages
+    from governance.choices import ApproverKind, DurationKind
+    from governance.models import RiskDetection
+    from portal.models import Permission
+
+    agent = _external_agent(world, "https://executor.invalid/run")
+
+    def run_once():
+        run = runs.run_start(actor=world.owner, session=runs.session_open(actor=world.owner, agent=agent),
+                             inputs={"Keywords": "x"})
+        return runs._begin(run.pk)[0]
+
+    assert run_once().scopes == ["User.Read.All"]
+    assert jobs.job_execute("evaluate_risk").status == "succeeded"
+    assert not RiskDetection.objects.filter(agent=agent).exists()  # the first sign-in sets the baseline
+    package = access_packages.package_save(
+        actor=world.owner, workspace=world.alpha, name="Incidents",
+        permissions=Permission.objects.filter(kind="application", name="SecurityIncident.Read.All"),
+        policy={"approver_kind": ApproverKind.NONE, "duration_kind": DurationKind.DAYS, "duration_value": 10})
+    access_packages.assignment_request(actor=world.owner, package=package, agent=agent, justification="triage")
+    assert run_once().scopes == ["SecurityIncident.Read.All", "User.Read.All"]
+    assert jobs.job_execute("evaluate_risk").status == "succeeded"
+    detection = RiskDetection.objects.get(agent=agent)
+    assert (detection.kind, detection.key) == ("new_scope", "SecurityIncident.Read.All")
