@@ -19,7 +19,6 @@ from tests.factories import UserFactory, agent_spec, make_blueprint, make_worksp
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-DOCS = ROOT / "docs"
 
 
 def _forget_pooled_connections(app) -> None:
@@ -108,8 +107,6 @@ def test_browser_a_contributor_runs_the_hygiene_agent_sees_its_findings_and_rate
         page.locator("h1").scroll_into_view_if_needed()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "session-hygiene.png"), full_page=True)
-        DOCS.mkdir(exist_ok=True)
-        page.screenshot(path=str(DOCS / "sessions.png"), full_page=True)
 
     feedback = Feedback.objects.get()
     assert (feedback.run_id, feedback.author, feedback.rating) == (run.pk, cora, 4)
