@@ -94,6 +94,21 @@ def can_use_agent(user, agent: Agent) -> bool:
     return agent.created_by_id == user.pk or can_manage_agent(user, agent)
 
 
+def agents_usable_by(user) -> QuerySet[Agent]:
+    """``can_use_agent`` as one query, among the agents the user sees: workspace-scoped agents of the user's
+    workspaces and the agents they own; user-scoped ones they created, or that belong to a workspace they own
+    (R10)."""
+    visible = agents_visible_to(user)
+    if not getattr(user, "is_authenticated", False) or not user.is_active or rbac.is_inherited_owner(user):
+        return visible
+    member = rbac.workspaces_visible_to(user).values("pk")
+    owned = rbac.workspaces_owned_by(user).values("pk")
+    own = AgentUserObjectPermission.objects.filter(user=user, permission__codename=OWN_AGENT) \
+        .values("content_object_id")
+    return visible.filter(Q(scope=AgentScope.WORKSPACE, workspace__in=member) | Q(pk__in=own)
+                          | Q(scope=AgentScope.USER, created_by=user) | Q(scope=AgentScope.USER, workspace__in=owned))
+
+
 # --- sessions and runs (R10: contributors run agents and use outputs; owners see everyone's) -----------------------
 
 

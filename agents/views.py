@@ -28,7 +28,7 @@ from agents.forms import (
 )
 from agents.models import Blueprint, BlueprintSkill, BulkJob, Credential, Skill
 from portal import rbac
-from portal.viewutils import act, flash_errors, page
+from portal.viewutils import act, flash_errors, flash_form_errors, page
 
 BULK_KEYS_SESSION = "bulk_secret_keys"
 FILTERS = ("q", "status", "identity_type", "scope", "publisher_kind", "sponsor", "owner", "attribute", "expiring",
@@ -236,9 +236,7 @@ def agent_person(request, agent_id: int):
         raise PermissionDenied("Only the agent's owners and the workspace's owners change owners and sponsors.")
     form = PersonForm(request.POST)
     if not form.is_valid():
-        for errors in form.errors.values():
-            for message in errors:
-                messages.error(request, message)
+        flash_form_errors(request, form)
         return redirect("agent-detail", agent_id=agent.pk)
     user, role = form.cleaned_data["user"], form.cleaned_data["role"]
     label = "owner" if role == policy.OWN_AGENT else "sponsor"

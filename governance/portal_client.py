@@ -100,7 +100,7 @@ class PortalClient:
         return response.json()
 
     def get_all(self, path: str, params: dict | None = None) -> list:
-        """Every item of a paginated list endpoint (follows ``next``)."""
+        """Every item of a paginated list endpoint: page after page while the API says there is a ``next`` one."""
         body = self.get(path, params)
         if isinstance(body, list):
             return body

@@ -8,7 +8,6 @@ for Global and Security Administrators (403 for the other readers).
 from __future__ import annotations
 
 from django import forms
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
 from django.http import Http404
@@ -20,7 +19,7 @@ from governance.choices import DetectionStatus, RiskLevel
 from governance.models import RiskDetection
 from portal import rbac
 from portal.forms import StyledForm
-from portal.viewutils import act, page
+from portal.viewutils import act, flash_form_errors, page
 
 LEVELS = [(RiskLevel.HIGH, "High"), (RiskLevel.MEDIUM, "Medium"), (RiskLevel.LOW, "Low")]
 SEVERITY = Case(*(When(risk_level=level, then=Value(order)) for level, order in risk.RISK_ORDER.items()),
@@ -113,9 +112,7 @@ def risk_agent_compromised(request, agent_id: int):
     rbac.require(risk.can_decide(request.user), risk.DECIDE_REFUSAL)
     form = CompromisedForm(request.POST)
     if not form.is_valid():
-        for errors in form.errors.values():
-            for error in errors:
-                messages.error(request, error)
+        flash_form_errors(request, form)
         return redirect("risk-agent", agent_id=agent.pk)
     act(request, risk.agent_confirm_compromised,
         lambda d: f"{d.agent.name} confirmed compromised: high risk, its tokens revoked"

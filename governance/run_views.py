@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Case, Count, IntegerField, Max, OuterRef, Prefetch, Q, Subquery, Value, When
+from django.db.models import Case, Count, IntegerField, Max, OuterRef, Prefetch, Subquery, Value, When
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -23,14 +23,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agents import policy as agent_policy
 from agents import registry
 from agents import selectors as agent_selectors
-from agents.choices import AgentScope, AgentStatus, PublisherKind, RunStatus, RunTrigger
-from agents.models import Agent, AgentIdentity, AgentUserObjectPermission, Feedback, Run, Session
+from agents.choices import AgentStatus, PublisherKind, RunStatus, RunTrigger
+from agents.models import Agent, AgentIdentity, Feedback, Run, Session
 from governance import builtin_agents, runs
 from governance.forms import PERIOD_UNITS, FeedbackForm, RunInputsForm, ScheduleForm, SessionOpenForm, SponsorChoiceForm
 from portal import navigation, rbac
 from portal.choices import UserKind
 from portal.models import User, WorkspaceMembership
-from portal.viewutils import act, error_messages, flash_errors, page
+from portal.viewutils import act, error_messages, flash_errors, flash_form_errors, page
 
 LEVEL_ORDER = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 NOTHING_TO_APPLY = ("", "review")
@@ -125,20 +125,9 @@ def _start_problem(agent: Agent) -> str:
 
 
 def _usable_agents(user):
-    """Active agents the user may use (``agents.policy.can_use_agent`` as one query) whose runs the portal can
-    execute (built-in, or an executor URL: ``runs.runnable_problem``)."""
-    agents = agent_policy.agents_visible_to(user).filter(status=AgentStatus.ACTIVE)
-    if not rbac.is_inherited_owner(user):
-        member = rbac.workspaces_visible_to(user).values("pk")
-        owned = rbac.workspaces_owned_by(user).values("pk")
-        own = AgentUserObjectPermission.objects.filter(
-            user=user, permission__codename=agent_policy.OWN_AGENT).values("content_object_id")
-        agents = agents.filter(Q(scope=AgentScope.WORKSPACE, workspace__in=member) | Q(pk__in=own)
-                               | Q(scope=AgentScope.USER, created_by=user)
-                               | Q(scope=AgentScope.USER, workspace__in=owned))
-    runnable = Q(blueprint__executor_url__gt="") | Q(blueprint__publisher_kind=PublisherKind.MICROSOFT,
-                                                     blueprint__name__in=list(builtin_agents.BUILTINS))
-    return agents.filter(runnable).select_related("blueprint", "workspace")
+    """Active agents the user may use whose runs the portal can execute."""
+    usable = agent_policy.agents_usable_by(user).filter(status=AgentStatus.ACTIVE)
+    return runs.runnable(usable).select_related("blueprint", "workspace")
 
 
 def _sponsor_candidates(workspace) -> list[User]:
@@ -205,7 +194,7 @@ def session_create(request):
         problem = _start_problem(chosen)
     usable = _usable_agents(user)
     usable = usable.filter(workspace=request.workspace) if request.workspace else usable.none()
-    offered = [a for a in usable.order_by("name", "pk")[:SESSION_OPTIONS] if not runs.runnable_problem(a)]
+    offered = list(usable.order_by("name", "pk")[:SESSION_OPTIONS])
     if chosen is not None and not problem and chosen.pk not in {a.pk for a in offered}:
         offered.insert(0, chosen)  # an agent of another workspace, opened from its page
     form = SessionOpenForm(request.POST if request.method == "POST" else None, agents=offered,
@@ -362,9 +351,7 @@ def run_apply(request, run_id: int, index: int):
     if isinstance(finding, dict) and finding.get("action") == "add_sponsor":
         form = SponsorChoiceForm(request.POST, people=_sponsor_candidates(run.agent.workspace))
         if not form.is_valid():
-            for errors in form.errors.values():
-                for message in errors:
-                    messages.error(request, message)
+            flash_form_errors(request, form)
             return redirect(reverse("run-detail", args=[run.pk]) + "#findings")
         params["user"] = form.cleaned_data["user"]
     try:
@@ -390,9 +377,7 @@ def agent_schedule(request, agent_id: int):
     if form.is_valid():
         act(request, runs.schedule_update, _schedule_message, agent=agent, **form.changes())
     else:
-        for errors in form.errors.values():
-            for message in errors:
-                messages.error(request, message)
+        flash_form_errors(request, form)
     return redirect(reverse("agent-detail", args=[agent.pk]) + "#schedule")
 
 

@@ -36,7 +36,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents import policy as agent_policy
-from agents.choices import AgentScope, AgentStatus, IdentityType, RunStatus, RunTrigger
+from agents.choices import AgentScope, AgentStatus, IdentityType, PublisherKind, RunStatus, RunTrigger
 from agents.models import Agent, Feedback, Run, Session
 from governance import builtin_agents, conditional_access, tokens
 from governance.portal_client import PortalClient, PortalReadError, RunTimeLimit
@@ -111,6 +111,14 @@ def _clean_inputs(agent: Agent, inputs: dict | None) -> dict:
     if missing:
         raise ValidationError({"inputs": f"Fill in the required inputs: {', '.join(missing)}."})
     return {name: value for name, value in cleaned.items() if value}
+
+
+def runnable(agents):
+    """The agents among ``agents`` (a queryset) whose runs the portal can execute, as one filter: the query form
+    of ``runnable_problem``."""
+    return agents.filter(Q(blueprint__executor_url__gt="")
+                         | Q(blueprint__publisher_kind=PublisherKind.MICROSOFT,
+                             blueprint__name__in=list(builtin_agents.BUILTINS)))
 
 
 def runnable_problem(agent: Agent) -> str:

@@ -257,6 +257,13 @@ def personal_token_issue(*, actor: User, scopes: Iterable[str] | None = None) ->
     return token, value
 
 
+def _run_client_id(agent: Agent) -> str:
+    """The client id a run's sign-in carries: the agent's, or a stand-in for an agent without a client registration
+    (a user-account agent that never got a secret)."""
+    identity = AgentIdentity.objects.filter(agent=agent).only("client_id").first()
+    return identity.client_id if identity else f"run-of-agent-{agent.pk}"
+
+
 def run_token_issue(run, *, expires_at: datetime, now: datetime | None = None) -> tuple[AccessToken, str]:
     """The access token a run reads the portal API with (and an external executor calls back with): the run's
     scopes, speaking for the person whose rights bound it (a delegated run, R13) or the agent's user account (R1),
@@ -270,8 +277,7 @@ def run_token_issue(run, *, expires_at: datetime, now: datetime | None = None) -
         subject, kind = agent.run_as_user, ActorKind.USER_ACCOUNT
     else:
         subject, kind = None, ActorKind.AGENT
-    identity = AgentIdentity.objects.filter(agent=agent).only("client_id").first()
-    client_id = identity.client_id if identity else f"run-of-agent-{agent.pk}"
+    client_id = _run_client_id(agent)
     valid_until = effective_scopes(agent, now).valid_until(run.scopes)
     value = new_token()
     token = AccessToken.objects.create(
@@ -288,9 +294,8 @@ def run_token_issue(run, *, expires_at: datetime, now: datetime | None = None) -
 def run_token_refuse(run, reason: str, now: datetime | None = None) -> None:
     """A run refused at its start is a refused sign-in too (the sign-in log shows every attempt)."""
     agent = run.agent
-    identity = AgentIdentity.objects.filter(agent=agent).only("client_id").first()
     blocked = reason.startswith("blocked by conditional access")
-    SignIn.objects.create(at=now or timezone.now(), agent=agent, client_id=identity.client_id if identity else "",
+    SignIn.objects.create(at=now or timezone.now(), agent=agent, client_id=_run_client_id(agent),
                           actor_kind=ActorKind.ON_BEHALF_OF if run.delegated_for_id else ActorKind.AGENT,
                           subject=run.delegated_for, grant_type=GrantType.RUN, requested_scopes=list(run.scopes),
                           outcome=SignInOutcome.BLOCKED if blocked else SignInOutcome.FAILURE,

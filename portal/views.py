@@ -36,7 +36,7 @@ from portal.forms import (
 )
 from portal.middleware import SESSION_WORKSPACE_KEY
 from portal.models import DirectoryRole, DirectoryRoleAssignment, User
-from portal.viewutils import act, page, streamed_export, submit
+from portal.viewutils import act, flash_form_errors, page, streamed_export, submit
 
 # --- sign-in ------------------------------------------------------------------------------------------
 
@@ -159,9 +159,7 @@ def member_add(request, slug: str):
              lambda m: f"{m.user.username} added as {m.get_role_display().lower()}.",
              workspace=workspace, **form.cleaned_data)
     else:
-        for errors in form.errors.values():
-            for message in errors:
-                messages.error(request, message)
+        flash_form_errors(request, form)
     return redirect("workspace-members", slug=workspace.slug)
 
 

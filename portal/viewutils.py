@@ -28,6 +28,13 @@ def flash_errors(request, error: ValidationError) -> None:
         messages.error(request, message)
 
 
+def flash_form_errors(request, form) -> None:
+    """A one-click form posted from another page: its field errors become flash messages there."""
+    for errors in form.errors.values():
+        for message in errors:
+            messages.error(request, message)
+
+
 def submit(request, form, service, **arguments):
     """On a valid POST, call ``service(actor=…, **arguments, **form data)``; its refusals land on the form.
 
