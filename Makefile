@@ -28,13 +28,15 @@ seed: migrate
 run: seed
 	@bin/run-portal
 
-## ruff, then the whole pytest suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set, as in CI).
+## ruff, the architecture contracts (import-linter), then the whole pytest suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set, as in CI).
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ## Measure hot paths (JSON lines); set DATABASE_URL to report PostgreSQL figures.
 bench: seed

@@ -10,11 +10,8 @@ from agents.models import (
     Blueprint,
     BulkJob,
     Credential,
-    Feedback,
     PermissionGrant,
     Publisher,
-    Run,
-    Session,
     Skill,
     Skillset,
 )
@@ -31,22 +28,6 @@ class CredentialAdmin(ReadOnlyAdmin):
 class BulkJobAdmin(ReadOnlyAdmin):
     list_display = ("filename", "workspace", "status", "done", "total", "created_at")
     exclude = ("secrets_ciphertext", "payload")
-
-
-@admin.register(Run)
-class RunAdmin(ReadOnlyAdmin):
-    list_display = ("id", "agent", "trigger", "status", "started_by", "created_at", "finished_at")
-    list_filter = ("status", "trigger")
-
-
-@admin.register(Session)
-class SessionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "agent", "opened_by", "title", "created_at")
-
-
-@admin.register(Feedback)
-class FeedbackAdmin(ReadOnlyAdmin):
-    list_display = ("run", "agent", "author", "rating", "created_at")
 
 
 for model in (Publisher, Skillset, Skill, Blueprint, Agent, AgentIdentity, PermissionGrant, AgentUser,

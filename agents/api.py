@@ -7,7 +7,6 @@ selectors and services as the pages. There is no update: permissions, owners and
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -94,19 +93,11 @@ class BlueprintViewSet(viewsets.ReadOnlyModelViewSet):
         .order_by("name", "-version")
 
 
-def _problems_response(error: ValidationError) -> Response:
-    problems = getattr(error, "problems", None)
-    if problems is not None:
-        body = {"errors": [{"row": r, "field": c, "message": m} for r, c, m in problems]}
-    else:
-        body = {"errors": [{"field": None, "message": m} for m in error.messages]}
-    return Response(body, status=status.HTTP_400_BAD_REQUEST)
-
-
 class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AgentSerializer
     queryset = Agent.objects.none()  # for the schema; get_queryset restricts per user
     read_scopes = ("Portal.Agents.Read.All",)
+    errors_as_objects = True  # refusals list {"row", "field", "message"} (portal.api_errors)
 
     def get_queryset(self):
         from agents import policy
@@ -125,10 +116,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         payload = AgentCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         workspace, spec = payload.to_spec(request)
-        try:
-            result = registry.agent_create(actor=request.user, workspace=workspace, spec=spec)
-        except ValidationError as error:
-            return _problems_response(error)
+        result = registry.agent_create(actor=request.user, workspace=workspace, spec=spec)
         body = AgentSerializer(result.agent).data
         if result.client_secret:
             body["client_secret"] = result.client_secret  # shown once; only its hash is stored
@@ -136,10 +124,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     def _lifecycle(self, service, request):
         agent = self.get_object()
-        try:
-            service(actor=request.user, agent=agent)
-        except ValidationError as error:
-            return _problems_response(error)
+        service(actor=request.user, agent=agent)
         return Response(AgentSerializer(Agent.objects.select_related("workspace", "blueprint").get(pk=agent.pk)).data)
 
     @extend_schema(request=None, responses={200: AgentSerializer})

@@ -39,7 +39,7 @@ from agents import registry
 from agents.choices import IdentityType
 from agents.models import Blueprint, BulkJob
 from agents.registry import AgentSpec, Provisioned, ProvisioningError
-from portal import audit, rbac
+from portal import audit, celery, rbac
 from portal.models import User, Workspace
 
 logger = logging.getLogger(__name__)
@@ -514,9 +514,7 @@ def _enqueue(job_id: int, key: bytes) -> None:
     """Send the job to a worker with its key. The key travels in the broker message (internal Redis, deleted
     once the worker acknowledges it; no result backend); ``argsrepr`` keeps it out of worker logs and
     monitoring events."""
-    from agents.tasks import run_bulk_job  # the task module imports this one
-
-    run_bulk_job.apply_async(args=(job_id, key.decode()), argsrepr=f"({job_id}, '[redacted]')")
+    celery.enqueue("agents.run_bulk_job", job_id, key.decode(), argsrepr=f"({job_id}, '[redacted]')")
 
 
 class _ProgressWriter:

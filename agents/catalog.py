@@ -1,4 +1,4 @@
-"""The skills catalog and the skill → permission map (DESIGN §1: skillset, skill; R3, R4, R14, R23).
+"""The skills catalog and the skill → permission map (R3, R4, R14, R23).
 
 ``load_skills`` fills the catalog from the Security Copilot skills list and applies the shipped map
 (``agents.skill_map``). Owners then keep the map: ``skill_set_permissions`` changes what a skill needs,
@@ -95,7 +95,7 @@ def application_permissions(names: Iterable[str | Permission]) -> list[Permissio
         raise ValidationError(f"Not in the permission catalog (as application permissions): {', '.join(unknown)}.")
     privileged = [n for n in wanted if found[n].privileged]
     if privileged:
-        raise ValidationError(f"Privileged permissions can never reach an agent (R4): {', '.join(privileged)}.")
+        raise ValidationError(f"Privileged permissions can never reach an agent: {', '.join(privileged)}.")
     return [found[n] for n in wanted]
 
 
@@ -134,7 +134,7 @@ def blueprint_apply_skills(blueprint: Blueprint) -> dict:
     Returns a snapshot for the audit trail. Complete blueprints are never passed here (R3).
     """
     if blueprint.is_complete:
-        raise ValueError(f"{blueprint}: a complete blueprint's permission set is frozen (R3).")
+        raise ValueError(f"{blueprint}: a complete blueprint's permission set is frozen.")
     refs = list(blueprint.skill_refs.all())
     unresolved = [r for r in refs if r.skill_id is None]
     if unresolved:

@@ -45,16 +45,3 @@ class GrantSource(models.TextChoices):
     BLUEPRINT = "blueprint", "Blueprint (automatic)"
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    REFUSED = "refused", "Refused"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-class RunTrigger(models.TextChoices):
-    MANUAL = "manual", "Started by a person"
-    SCHEDULE = "schedule", "Schedule"
-    API = "api", "API"

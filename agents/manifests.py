@@ -1,4 +1,4 @@
-"""Security Copilot agent manifests: parse, import as a blueprint version, export (DESIGN §1, §6).
+"""Security Copilot agent manifests: parse, import as a blueprint version, export.
 
 A manifest (YAML or JSON) has a ``Descriptor``, ``AgentDefinitions`` (publisher, products, required skillsets,
 triggers) and ``SkillGroups`` whose skills name the ``ChildSkills`` the agent calls. Importing one makes a
@@ -404,7 +404,7 @@ def _first_text(*values: Any) -> str:
 @transaction.atomic
 def blueprint_import(*, actor: User | None, data: bytes, filename: str,
                      publisher_kind: str | None = None) -> ImportResult:
-    """Import a manifest as the next version of its blueprint (DESIGN §6 ``import_manifest``).
+    """Import a manifest as the next version of its blueprint.
 
     Members of any workspace and directory administrators import (``catalog.can_import_manifests``); only a Global
     Administrator imports as Microsoft-published (``catalog.require_microsoft_trust``). A malformed file

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from agents.choices import AgentScope
-from agents.models import Agent, AgentUserObjectPermission, Run, Session
+from agents.models import Agent, AgentUserObjectPermission
 from portal import rbac
 
 OWN_AGENT = "own_agent"
@@ -110,26 +110,7 @@ def agents_usable_by(user) -> QuerySet[Agent]:
 
 
 # --- sessions and runs (R10: contributors run agents and use outputs; owners see everyone's) -----------------------
-
-
-def can_view_session(user, session) -> bool:
-    """A session is its opener's; the owners of the agent (workspace owners, inherited owners, agent owners) see
-    everyone's."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return False
-    return session.opened_by_id == user.pk or can_manage_agent(user, session.agent)
-
-
-def can_view_run(user, run) -> bool:
-    """A run in a session follows its session; a scheduled run is the agent's own work: whoever sees the agent."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return False
-    if run.session_id is not None:
-        return run.session.opened_by_id == user.pk or can_manage_agent(user, run.agent)
-    return can_view_agent(user, run.agent)
-
-
-def _managed_agents(user) -> QuerySet[Agent]:
+def agents_managed_by(user) -> QuerySet[Agent]:
     """Agents whose sessions the user may see as an owner (``can_manage_agent``), as one subquery."""
     if rbac.is_inherited_owner(user):
         return Agent.objects.all()
@@ -140,22 +121,3 @@ def _managed_agents(user) -> QuerySet[Agent]:
                                 | Q(scope=AgentScope.USER, created_by=user))
 
 
-def sessions_visible_to(user):
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return Session.objects.none()
-    return Session.objects.filter(Q(opened_by=user) | Q(agent__in=_managed_agents(user).values("pk")))
-
-
-def runs_visible_to(user):
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return Run.objects.none()
-    return Run.objects.filter(
-        Q(session__opened_by=user) | Q(agent__in=_managed_agents(user).values("pk"))
-        | Q(session__isnull=True, agent__in=agents_visible_to(user).values("pk")))
-
-
-def can_cancel_run(user, run) -> bool:
-    """Whoever started the run, and the agent's owners."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return False
-    return (run.started_by_id is not None and run.started_by_id == user.pk) or can_manage_agent(user, run.agent)

@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents import credentials, policy
+from agents import credentials, policy, signals
 from agents.choices import AgentScope, AgentStatus, DisabledBy, GrantSource, IdentityType
 from agents.models import (
     Agent,
@@ -40,56 +40,25 @@ ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 NAME_RE = re.compile(r"^[\w .@+-]{1,150}$")
 BATCH = 2000
 
-#: Governance registers callables here (from its AppConfig.ready) that decide a new agent's first status,
-#: e.g. ``pending_approval`` for partner blueprints (R14). Each takes (blueprint, workspace) and returns a status
-#: or None. Imports flow downward only, so the registry exposes this hook instead of importing governance.
-SETUP_STATUS_HOOKS: list[Callable[[Blueprint, Workspace], str | None]] = []
-#: Called inside the retirement transaction with (agent, now); each returns counts of what it ended (R5).
-RETIRE_HOOKS: list[Callable[[Agent, datetime], dict]] = []
-#: Called inside disable/retire transactions with (agent,); revokes tokens once they exist (R22).
-DISABLE_HOOKS: list[Callable[[Agent], None]] = []
-#: Called inside the provisioning transaction with (actor, [(agent, spec), …]) once the agents exist, e.g. to
-#: open the partner-approval requests of agents that start in ``pending_approval`` (R14).
-CREATED_HOOKS: list[Callable[[User | None, list[tuple[Agent, AgentSpec]]], None]] = []
-#: Each takes (agent, blueprint) and returns why the agent may not become active on that blueprint version, or
-#: "" when it may: used when completing setup and when moving to another version (R15, R16).
-ACTIVATION_GATES: list[Callable[[Agent, Blueprint], str]] = []
-#: Each takes a blueprint and returns a sentence the setup wizard shows before the user starts, or None (R14).
-SETUP_NOTICES: list[Callable[[Blueprint], str | None]] = []
-#: Each takes an agent and returns a note for its page as (text, link or "") — e.g. "waiting for approval" with the
-#: request's address, or a denial reason — or None.
-STATUS_NOTES: list[Callable[[Agent], tuple[str, str] | None]] = []
-
-
-#: Each takes an agent and returns extra permission rows for its page (and its timeline): dicts with
-#: ``permission``, ``source``, ``since``, ``ends`` — e.g. access-package assignments (R17).
-EXTRA_GRANTS: list[Callable[[Agent], list[dict]]] = []
-
-
-#: Each takes (user, agent) and returns panels for the agent's page, as dicts with ``template`` (rendered with the
-#: dict as ``panel``) and ``slot`` ("actions" beside the title, "main" or "side" column) — e.g. governance's
-#: sessions, schedule, recent runs and memory. Each hook costs a fixed number of queries whatever the row counts.
-DETAIL_PANELS: list[Callable[[User, Agent], list[dict]]] = []
-
 
 def detail_panels(user: User, agent: Agent) -> list[dict]:
-    return [panel for hook in DETAIL_PANELS for panel in hook(user, agent)]
+    return [panel for panels in signals.answers(signals.detail_panels, user=user, agent=agent) for panel in panels]
 
 
 def extra_grants(agent: Agent) -> list[dict]:
-    return [row for hook in EXTRA_GRANTS for row in hook(agent)]
+    return [row for rows in signals.answers(signals.extra_grants, agent=agent) for row in rows]
 
 
 def setup_notices(blueprint: Blueprint) -> list[str]:
-    return [notice for hook in SETUP_NOTICES if (notice := hook(blueprint))]
+    return signals.answers(signals.setup_notices, blueprint=blueprint)
 
 
 def status_notes(agent: Agent) -> list[tuple[str, str]]:
-    return [note for hook in STATUS_NOTES if (note := hook(agent))]
+    return signals.answers(signals.status_notes, agent=agent)
 
 
 def activation_problems(agent: Agent, blueprint: Blueprint) -> list[str]:
-    return [problem for gate in ACTIVATION_GATES if (problem := gate(agent, blueprint))]
+    return signals.answers(signals.activation_problems, agent=agent, blueprint=blueprint)
 
 
 @dataclass
@@ -147,7 +116,7 @@ def spec_problems(actor: User | None, workspace: Workspace, spec: AgentSpec, *, 
     problems: list[tuple[str, str]] = []
     blueprint = spec.blueprint
     if actor is not None and not policy.can_create_agent(actor, workspace, spec.scope):
-        problems.append(("scope", "contributors set up agents at user scope only (R10)"
+        problems.append(("scope", "contributors set up agents at user scope only"
                          if spec.scope == AgentScope.WORKSPACE else "you may not set up agents in this workspace"))
     if spec.scope not in AgentScope.values:
         problems.append(("scope", f"'{spec.scope}' is not workspace or user"))
@@ -159,27 +128,27 @@ def spec_problems(actor: User | None, workspace: Workspace, spec: AgentSpec, *, 
         problems.append(("blueprint", f"{blueprint} has skills the catalog does not know; an owner must map them"))
     privileged = [p.name for p in blueprint_permissions if p.privileged]
     if privileged:
-        problems.append(("blueprint", f"it requires privileged permissions that can never reach an agent (R4): "
+        problems.append(("blueprint", f"it requires privileged permissions that can never reach an agent: "
                                       f"{', '.join(sorted(privileged))}"))
     if spec.identity_type == IdentityType.AGENT_IDENTITY:
         if blueprint.publisher_kind not in settings.AGENT_IDENTITY_PUBLISHER_KINDS:
             problems.append(("identity_type", f"agent identities are offered only for blueprints published by "
                                               f"{', '.join(settings.AGENT_IDENTITY_PUBLISHER_KINDS)}; "
-                                              f"run it as an existing user account (R2)"))
+                                              f"run it as an existing user account"))
         if spec.run_as_user is not None:
             problems.append(("identity_type", "an agent identity does not run as a user account"))
     elif spec.identity_type == IdentityType.USER_ACCOUNT:
         if spec.run_as_user is None:
-            problems.append(("identity_type", "name the user account the agent runs as (R1)"))
+            problems.append(("identity_type", "name the user account the agent runs as"))
         else:
             problems += [("identity_type", p) for p in _human_problems([spec.run_as_user], "the run-as account")]
     else:
         problems.append(("identity_type", f"'{spec.identity_type}' is not agent_identity or user_account"))
     if not spec.sponsors:
-        problems.append(("sponsors", "at least one active sponsor is required (R7)"))
+        problems.append(("sponsors", "at least one active sponsor is required"))
     problems += [("sponsors", p) for p in _human_problems(spec.sponsors, "sponsors")]
     if not spec.owners:
-        problems.append(("owners", "at least one owner is required (R7)"))
+        problems.append(("owners", "at least one owner is required"))
     problems += [("owners", p) for p in _human_problems(spec.owners, "owners")]
     for key, value in (spec.attributes or {}).items():
         if not ATTRIBUTE_KEY_RE.match(key):
@@ -203,11 +172,8 @@ def poll_period(blueprint: Blueprint) -> int:
 
 
 def _first_status(blueprint: Blueprint, workspace: Workspace) -> str:
-    for hook in SETUP_STATUS_HOOKS:
-        status = hook(blueprint, workspace)
-        if status:
-            return status
-    return AgentStatus.ACTIVE
+    statuses = signals.answers(signals.initial_status, blueprint=blueprint, workspace=workspace)
+    return statuses[0] if statuses else AgentStatus.ACTIVE
 
 
 def _snapshot(agent: Agent, spec: AgentSpec, permission_names: list[str]) -> dict:
@@ -296,8 +262,7 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
                                          if s.identity_type == IdentityType.AGENT_IDENTITY else []))
             for a, s in zip(agents, batch, strict=True)
         ])
-        for hook in CREATED_HOOKS:
-            hook(actor, list(zip(agents, batch, strict=True)))
+        signals.agent_created.send(sender=Agent, actor=actor, created=list(zip(agents, batch, strict=True)))
         for agent in agents:
             identity = identity_of.get(agent.pk)
             results.append(Provisioned(agent, identity.client_id if identity else "",
@@ -350,8 +315,7 @@ def agent_disable(*, actor: User | None, agent: Agent, reason: str = "") -> Agen
     agent.status = AgentStatus.DISABLED
     agent.save(update_fields=["status", "disabled_by"])
     _set_agent_user_active(agent, False)
-    for hook in DISABLE_HOOKS:
-        hook(agent)
+    signals.agent_disabled.send(sender=Agent, agent=agent)
     audit.record(actor=actor, action="agent.disable", target=agent, workspace=agent.workspace, before=before,
                  after={"status": agent.status, "disabled_by": agent.disabled_by, "reason": reason})
     return agent
@@ -369,7 +333,7 @@ def agent_enable(*, actor: User | None, agent: Agent) -> Agent:
     if agent.status != AgentStatus.DISABLED:
         raise ValidationError(f"Only a disabled agent can be enabled; this one is {agent.get_status_display()}.")
     if agent.is_expired():
-        raise ValidationError("This agent has expired; extend its expiry before enabling it (R8).")
+        raise ValidationError("This agent has expired; extend its expiry before enabling it.")
     agent.status, agent.disabled_by = AgentStatus.ACTIVE, DisabledBy.NONE
     agent.save(update_fields=["status", "disabled_by"])
     _set_agent_user_active(agent, True)
@@ -411,7 +375,7 @@ def agent_move_version(*, actor: User | None, agent: Agent, blueprint: Blueprint
     if blueprint.name != agent.blueprint.name:
         raise ValidationError("An agent moves only between versions of its own blueprint.")
     if agent.identity_type == IdentityType.AGENT_IDENTITY:
-        raise ValidationError("An agent identity keeps the permissions it was created with (R3); set up a new "
+        raise ValidationError("An agent identity keeps the permissions it was created with; set up a new "
                               "agent from the new version instead.")
     if agent.status == AgentStatus.RETIRED:
         raise ValidationError("A retired agent does not change.")
@@ -455,10 +419,9 @@ def agent_retire(*, actor: User | None, agent: Agent) -> dict:
         "grants_ended": PermissionGrant.objects.filter(identity__agent=agent)._end_for_retirement(now),
         "agent_users_disabled": _set_agent_user_active(agent, False),
     }
-    for hook in DISABLE_HOOKS:
-        hook(agent)
-    for hook in RETIRE_HOOKS:
-        counts.update(hook(agent, now))
+    signals.agent_disabled.send(sender=Agent, agent=agent)
+    for ended in signals.answers(signals.agent_retired, agent=agent, now=now):
+        counts.update(ended)
     before = {"status": agent.status}
     agent.status, agent.retired_at = AgentStatus.RETIRED, now
     agent.save(update_fields=["status", "retired_at"])
@@ -571,7 +534,7 @@ def agent_person_remove(*, actor: User | None, agent: Agent, user: User, role: s
                                                          user__is_active=True, user__kind=UserKind.HUMAN)
     if agent.status != AgentStatus.RETIRED and not remaining.exists():
         label = "owner" if role == policy.OWN_AGENT else "active sponsor"
-        raise ValidationError(f"An agent keeps at least one {label} (R7); add another before removing "
+        raise ValidationError(f"An agent keeps at least one {label}; add another before removing "
                               f"{user.username}.")
     audit.record(actor=actor, action=f"agent.{role.split('_')[0]}_remove", target=agent, workspace=agent.workspace,
                  before={"user": user.username})

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from agents import policy
+from agents import policy, signals
 from agents.models import (
     Agent,
     AgentIdentity,
@@ -31,32 +31,22 @@ SORTS = {
 }
 
 
-# When each agent last got a token. The registry records no token requests itself: a higher layer (governance's
-# sign-in log) registers a lookup here, so the registry never imports it (DESIGN §2: hooks, not upward imports).
-LAST_USED_HOOKS: list[Callable[[list[int]], dict[int, datetime]]] = []
-
-
-def register_last_used_hook(hook: Callable[[list[int]], dict[int, datetime]]) -> None:
-    """Add a last-use lookup (idempotent, so a module imported twice registers once)."""
-    if hook not in LAST_USED_HOOKS:
-        LAST_USED_HOOKS.append(hook)
-
-
 def last_used(agent_ids: Iterable[int]) -> dict[int, datetime]:
-    """The latest use of each agent across every registered hook; agents never used are absent."""
+    """The latest use of each agent by every app that records use (``signals.last_used``); agents never used are
+    absent."""
     ids = list(agent_ids)
     merged: dict[int, datetime] = {}
     if not ids:
         return merged
-    for hook in LAST_USED_HOOKS:
-        for agent_id, at in hook(ids).items():
+    for used in signals.answers(signals.last_used, agent_ids=ids):
+        for agent_id, at in used.items():
             if at is not None and (agent_id not in merged or at > merged[agent_id]):
                 merged[agent_id] = at
     return merged
 
 
 def with_last_used(agents: Iterable[Agent]) -> list[Agent]:
-    """Set ``last_used_at`` (None when never used) on each agent, in one lookup per hook for the whole list."""
+    """Set ``last_used_at`` (None when never used) on each agent, in one lookup per app for the whole list."""
     agents = list(agents)
     used = last_used(agent.pk for agent in agents)
     for agent in agents:

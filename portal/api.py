@@ -11,6 +11,13 @@ from portal import rbac, selectors
 from portal.api_permissions import ScopedAccess, app_only, token_scopes  # noqa: F401  (used by every app's API)
 from portal.models import AuditEvent, Workspace, WorkspaceMembership
 
+#: The portal scope that lets an access token read governance objects (approvals, packages, reviews).
+GOVERNANCE_READ = ("Portal.Governance.Read.All",)
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
 
 class WorkspaceSerializer(serializers.ModelSerializer):
     your_role = serializers.SerializerMethodField()

@@ -64,7 +64,7 @@ def user_set_password(*, actor: User | None, user: User, password: str, validate
     """Set a person's password (never recorded: the audit event says only that it changed)."""
     _require_directory_manager(actor)
     if user.kind != UserKind.HUMAN:
-        raise ValidationError("Agent users never sign in interactively and have no password (R6).")
+        raise ValidationError("Agent users never sign in interactively and have no password.")
     if validate:
         validate_password(password, user)
     user.set_password(password)
@@ -135,7 +135,7 @@ def role_assign(*, actor: User | None, user: User, role: DirectoryRole) -> Direc
     """Give a user a directory role. Privileged roles never go to agent users (R4)."""
     _require_directory_manager(actor)
     if user.kind != UserKind.HUMAN and role.privileged:
-        raise ValidationError(f"{role.name} is privileged and can never be held by an agent (R4).")
+        raise ValidationError(f"{role.name} is privileged and can never be held by an agent.")
     if not user.is_active:
         raise ValidationError(f"{user.username} is deactivated.")
     if DirectoryRoleAssignment.objects.filter(user=user, role=role).exists():

@@ -110,3 +110,13 @@ class AuditFilterForm(StyledForm):
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             raise forms.ValidationError("'From' must be on or before 'To'.")
         return data
+
+
+
+
+
+class UsernameListField(forms.CharField):
+    def clean(self, value):
+        raw = super().clean(value) or ""
+        single = UsernameField()
+        return [single.clean(n.strip()) for n in dict.fromkeys(raw.replace(";", ",").split(",")) if n.strip()]

@@ -1,4 +1,5 @@
-"""Scheduled governance jobs (DESIGN §4): the registry, the runner that records a ``JobRun``, and "Run now".
+"""Scheduled governance jobs (docs/design.md, Scheduled jobs): the registry, the runner that records a
+``JobRun``, and "Run now".
 
 A job is a plain function returning a dict of counts; it does its own batching and transactions and is
 idempotent. Higher layers register theirs from their ``AppConfig.ready()`` (imports flow downward only).
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from portal import audit, rbac
+from portal import audit, celery, rbac
 from portal.choices import JobStatus, JobTrigger
 from portal.models import JobRun, User
 from portal.schedules import JOB_SCHEDULES
@@ -75,9 +76,7 @@ def job_enqueue(*, actor: User, name: str) -> JobRun:
                                 triggered_by=actor, started_at=timezone.now())
     audit.record(actor=actor, action="job.enqueue", target=run, after={"job": job.name})
 
-    from portal.tasks import run_job_task  # the task module imports this one
-
-    transaction.on_commit(lambda: run_job_task.delay(job.name, JobTrigger.MANUAL, run.pk))
+    transaction.on_commit(lambda: celery.enqueue("portal.run_job", job.name, JobTrigger.MANUAL, run.pk))
     return run
 
 

@@ -1,4 +1,4 @@
-"""Directory, permission catalog, workspaces, audit trail and job records (the portal layer, DESIGN §1–§2).
+"""Directory, permission catalog, workspaces, audit trail and job records (the portal layer: docs/design.md, Layers).
 
 State changes never happen here: they live in the service modules (``directory``, ``workspaces``, ``audit``,
 ``jobs``). Models hold the data and the invariants that fit in a row.
@@ -81,7 +81,7 @@ class DirectoryRole(models.Model):
     key = models.SlugField(max_length=60, unique=True)
     name = models.CharField(max_length=100, unique=True)
     description = models.CharField(max_length=300, blank=True)
-    privileged = models.BooleanField(default=False, help_text="Privileged roles can never be held by an agent (R4).")
+    privileged = models.BooleanField(default=False, help_text="Privileged roles can never be held by an agent.")
     permissions = models.ManyToManyField(Permission, blank=True, related_name="roles")
 
     class Meta:
@@ -218,7 +218,7 @@ class AuditChainHead(models.Model):
 
 
 class JobRun(models.Model):
-    """One execution of a scheduled governance job (DESIGN §4), shown on the Jobs page."""
+    """One execution of a scheduled governance job (docs/design.md, Scheduled jobs), shown on the Jobs page."""
 
     job = models.CharField(max_length=60, db_index=True)
     trigger = models.CharField(max_length=20, choices=JobTrigger.choices)

@@ -1,7 +1,7 @@
 """In-app notifications, each also e-mailed to its recipient once the change that caused it has committed.
 
 ``notify()`` is the only way a notification is written. Like ``portal.audit.record`` it runs inside the caller's
-transaction, so a rolled-back change leaves no notification behind and sends no e-mail (STYLE §6): the rows are
+transaction, so a rolled-back change leaves no notification behind and sends no e-mail: the rows are
 written now, the e-mails are handed to ``transaction.on_commit``. A mail server that is down costs a log line,
 never the change itself.
 

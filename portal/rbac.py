@@ -96,6 +96,16 @@ def forget_cached_roles(user: User) -> None:
         user.__dict__.pop(attr, None)
 
 
+def is_global_administrator(user) -> bool:
+    """A person (never an agent user) holding Global Administrator: the approver of partner agents."""
+    return GLOBAL_ADMINISTRATOR in role_keys(user) and getattr(user, "kind", None) == UserKind.HUMAN
+
+
+def global_administrators() -> QuerySet[User]:
+    return User.objects.filter(role_assignments__role__key=GLOBAL_ADMINISTRATOR, is_active=True,
+                               kind=UserKind.HUMAN).distinct()
+
+
 def is_inherited_owner(user) -> bool:
     """R11: Global, Security and Compliance Administrators own every workspace."""
     return bool(role_keys(user) & INHERITED_OWNER_ROLES) and getattr(user, "kind", None) == UserKind.HUMAN

@@ -1,4 +1,5 @@
-"""When each governance job runs (DESIGN §4). Declared in code; Celery beat reads it through ``portal.celery``.
+"""When each governance job runs (docs/design.md, Scheduled jobs). Declared in code; Celery beat reads it
+through ``portal.celery``.
 
 Kept free of model imports so the Celery app can load it before Django is set up. A job appears here only
 once it is implemented and registered in ``portal.jobs`` (a test checks both lists agree).

@@ -1,4 +1,4 @@
-"""Settings for the Agent Identity Portal, read from the environment (DESIGN §5–§6).
+"""Settings for the Agent Identity Portal, read from the environment.
 
 Embedded default (no environment at all): SQLite and a filesystem Celery broker under ``var/``.
 ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis. ``DEBUG=0`` (the default) turns on
@@ -85,6 +85,13 @@ INSTALLED_APPS = [
     "portal",
     "agents",
     "governance",
+    "governance.approvals",
+    "governance.access",
+    "governance.reviews",
+    "governance.conditional_access",
+    "governance.signin",
+    "governance.runs",
+    "devkit",
 ]
 
 MIDDLEWARE = [
@@ -201,11 +208,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # --- REST API -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication",
-                                       "governance.api_auth.BearerTokenAuthentication"],
+                                       "governance.signin.api_auth.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["portal.api_permissions.ScopedAccess"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "portal.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Agent Identity Portal API",
@@ -217,7 +225,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# --- Governance knobs (DESIGN §3) ---------------------------------------------------------------------
+# --- Governance knobs (docs/design.md, Rules) ---------------------------------------------------------------------
 LOGIN_FAILURE_LIMIT = env("LOGIN_FAILURE_LIMIT")
 LOGIN_FAILURE_WINDOW = timedelta(seconds=env("LOGIN_FAILURE_WINDOW_SECONDS"))
 ORPHAN_GRACE_DAYS = env("ORPHAN_GRACE_DAYS")
@@ -247,8 +255,8 @@ PORTAL_API_URL = env("PORTAL_API_URL")
 RUN_TIME_LIMIT_SECONDS = env("RUN_TIME_LIMIT_SECONDS")
 RUN_EXECUTOR_TIMEOUT_SECONDS = env("RUN_EXECUTOR_TIMEOUT_SECONDS")
 OAUTH2_PROVIDER = {
-    "OAUTH2_VALIDATOR_CLASS": "governance.oauth.AgentValidator",
-    "OAUTH2_SERVER_CLASS": "governance.oauth.AgentServer",
+    "OAUTH2_VALIDATOR_CLASS": "governance.signin.oauth.AgentValidator",
+    "OAUTH2_SERVER_CLASS": "governance.signin.oauth.AgentServer",
     "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_TTL,
     "PKCE_REQUIRED": True,
     "REFRESH_TOKEN_REUSE_PROTECTION": True,

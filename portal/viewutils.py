@@ -9,10 +9,17 @@ from collections.abc import Callable, Iterable, Sequence
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.utils import timezone
 
 PAGE_SIZE = 50
+
+
+def current_workspace(request):
+    """The workspace chosen in the header; a person in no workspace gets a 404."""
+    if request.workspace is None:
+        raise Http404("You are not a member of any workspace.")
+    return request.workspace
 
 
 def page(request, queryset, per_page: int = PAGE_SIZE):

@@ -155,7 +155,7 @@ def registry_world(world) -> World:
 def approval_world(registry_world) -> World:
     """``registry_world`` plus a partner agent of the contributor's, waiting for approval (``world.approval``)."""
     from agents import registry
-    from governance.models import ApprovalRequest
+    from governance.approvals.models import ApprovalRequest
     from tests.factories import agent_spec, make_blueprint
 
     w = registry_world
@@ -164,7 +164,7 @@ def approval_world(registry_world) -> World:
         partner, "partner-agent", identity_type="user_account", run_as_user=w.contributor, scope="user",
         sponsors=[w.contributor], owners=[w.contributor], justification="matrix")).agent
     w.approval = ApprovalRequest.objects.get(agent=w.partner_agent)
-    from governance import access_packages
+    from governance.access import services as access_packages
     from portal.models import Permission
 
     w.package = access_packages.package_save(
@@ -176,7 +176,7 @@ def approval_world(registry_world) -> World:
 
     from django.utils import timezone
 
-    from governance import reviews
+    from governance.reviews import services as reviews
 
     # R19: a package review opened an hour ago; its one item (w.assignment) is reviewed by the sponsor, owner.
     w.review = reviews.review_create(actor=w.owner_b, workspace=w.alpha, name="Responder review",

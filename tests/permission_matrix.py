@@ -109,6 +109,7 @@ CASES: list[Case] = [
     Case("api-docs", "GET", lambda w: reverse("api-docs"), API_ALL),
 ]
 
+
 def _skill(w):
     from agents.models import Publisher, Skill, Skillset
 
@@ -330,10 +331,8 @@ CASES += [
 
 
 # --- conditional access (R20) -------------------------------------------------------------------------------------
-
-
 def _policy(w):
-    from governance.models import ConditionalAccessPolicy
+    from governance.conditional_access.models import ConditionalAccessPolicy
 
     return ConditionalAccessPolicy.objects.get_or_create(name="Matrix policy", defaults={"all_agents": True})[0]
 

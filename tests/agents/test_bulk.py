@@ -197,7 +197,7 @@ def test_r9_every_problem_of_the_file_is_reported_at_once(world, blueprints):
     assert messages[5, "scope"] == "'galaxy' is not workspace or user"
     assert "not an ISO 8601" in messages[5, "expires_at"]
     assert messages[6, "name"] == "an agent called 'A-2' already exists in alpha"
-    assert "(R2)" in messages[7, "identity_type"]
+    assert "run it as an existing user account" in messages[7, "identity_type"]
     assert not Agent.objects.exists()
 
 
@@ -207,7 +207,7 @@ def test_r9_r10_a_contributor_asking_for_workspace_scope_is_refused_on_that_row(
     with pytest.raises(ProvisioningError) as excinfo:
         _provision(world, text, actor=world.contributor)
 
-    assert _problems(excinfo) == [(2, "scope", "contributors set up agents at user scope only (R10)")]
+    assert _problems(excinfo) == [(2, "scope", "contributors set up agents at user scope only")]
     assert not Agent.objects.exists()
     assert [p.agent.name for p in _provision(world, _csv(text.splitlines()[1]), actor=world.contributor).created
             ] == ["mine"]
@@ -397,7 +397,7 @@ def test_r9_r10_command_as_a_contributor_follows_their_role(world, blueprints, t
     err = io.StringIO()
     with pytest.raises(CommandError):
         call_command("provision_agents", source, "--workspace", "alpha", "--as", "contributor", stderr=err)
-    assert "Row 1, column scope: contributors set up agents at user scope only (R10)" in err.getvalue()
+    assert "Row 1, column scope: contributors set up agents at user scope only" in err.getvalue()
     with pytest.raises(CommandError, match="No workspace has the slug 'nope'"):
         call_command("provision_agents", source, "--workspace", "nope")
 

@@ -7,7 +7,7 @@ import pytest
 
 from agents import catalog as skills
 from agents.models import Agent
-from governance.models import ApprovalRequest
+from governance.approvals.models import ApprovalRequest
 from tests.browser.helpers import sign_in
 from tests.factories import UserFactory, grant_role, make_workspace
 

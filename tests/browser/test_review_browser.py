@@ -8,8 +8,9 @@ import pytest
 from django.utils import timezone
 
 from agents import registry
-from governance import access_packages, reviews
-from governance.models import Assignment
+from governance.access import services as access_packages
+from governance.access.models import Assignment
+from governance.reviews import services as reviews
 from portal.models import AuditEvent, Permission, User
 from tests.browser.helpers import sign_in
 from tests.factories import UserFactory, agent_spec, make_blueprint, make_workspace

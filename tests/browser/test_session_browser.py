@@ -12,8 +12,9 @@ import pytest
 from django.utils import timezone
 
 from agents import registry
-from agents.models import Blueprint, Credential, Feedback, Run
-from governance import builtin_agents
+from agents.models import Blueprint, Credential
+from governance.runs import builtin as builtin_agents
+from governance.runs.models import Feedback, Run
 from tests.browser.helpers import sign_in
 from tests.factories import UserFactory, agent_spec, make_blueprint, make_workspace
 

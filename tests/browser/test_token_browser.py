@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from agents import registry
-from governance import tokens
+from governance.signin import tokens
 from tests.browser.helpers import sign_in
 from tests.factories import UserFactory, agent_spec, grant_role, make_blueprint, make_workspace
 

@@ -12,14 +12,14 @@ from tests.permission_matrix import LOGIN, Case, expect
 
 
 def _server(w):
-    from governance import tokens
-    from governance.models import ResourceServer
+    from governance.signin import tokens
+    from governance.signin.models import ResourceServer
 
     return ResourceServer.objects.first() or tokens.resource_server_create(actor=None, name="Matrix RS")[0]
 
 
 def _policy(w):
-    from governance.models import ConditionalAccessPolicy
+    from governance.conditional_access.models import ConditionalAccessPolicy
 
     return ConditionalAccessPolicy.objects.get_or_create(name="Matrix API policy", defaults={"all_agents": True})[0]
 

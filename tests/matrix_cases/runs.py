@@ -24,8 +24,8 @@ API_LIST = expect(403, 200, 200, 200, 200, 200)
 
 def _session(w):
     """The contributor's session with the matrix agent."""
-    from agents.models import Session
-    from governance import runs
+    from governance.runs import services as runs
+    from governance.runs.models import Session
 
     return Session.objects.filter(opened_by=w.contributor, title="Matrix session").first() or runs.session_open(
         actor=w.contributor, agent=w.agent, title="Matrix session")
@@ -33,7 +33,7 @@ def _session(w):
 
 def _run(w):
     """A queued run in the contributor's session (no worker runs in these tests: it stays queued)."""
-    from governance import runs
+    from governance.runs import services as runs
 
     session = _session(w)
     return session.runs.filter(status="queued").first() or runs.run_start(actor=w.contributor, session=session)
@@ -41,8 +41,8 @@ def _run(w):
 
 def _finished_run(w):
     """A run with an output (succeeded, one finding with nothing to apply), rated by the contributor."""
-    from agents.models import Feedback, Run
-    from governance import runs
+    from governance.runs import services as runs
+    from governance.runs.models import Feedback, Run
 
     session = _session(w)
     run = session.runs.filter(status="succeeded").first()
@@ -57,8 +57,8 @@ def _finished_run(w):
 
 
 def _scheduled_run(w):
-    from agents.models import Run
-    from governance import runs
+    from governance.runs import services as runs
+    from governance.runs.models import Run
 
     return Run.objects.filter(agent=w.agent, trigger="schedule").first() or runs.scheduled_run_start(w.agent)
 

@@ -1,4 +1,4 @@
-"""Import Security Copilot agent manifests as blueprint versions (DESIGN §6: ``import_manifest FILE…``)."""
+"""Import Security Copilot agent manifests as blueprint versions."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Provision agents from a CSV or JSON bulk file (R9, DESIGN §6): all-or-nothing, row-numbered errors."""
+"""Provision agents from a CSV or JSON bulk file (R9): all-or-nothing, row-numbered errors."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--secrets-out", metavar="PATH",
                             help="A new file (never overwritten) for the new agent identities' client secrets.")
         parser.add_argument("--as", dest="as_user", metavar="USERNAME",
-                            help="Act as this person: their workspace role limits what they may set up (R10).")
+                            help="Act as this person: their workspace role limits what they may set up.")
 
     def handle(self, *args, file: str, workspace: str, dry_run: bool, secrets_out: str | None,
                as_user: str | None, verbosity: int = 1, **options):

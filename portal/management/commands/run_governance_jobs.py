@@ -1,4 +1,4 @@
-"""Run governance jobs synchronously, with the same code the Celery workers run (DESIGN §4)."""
+"""Run governance jobs synchronously, with the same code the Celery workers run (docs/design.md, Scheduled jobs)."""
 
 from django.core.management.base import BaseCommand, CommandError
 

@@ -1,0 +1,11 @@
+"""Benchmark scenarios for ``manage.py bench``. Nothing here is imported by a web or worker process."""
+
+from __future__ import annotations
+
+
+def load() -> dict:
+    """Every scenario by name: the portal's, the registry's, governance's and the OAuth endpoints'."""
+    from devkit.bench import agents, governance, oauth  # noqa: F401  (each registers its scenarios)
+    from devkit.bench.portal import SCENARIOS
+
+    return SCENARIOS

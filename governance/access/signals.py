@@ -1,0 +1,12 @@
+"""What access announces to the sub-apps above it (they connect receivers in their ``AppConfig.ready()``).
+
+- ``assignments_ended(assignments, reason)``: assignments that were active have just ended (expired, revoked, by
+  a review's result), inside the transaction that ended them; the tokens that carried their permissions must end
+  with them (docs/design.md, "Every assignment ends").
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+assignments_ended = Signal()

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class ConditionalAccessConfig(AppConfig):
+    """Conditional-access policies for agents and the decision point that evaluates them."""
+
+    name = "governance.conditional_access"
+    label = "conditional_access"
+    verbose_name = "Conditional access"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from governance.conditional_access import api  # noqa: F401  (jobs and API routes register on import)

@@ -1,0 +1,81 @@
+"""Forms of the conditional-access pages."""
+
+from __future__ import annotations
+
+from django import forms
+
+from agents.choices import PublisherKind
+from governance.conditional_access.choices import PolicyGrant, PolicyState, RiskLevel
+from portal.forms import StyledForm
+
+
+class PolicyForm(StyledForm):
+    """Conditional-access policy; the list fields take one entry per line."""
+
+    name = forms.CharField(max_length=150)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    state = forms.ChoiceField(choices=PolicyState.choices, initial=PolicyState.REPORT_ONLY,
+                              help_text="Start in report-only to see what it would do.")
+    grant = forms.ChoiceField(choices=PolicyGrant.choices)
+    all_agents = forms.BooleanField(required=False, label="Target every agent")
+    agent_kinds = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                            choices=[("assistive", "Assistive"), ("autonomous", "Autonomous"),
+                                                     ("agent_user", "Agents with an agent user")])
+    publisher_kinds = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                                choices=PublisherKind.choices)
+    agents = forms.CharField(required=False, label="Named agents", help_text="Agent names, comma-separated.")
+    excluded_agents = forms.CharField(required=False, label="Excluded agents",
+                                      help_text="Agent names, comma-separated.")
+    attribute_rules = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                                      help_text="One per line: key equals|in|starts_with value (in: comma-separated).")
+    min_risk_level = forms.ChoiceField(required=False, label="When the agent's risk is at least",
+                                       choices=[("", "Any risk"), *RiskLevel.choices])
+    ip_ranges = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Client IP ranges",
+                                help_text="One CIDR per line, e.g. 10.0.0.0/8.")
+    time_windows = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                                   label="Time windows (UTC)", help_text="One per line: days HH:MM-HH:MM, e.g. "
+                                                                         "0,1,2,3,4 08:00-18:00 (Monday = 0).")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("agent_kinds", "publisher_kinds"):
+            self.fields[name].widget.attrs.pop("class", None)
+        self.fields["all_agents"].widget.attrs["class"] = "form-check-input"
+
+    @staticmethod
+    def _lines(value: str) -> list[str]:
+        return [line.strip() for line in (value or "").splitlines() if line.strip()]
+
+    def clean_attribute_rules(self):
+        rules = []
+        for line in self._lines(self.cleaned_data["attribute_rules"]):
+            parts = line.split(None, 2)
+            if len(parts) != 3:
+                raise forms.ValidationError(f"“{line}”: write key op value.")
+            key, op, value = parts
+            rules.append({"key": key, "op": op, "value": [v.strip() for v in value.split(",")] if op == "in"
+                          else value})
+        return rules
+
+    def clean_ip_ranges(self):
+        return self._lines(self.cleaned_data["ip_ranges"])
+
+    def clean_time_windows(self):
+        windows = []
+        for line in self._lines(self.cleaned_data["time_windows"]):
+            try:
+                days, hours = line.split()
+                start, end = hours.split("-")
+                windows.append({"days": [int(d) for d in days.split(",")], "start": start, "end": end})
+            except ValueError as error:
+                raise forms.ValidationError(f"“{line}”: write days HH:MM-HH:MM.") from error
+        return windows
+
+
+class WhatIfForm(StyledForm):
+    agent = forms.CharField(label="Agent name")
+    ip = forms.GenericIPAddressField(required=False, label="Client IP address")
+    at = forms.DateTimeField(required=False, label="Time (UTC)",
+                             widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    scopes = forms.CharField(required=False, label="Scopes requested",
+                             help_text="Space-separated permission names; empty means all the agent holds.")

@@ -1,0 +1,357 @@
+"""Conditional access for agents (R20): which policies apply to an agent in a context, and the decision.
+
+``evaluate`` is the one decision point: the token endpoint, run starts and the what-if view
+call it with the same inputs, so what-if matches real issuance. It is a pure function of the policies, the agent's
+facts and the context; ``agent_facts`` and ``active_policies`` load those in a fixed number of queries.
+
+Semantics: a policy that is off is skipped. A *block* policy blocks when it targets the agent and all its
+conditions hold. An *allow* policy is an allow-list: when it targets the agent, the agent is allowed only while
+its conditions hold, and blocked otherwise. Block wins. A report-only policy is evaluated and recorded with what it
+would have done, but never blocks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time as clock
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from agents import policy as agent_policy
+from agents.models import Agent, AgentUser, AttributeValue
+from governance.conditional_access.choices import PolicyGrant, PolicyState, RiskLevel
+from governance.conditional_access.models import ConditionalAccessPolicy
+from portal import audit
+
+RISK_ORDER = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
+AGENT_USER_KIND = "agent_user"
+ATTRIBUTE_OPS = ("equals", "in", "starts_with")
+
+
+@dataclass(frozen=True)
+class AgentFacts:
+    """What policies look at, loaded once per decision."""
+
+    agent_id: int
+    kind: str
+    publisher_kind: str
+    risk_level: str
+    has_agent_user: bool
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccessContext:
+    ip: str | None = None
+    at: datetime | None = None
+    scopes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PolicyVerdict:
+    policy_id: int
+    name: str
+    state: str
+    outcome: str  # "block", "allow" or "not_applicable"
+    reason: str
+
+    @property
+    def enforced(self) -> bool:
+        return self.state == PolicyState.ON
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    allowed: bool
+    verdicts: tuple[PolicyVerdict, ...]
+
+    @property
+    def blocking(self) -> list[PolicyVerdict]:
+        return [v for v in self.verdicts if v.enforced and v.outcome == "block"]
+
+    def applied(self) -> list[dict]:
+        """The verdicts of the policies that applied, as the sign-in log and run records keep them."""
+        return [{"id": v.policy_id, "name": v.name, "state": v.state, "outcome": v.outcome, "reason": v.reason}
+                for v in self.verdicts if v.outcome != "not_applicable"]
+
+    @property
+    def blocked_by(self) -> str:
+        """The names of the enforced policies that block, for refusal messages."""
+        return ", ".join(v.name for v in self.blocking)
+
+    @property
+    def report_only_blocks(self) -> list[PolicyVerdict]:
+        """What report-only policies would have blocked (recorded, never enforced)."""
+        return [v for v in self.verdicts if v.state == PolicyState.REPORT_ONLY and v.outcome == "block"]
+
+
+def agent_facts(agent: Agent, policies: Sequence[ConditionalAccessPolicy] | None = None) -> AgentFacts:
+    """The agent's kind, publisher kind, risk, agent user and attributes.
+
+    With ``policies`` given, only the facts some of them look at are loaded (the token endpoint passes the active
+    ones: usually no query at all); without, everything (two queries). Facts no policy reads cannot change a
+    decision, so both give the same evaluation."""
+    wants_attributes = policies is None or any(p.attribute_rules for p in policies)
+    wants_agent_user = policies is None or any(AGENT_USER_KIND in (p.agent_kinds or []) for p in policies)
+    attributes = getattr(agent, "prefetched_attributes", None)  # read with the client on PostgreSQL
+    if attributes is None:
+        attributes = dict(AttributeValue.objects.filter(agent=agent).values_list("key", "value")) \
+            if wants_attributes else {}
+    has_agent_user = getattr(agent, "prefetched_has_agent_user", None)
+    if has_agent_user is None:
+        has_agent_user = wants_agent_user and AgentUser.objects.filter(identity__agent=agent).exists()
+    publisher_kind = getattr(agent, "publisher_kind", None) or agent.blueprint.publisher_kind
+    return AgentFacts(agent_id=agent.pk, kind=agent.kind, publisher_kind=publisher_kind,
+                      risk_level=agent.risk_level or RiskLevel.NONE, has_agent_user=has_agent_user,
+                      attributes=attributes)
+
+
+def active_policies() -> list[ConditionalAccessPolicy]:
+    """Every policy that is on or report-only, with its named and excluded agents (three queries)."""
+    return list(ConditionalAccessPolicy.objects.exclude(state=PolicyState.OFF)
+                .prefetch_related("agents", "excluded_agents").order_by("name", "pk"))
+
+
+_POLICY_VERSION = "aip:ca-policies:version"
+_cached: dict = {"version": None, "loaded_at": 0.0, "policies": []}
+CACHE_SECONDS = 5.0
+
+
+def policies_changed() -> None:
+    """Tell every process (through the shared cache) to reload the policies at its next decision."""
+    cache.set(_POLICY_VERSION, clock.time_ns(), None)
+
+
+def cached_active_policies() -> list[ConditionalAccessPolicy]:
+    """``active_policies()`` kept per process: reloaded when a policy is saved (one cache read per call) and at
+    least every ``CACHE_SECONDS`` — the token endpoint evaluates policies on every request."""
+    version = cache.get(_POLICY_VERSION)
+    now = clock.monotonic()
+    if version is None or version != _cached["version"] or now - _cached["loaded_at"] > CACHE_SECONDS:
+        if version is None:
+            version = clock.time_ns()
+            cache.add(_POLICY_VERSION, version, None)
+            version = cache.get(_POLICY_VERSION, version)
+        _cached.update(version=version, loaded_at=now, policies=active_policies())
+    return _cached["policies"]
+
+
+# --- targets -----------------------------------------------------------------------------------------------------
+def _ids(policy: ConditionalAccessPolicy, relation: str) -> frozenset[int]:
+    """The ids of a policy's named (or excluded) agents, computed once per loaded policy object."""
+    cached = policy.__dict__.setdefault("_target_ids", {})
+    if relation not in cached:
+        cached[relation] = frozenset(a.pk for a in getattr(policy, relation).all())
+    return cached[relation]
+
+
+def _attribute_matches(rule: dict, attributes: dict[str, str]) -> bool:
+    value = attributes.get(rule.get("key", ""))
+    if value is None:
+        return False
+    expected = rule.get("value")
+    op = rule.get("op", "equals")
+    if op == "equals":
+        return value == expected
+    if op == "in":
+        return value in (expected if isinstance(expected, list) else [v.strip() for v in str(expected).split(",")])
+    if op == "starts_with":
+        return value.startswith(str(expected))
+    return False
+
+
+def _target_reason(policy: ConditionalAccessPolicy, facts: AgentFacts) -> str | None:
+    """Why the policy targets the agent, or None when it does not (exclusions win)."""
+    if facts.agent_id in _ids(policy, "excluded_agents"):
+        return None
+    if policy.all_agents:
+        return "targets every agent"
+    if facts.agent_id in _ids(policy, "agents"):
+        return "names this agent"
+    kinds = set(policy.agent_kinds or [])
+    if facts.kind in kinds:
+        return f"targets {facts.kind} agents"
+    if AGENT_USER_KIND in kinds and facts.has_agent_user:
+        return "targets agents with an agent user"
+    if facts.publisher_kind in set(policy.publisher_kinds or []):
+        return f"targets {facts.publisher_kind}-published agents"
+    for rule in policy.attribute_rules or []:
+        if _attribute_matches(rule, facts.attributes):
+            return f"matches the attribute rule {rule.get('key')} {rule.get('op', 'equals')} {rule.get('value')}"
+    return None
+
+
+# --- conditions --------------------------------------------------------------------------------------------------
+def _parse_time(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _in_window(window: dict, at: datetime) -> bool:
+    at = at.astimezone(UTC)
+    if at.weekday() not in set(window.get("days", range(7))):
+        return False
+    start, end = _parse_time(window["start"]), _parse_time(window["end"])
+    now = at.time()
+    return start <= now < end if start <= end else (now >= start or now < end)  # a window may wrap midnight
+
+
+def _unmet_conditions(policy: ConditionalAccessPolicy, facts: AgentFacts, context: AccessContext) -> list[str]:
+    unmet = []
+    if policy.min_risk_level and RISK_ORDER[facts.risk_level] < RISK_ORDER[policy.min_risk_level]:
+        unmet.append(f"agent risk {facts.risk_level} is below {policy.min_risk_level}")
+    if policy.ip_ranges:
+        try:
+            address = ipaddress.ip_address(context.ip or "")
+        except ValueError:
+            address = None
+        if address is None or not any(address in ipaddress.ip_network(r, strict=False) for r in policy.ip_ranges):
+            unmet.append(f"client address {context.ip or 'unknown'} is outside {', '.join(policy.ip_ranges)}")
+    if policy.time_windows:
+        at = context.at or timezone.now()
+        if not any(_in_window(w, at) for w in policy.time_windows):
+            unmet.append(f"{at.astimezone(UTC):%a %H:%M} UTC is outside the policy's time windows")
+    return unmet
+
+
+def _verdict(policy: ConditionalAccessPolicy, facts: AgentFacts, context: AccessContext) -> PolicyVerdict:
+    def verdict(outcome: str, reason: str) -> PolicyVerdict:
+        return PolicyVerdict(policy.pk, policy.name, policy.state, outcome, reason)
+
+    if policy.state == PolicyState.OFF:
+        return verdict("not_applicable", "the policy is off")
+    targeted = _target_reason(policy, facts)
+    if targeted is None:
+        return verdict("not_applicable", "does not target this agent")
+    unmet = _unmet_conditions(policy, facts, context)
+    if policy.grant == PolicyGrant.BLOCK:
+        if unmet:
+            return verdict("not_applicable", f"{targeted}, but {'; '.join(unmet)}")
+        return verdict("block", f"{targeted} and every condition holds")
+    if unmet:
+        return verdict("block", f"{targeted}; allowed only when its conditions hold, and {'; '.join(unmet)}")
+    return verdict("allow", f"{targeted} and every condition holds")
+
+
+def evaluate(facts: AgentFacts, context: AccessContext,
+             policies: Sequence[ConditionalAccessPolicy] | None = None) -> Evaluation:
+    """Each policy's verdict with its reason, and the decision: blocked when any enforced policy blocks."""
+    verdicts = tuple(_verdict(p, facts, context) for p in (active_policies() if policies is None else policies))
+    return Evaluation(allowed=not any(v.enforced and v.outcome == "block" for v in verdicts), verdicts=verdicts)
+
+
+def validate_policy(policy: ConditionalAccessPolicy) -> None:
+    """Check the JSON parts of a policy before it is saved (the policy services call this)."""
+    problems = []
+    for rule in policy.attribute_rules or []:
+        if not rule.get("key") or rule.get("op", "equals") not in ATTRIBUTE_OPS:
+            problems.append(f"Attribute rule {rule!r}: give a key and one of {', '.join(ATTRIBUTE_OPS)}.")
+    for network in policy.ip_ranges or []:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            problems.append(f"'{network}' is not an IP range (CIDR, e.g. 10.0.0.0/8).")
+    for window in policy.time_windows or []:
+        try:
+            _parse_time(window["start"]), _parse_time(window["end"])
+            if not set(window.get("days", [])) <= set(range(7)):
+                raise ValueError
+        except (KeyError, ValueError, TypeError):
+            problems.append(f"Time window {window!r}: days 0–6 (Monday = 0), start and end as HH:MM.")
+    if policy.min_risk_level and policy.min_risk_level not in RISK_ORDER:
+        problems.append(f"Unknown risk level '{policy.min_risk_level}'.")
+    if problems:
+        raise ValidationError(problems)
+
+
+
+# --- policy services (audited) --------------------------------------------------------------------------------------
+
+POLICY_FIELDS = ("name", "description", "state", "grant", "all_agents", "agent_kinds", "publisher_kinds",
+                 "attribute_rules", "min_risk_level", "ip_ranges", "time_windows")
+
+
+def can_manage_policies(user) -> bool:
+    """Conditional access is tenant-wide: Global and Security Administrators manage it."""
+    from portal import rbac
+
+    return bool(rbac.role_keys(user) & {rbac.GLOBAL_ADMINISTRATOR, rbac.SECURITY_ADMINISTRATOR})
+
+
+def _snapshot(policy: ConditionalAccessPolicy) -> dict:
+    return {**{name: getattr(policy, name) for name in POLICY_FIELDS},
+            "agents": sorted(a.name for a in policy.agents.all()),
+            "excluded_agents": sorted(a.name for a in policy.excluded_agents.all())}
+
+
+def _require_owned_report_only(actor, data: dict, agents: Sequence[Agent], excluded_agents: Sequence[Agent],
+                               policy: ConditionalAccessPolicy | None) -> None:
+    """What a non-administrator may save with ``report_only_for_owners``: a new report-only policy that names
+    only agents the actor manages (a report-only policy never blocks, so it changes no one's access)."""
+    if policy is not None:
+        raise PermissionDenied("Only Global and Security Administrators change conditional access policies.")
+    if data.get("state") != PolicyState.REPORT_ONLY:
+        raise PermissionDenied("Owners create conditional access policies in report-only only; an administrator "
+                               "turns them on.")
+    if any(data.get(name) for name in ("all_agents", "agent_kinds", "publisher_kinds", "attribute_rules")) \
+            or excluded_agents:
+        raise PermissionDenied("An owner's report-only policy names its agents; wider targets and exclusions are "
+                               "for administrators.")
+    not_managed = sorted(a.name for a in agents if not agent_policy.can_manage_agent(actor, a))
+    if not_managed:
+        raise PermissionDenied(f"You may create a report-only policy only for agents you own; you do not own "
+                               f"{', '.join(not_managed)}.")
+
+
+@transaction.atomic
+def policy_save(*, actor, data: dict, agents: Sequence[Agent] = (), excluded_agents: Sequence[Agent] = (),
+                policy: ConditionalAccessPolicy | None = None,
+                report_only_for_owners: bool = False) -> ConditionalAccessPolicy:
+    """Create or change a policy (Global and Security Administrators; R20); one audit event.
+
+    With ``report_only_for_owners`` an effective owner of every named agent may also create a new report-only
+    policy naming only those agents (the Conditional Access Optimization Agent's suggestions). ``state_changed_at``
+    follows the state: set on creation and whenever the state changes."""
+    if actor is not None and not can_manage_policies(actor):
+        if not report_only_for_owners:
+            raise PermissionDenied("Only Global and Security Administrators manage conditional access.")
+        _require_owned_report_only(actor, data, agents, excluded_agents, policy)
+    before = None
+    if policy is None:
+        policy = ConditionalAccessPolicy(created_by=actor)
+    else:
+        policy = ConditionalAccessPolicy.objects.select_for_update().get(pk=policy.pk)
+        before = _snapshot(policy)
+    for name in POLICY_FIELDS:
+        if name in data:
+            setattr(policy, name, data[name])
+    validate_policy(policy)
+    if ConditionalAccessPolicy.objects.filter(name=policy.name).exclude(pk=policy.pk).exists():
+        raise ValidationError(f"A policy called '{policy.name}' already exists.")
+    targets = (policy.all_agents or policy.agent_kinds or policy.publisher_kinds or policy.attribute_rules
+               or agents)
+    if not targets:
+        raise ValidationError("Choose whom the policy targets (every agent, kinds, publishers, attributes or agents).")
+    if before is None or before["state"] != policy.state:
+        policy.state_changed_at = timezone.now()
+    policy.save()
+    policy.agents.set(agents)
+    policy.excluded_agents.set(excluded_agents)
+    audit.record(actor=actor, action="policy.update" if before else "policy.create", target=policy,
+                 before=before, after=_snapshot(policy))
+    policies_changed()  # now, and again once committed: no process keeps the old set under the new version
+    transaction.on_commit(policies_changed)
+    return policy
+
+
+def can_read_policies(user) -> bool:
+    """Administrators of conditional access, audit readers and workspace owners read the policies."""
+    from portal import rbac
+
+    return can_manage_policies(user) or rbac.can_view_audit(user)

@@ -1,0 +1,90 @@
+"""``/api/v1/reviews/``"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from governance.reviews import services as reviews
+from governance.reviews.choices import ReviewDecisionKind
+from governance.reviews.models import AccessReview, ReviewItem
+from portal import api as portal_api
+from portal.api import GOVERNANCE_READ, router
+
+
+class AccessReviewSerializer(serializers.ModelSerializer):
+    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    packages = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+
+    class Meta:
+        model = AccessReview
+        fields = ["id", "name", "description", "workspace", "scope_kind", "packages", "reviewer_kind", "recurrence",
+                  "starts_at", "duration_days", "auto_apply", "no_response", "active", "created_at"]
+        read_only_fields = fields
+
+
+class ReviewItemSerializer(serializers.ModelSerializer):
+    agent = serializers.CharField(source="agent.name", read_only=True)
+    recommendation = serializers.CharField(read_only=True)  # approve or deny (one enum in the schema: DecisionEnum)
+    decision = serializers.SerializerMethodField()
+    justification = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReviewItem
+        fields = ["id", "agent", "access", "granted_at", "granted_by", "ends_at", "last_used_at", "recommendation",
+                  "recommendation_reason", "decision", "justification"]
+        read_only_fields = fields
+
+    def get_decision(self, item) -> str | None:
+        return item.mine[0].decision if item.mine else None
+
+    def get_justification(self, item) -> str | None:
+        return item.mine[0].justification if item.mine else None
+
+
+class ReviewDecisionSerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    decision = serializers.ChoiceField(choices=ReviewDecisionKind.choices)
+    justification = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
+    """``/api/v1/reviews/``: the campaigns you may see; ``decisions/``: your items in the open instance."""
+
+    serializer_class = AccessReviewSerializer
+    queryset = AccessReview.objects.none()
+
+    read_scopes = GOVERNANCE_READ
+
+    def get_queryset(self):
+        visible = AccessReview.objects.all() if portal_api.app_only(self.request) else \
+            reviews.reviews_visible_to(self.request.user)
+        return visible.prefetch_related("packages").order_by("name", "pk")
+
+    def _open_instance(self):
+        instance = reviews.open_instance(self.get_object())
+        if instance is None:
+            raise Http404("This review has no open instance.")
+        return instance
+
+    @extend_schema(methods=["GET"], request=None, responses={200: ReviewItemSerializer(many=True)})
+    @extend_schema(methods=["POST"], request=ReviewDecisionSerializer, responses={200: ReviewItemSerializer, 409: None})
+    @action(detail=True, methods=["get", "post"])
+    def decisions(self, request, pk=None):
+        instance = self._open_instance()
+        if request.method == "GET":
+            items = reviews.items_of_reviewer(request.user, instance)
+            return Response(ReviewItemSerializer(items, many=True).data)
+        payload = ReviewDecisionSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        item = ReviewItem.objects.filter(pk=payload.validated_data["item"], instance=instance).first()
+        if item is None:
+            return Response({"errors": ["No such item in this review's open instance."]}, status=404)
+        reviews.review_decide(actor=request.user, item=item, decision=payload.validated_data["decision"],
+                              justification=payload.validated_data["justification"])
+        return Response(ReviewItemSerializer(reviews.items_of_reviewer(request.user, instance).get(pk=item.pk)).data)
+
+router.register("reviews", AccessReviewViewSet, basename="api-review")

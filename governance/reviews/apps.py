@@ -1,0 +1,17 @@
+from django.apps import AppConfig
+
+
+class ReviewsConfig(AppConfig):
+    """Recurring access review campaigns: reviewers decide, results are applied through the services."""
+
+    name = "governance.reviews"
+    label = "reviews"
+    verbose_name = "Access reviews"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from governance.reviews import api, services  # noqa: F401  (jobs and API routes register on import)
+        from portal import signals as portal
+
+        portal.header_counts.connect(lambda user, **_: services.header_count(user),
+                                     weak=False, dispatch_uid="reviews.header_counts")

@@ -1,0 +1,663 @@
+"""Access reviews (R19): campaigns in which sponsors, owners or named people confirm or remove agent access.
+
+A campaign (``AccessReview``) runs once or every week, month or quarter. Each period is a ``ReviewInstance`` whose
+items are fixed when it opens, each with its evidence (granted when and by whom, its end, its last use) and a
+recommendation from inactivity. Reviewers approve, deny (with a justification) or say they don't know, and change
+their mind until the instance ends; nobody reviews their own access. When the instance closes, each item is
+resolved — a denial by any reviewer removes, otherwise an approval keeps, otherwise the campaign's no-response
+default — and, if the campaign says so, denials are carried out through the same services as a manual action
+(``access_packages.assignments_revoke_batch`` for package scopes, ``registry.agent_disable`` for agent scopes),
+each audited. ``run_access_reviews`` opens, reminds, closes and applies; every step is safe to run twice.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+
+from agents import policy as agent_policy
+from agents import registry
+from agents.choices import AgentStatus, IdentityType, PublisherKind
+from agents.models import Agent, AgentUserObjectPermission, PermissionGrant
+from governance.access import services as access_packages
+from governance.access.choices import AssignmentStatus
+from governance.access.models import AccessPackage, Assignment
+from governance.reviews.choices import (
+    ReviewDecisionKind,
+    ReviewerKind,
+    ReviewInstanceStatus,
+    ReviewNoResponse,
+    ReviewRecurrence,
+    ReviewScope,
+)
+from governance.reviews.models import AccessReview, ReviewDecision, ReviewInstance, ReviewItem, ReviewItemReviewer
+from portal import audit, jobs, notifications, rbac
+from portal.choices import UserKind
+from portal.models import User, Workspace
+
+BATCH = 2000
+MONTHS_PER_PERIOD = {ReviewRecurrence.MONTHLY: 1, ReviewRecurrence.QUARTERLY: 3}
+MAX_DAYS = {ReviewRecurrence.WEEKLY: 7, ReviewRecurrence.MONTHLY: 28, ReviewRecurrence.QUARTERLY: 90}
+REMINDERS = ("halfway", "last_day")
+
+
+# --- who may do what -------------------------------------------------------------------------------------------
+def may_manage(user, campaign: AccessReview) -> bool:
+    """Create, close early and read the results: the owners of the campaign's workspace (inherited ones too)."""
+    return rbac.has_workspace_perm(user, campaign.workspace, rbac.MANAGE_MEMBERS)
+
+
+def _require_manager(actor: User | None, workspace: Workspace) -> None:
+    if actor is not None and not rbac.has_workspace_perm(actor, workspace, rbac.MANAGE_MEMBERS):
+        raise PermissionDenied("Only the workspace's owners manage its access reviews.")
+
+
+def subject_ids(agent: Agent) -> set[int]:
+    """The people whose own access an item about ``agent`` is: the user it runs as, and its agent user."""
+    ids = set(User.objects.filter(agent_user_of__identity__agent=agent).values_list("pk", flat=True))
+    return ids | ({agent.run_as_user_id} if agent.run_as_user_id else set())
+
+
+# --- selectors -------------------------------------------------------------------------------------------------
+def reviews_visible_to(user) -> QuerySet[AccessReview]:
+    """Campaigns of the workspaces the user sees, and those in which the user reviews something."""
+    if not user.is_authenticated or not user.is_active:
+        return AccessReview.objects.none()
+    reviewing = ReviewItemReviewer.objects.filter(reviewer=user).values("instance__campaign_id")
+    return AccessReview.objects.filter(Q(workspace__in=rbac.workspaces_visible_to(user).values("pk"))
+                                       | Q(pk__in=reviewing)).select_related("workspace")
+
+
+def _decided_by(user) -> Exists:
+    return Exists(ReviewDecision.objects.filter(item=OuterRef("item"), reviewer=user))
+
+
+def open_item_count(user) -> int:
+    """How many items wait for the user's decision in open instances: one COUNT over (reviewer, instance)."""
+    return (ReviewItemReviewer.objects.filter(reviewer=user, instance__status=ReviewInstanceStatus.OPEN)
+            .exclude(_decided_by(user)).count())
+
+
+def inbox(user) -> list[dict]:
+    """The user's open instances, each with its open and total item counts (one query)."""
+    rows = (ReviewItemReviewer.objects.filter(reviewer=user, instance__status=ReviewInstanceStatus.OPEN)
+            .values("instance_id", "instance__campaign_id", "instance__campaign__name", "instance__ends_at")
+            .annotate(total=Count("pk", distinct=True),
+                      decided=Count("item__decisions", filter=Q(item__decisions__reviewer=user), distinct=True))
+            .order_by("instance__ends_at", "instance_id"))
+    return [{"instance_id": r["instance_id"], "campaign_id": r["instance__campaign_id"],
+             "name": r["instance__campaign__name"], "ends_at": r["instance__ends_at"], "total": r["total"],
+             "open": r["total"] - r["decided"]} for r in rows]
+
+
+def open_instance(campaign: AccessReview) -> ReviewInstance | None:
+    return campaign.instances.filter(status=ReviewInstanceStatus.OPEN).order_by("-starts_at").first()
+
+
+def instances_with_progress(campaigns: Iterable[AccessReview]) -> dict[int, ReviewInstance]:
+    """The open instance of each campaign with ``total`` and ``decided`` item counts (one query)."""
+    rows = (ReviewInstance.objects.filter(campaign__in=list(campaigns), status=ReviewInstanceStatus.OPEN)
+            .annotate(total=Count("items", distinct=True),
+                      decided=Count("items", filter=Q(items__decisions__isnull=False), distinct=True))
+            .order_by("starts_at"))
+    return {row.campaign_id: row for row in rows}
+
+
+def campaigns_page_queryset(user) -> QuerySet[AccessReview]:
+    return reviews_visible_to(user).annotate(last_closed=Max("instances__closed_at")).order_by("name", "pk")
+
+
+def items_of_reviewer(user, instance: ReviewInstance) -> QuerySet[ReviewItem]:
+    """The user's items in the instance, each with ``mine`` (their decision, as a one-element list or empty)."""
+    mine = ReviewItemReviewer.objects.filter(reviewer=user, instance=instance).values("item_id")
+    return (ReviewItem.objects.filter(instance=instance, pk__in=mine).select_related("agent", "assignment__package")
+            .prefetch_related(Prefetch("decisions", queryset=ReviewDecision.objects.filter(reviewer=user),
+                                       to_attr="mine")).order_by("agent__name", "pk"))
+
+
+def results(instance: ReviewInstance) -> dict:
+    """Counts for the results page: items, reviewed, and (once closed) kept, removed, by default, applied."""
+    decided = Exists(ReviewDecision.objects.filter(item=OuterRef("pk")))
+    counts = ReviewItem.objects.filter(instance=instance).aggregate(
+        total=Count("pk"), reviewed=Count("pk", filter=Q(decided)),
+        kept=Count("pk", filter=Q(final_decision=ReviewDecisionKind.APPROVE)),
+        removed=Count("pk", filter=Q(final_decision=ReviewDecisionKind.DENY)),
+        by_default=Count("pk", filter=Q(final_source="default")),
+        applied=Count("pk", filter=Q(applied_at__isnull=False)),
+        recommended_deny=Count("pk", filter=Q(recommendation=ReviewDecisionKind.DENY)))
+    decisions = dict(ReviewDecision.objects.filter(item__instance=instance).values_list("decision")
+                     .annotate(n=Count("pk")).values_list("decision", "n"))
+    counts.update({f"decisions_{kind}": decisions.get(kind, 0) for kind in ReviewDecisionKind.values})
+    return counts
+
+
+CSV_COLUMNS = ("item", "agent", "access", "granted_at", "granted_by", "ends_at", "last_used_at", "recommendation",
+               "recommendation_reason", "decisions", "final_decision", "final_source", "applied_at", "applied_result")
+
+
+def _cell(value) -> str:
+    """Plain text for a spreadsheet; a leading formula character is neutralised (CSV injection)."""
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def results_csv_rows(instance: ReviewInstance) -> Iterator[list[str]]:
+    """The header and one row per item, read in keyset pages with their decisions (two queries per page)."""
+    yield list(CSV_COLUMNS)
+    last = 0
+    while True:
+        batch = list(ReviewItem.objects.filter(instance=instance, pk__gt=last).order_by("pk")
+                     .values_list("pk", "agent__name", "access", "granted_at", "granted_by", "ends_at",
+                                  "last_used_at", "recommendation", "recommendation_reason", "final_decision",
+                                  "final_source", "applied_at", "applied_result")[:BATCH])
+        if not batch:
+            return
+        last = batch[-1][0]
+        decisions: dict[int, list[str]] = {}
+        for item_id, username, decision, justification in (
+                ReviewDecision.objects.filter(item_id__in=[row[0] for row in batch]).order_by("item_id", "pk")
+                .values_list("item_id", "reviewer__username", "decision", "justification")):
+            decisions.setdefault(item_id, []).append(f"{username}: {decision}" + (f" ({justification})"
+                                                                                   if justification else ""))
+        for row in batch:
+            values = [*row[:9], "; ".join(decisions.get(row[0], [])), *row[9:]]
+            yield [_cell(v) for v in values]
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def results_csv_stream(instance: ReviewInstance) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    for row in results_csv_rows(instance):
+        yield writer.writerow(row)
+
+
+# --- campaigns ---------------------------------------------------------------------------------------------------
+def _human_reviewers(users: Iterable[User], what: str) -> list[User]:
+    users = list(users)
+    bad = sorted(u.username for u in users if not u.is_active or u.kind != UserKind.HUMAN)
+    if bad:
+        raise ValidationError(f"{what} must be active people: {', '.join(bad)}.")
+    return users
+
+
+@transaction.atomic
+def review_create(*, actor: User | None, workspace: Workspace, name: str, scope_kind: str,
+                  reviewer_kind: str, starts_at: datetime, duration_days: int,
+                  recurrence: str = ReviewRecurrence.ONCE, packages: Iterable[AccessPackage] = (),
+                  named_reviewers: Iterable[User] = (), fallback_reviewer: User | None = None,
+                  auto_apply: bool = True, no_response: str = ReviewNoResponse.RECOMMENDATION,
+                  description: str = "", now: datetime | None = None) -> AccessReview:
+    """Create a campaign (owners of the workspace, R19); a campaign whose first period has begun opens at once."""
+    _require_manager(actor, workspace)
+    now = now or timezone.now()
+    name = name.strip()
+    problems = []
+    if not name:
+        problems.append("Give the review a name.")
+    elif AccessReview.objects.filter(workspace=workspace, name=name).exists():
+        problems.append(f"A review called '{name}' already exists in {workspace.name}.")
+    if duration_days is None or duration_days < 1:
+        problems.append("A review lasts at least one day.")
+    elif recurrence in MAX_DAYS and duration_days > MAX_DAYS[recurrence]:
+        problems.append(f"A {recurrence} review lasts at most {MAX_DAYS[recurrence]} days, so periods never overlap.")
+    packages = list(packages)
+    if scope_kind == ReviewScope.PACKAGES and not packages:
+        problems.append("Choose the access packages whose assignments are reviewed.")
+    if any(p.workspace_id != workspace.pk for p in packages):
+        problems.append("The packages must belong to the review's workspace.")
+    named = _human_reviewers(named_reviewers, "Named reviewers")
+    if reviewer_kind == ReviewerKind.NAMED and not named:
+        problems.append("Name at least one reviewer.")
+    if fallback_reviewer is not None:
+        _human_reviewers([fallback_reviewer], "The fallback reviewer")
+    if scope_kind not in ReviewScope.values or reviewer_kind not in ReviewerKind.values \
+            or recurrence not in ReviewRecurrence.values or no_response not in ReviewNoResponse.values:
+        problems.append("Choose the scope, reviewers, recurrence and no-response default from the lists.")
+    if problems:
+        raise ValidationError(problems)
+    campaign = AccessReview.objects.create(
+        workspace=workspace, name=name, description=description, scope_kind=scope_kind, reviewer_kind=reviewer_kind,
+        fallback_reviewer=fallback_reviewer, recurrence=recurrence, starts_at=starts_at, duration_days=duration_days,
+        auto_apply=auto_apply, no_response=no_response, created_by=actor)
+    campaign.packages.set(packages if scope_kind == ReviewScope.PACKAGES else [])
+    campaign.named_reviewers.set(named if reviewer_kind == ReviewerKind.NAMED else [])
+    audit.record(actor=actor, action="review.create", target=campaign, workspace=workspace, after=_snapshot(campaign))
+    start = current_period(campaign, now)
+    if start is not None:
+        review_instance_open(campaign=campaign, starts_at=start, now=now, actor=actor)
+    return campaign
+
+
+def _snapshot(campaign: AccessReview) -> dict:
+    return {"name": campaign.name, "scope": campaign.scope_kind, "reviewers": campaign.reviewer_kind,
+            "packages": sorted(p.name for p in campaign.packages.all()),
+            "named_reviewers": sorted(u.username for u in campaign.named_reviewers.all()),
+            "fallback_reviewer": campaign.fallback_reviewer.username if campaign.fallback_reviewer else None,
+            "recurrence": campaign.recurrence, "starts_at": campaign.starts_at,
+            "duration_days": campaign.duration_days, "auto_apply": campaign.auto_apply,
+            "no_response": campaign.no_response}
+
+
+# --- periods -----------------------------------------------------------------------------------------------------
+def _add_months(moment: datetime, months: int) -> datetime:
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
+
+
+def period_start(campaign: AccessReview, index: int) -> datetime:
+    if campaign.recurrence == ReviewRecurrence.WEEKLY:
+        return campaign.starts_at + timedelta(weeks=index)
+    if campaign.recurrence in MONTHS_PER_PERIOD:
+        return _add_months(campaign.starts_at, index * MONTHS_PER_PERIOD[campaign.recurrence])
+    return campaign.starts_at
+
+
+def current_period(campaign: AccessReview, now: datetime) -> datetime | None:
+    """The start of the campaign's period running at ``now``; None before the start, between periods, or after a
+    one-off review's end. Only the running period opens: a period missed entirely is not reviewed late."""
+    if now < campaign.starts_at:
+        return None
+    if campaign.recurrence == ReviewRecurrence.WEEKLY:
+        index = (now - campaign.starts_at) // timedelta(weeks=1)
+    elif campaign.recurrence in MONTHS_PER_PERIOD:
+        step = MONTHS_PER_PERIOD[campaign.recurrence]
+        index = ((now.year - campaign.starts_at.year) * 12 + now.month - campaign.starts_at.month) // step
+        if period_start(campaign, index) > now:
+            index -= 1
+    else:
+        index = 0
+    start = period_start(campaign, index)
+    return start if start + timedelta(days=campaign.duration_days) > now else None
+
+
+# --- opening an instance: items and their evidence ------------------------------------------------------------------
+def recommend(last_used_at: datetime, now: datetime, *, used: bool = True) -> tuple[str, str]:
+    """Deny when unused for REVIEW_INACTIVE_DAYS, approve otherwise, with the reason in words (R19)."""
+    limit = settings.REVIEW_INACTIVE_DAYS
+    idle = max(0, (now - last_used_at).days)
+    since = f"last use {last_used_at:%Y-%m-%d}" if used else f"no recorded use since set-up {last_used_at:%Y-%m-%d}"
+    if last_used_at <= now - timedelta(days=limit):
+        return ReviewDecisionKind.DENY, f"Unused for {idle} days ({since}); over {limit} days counts as inactive."
+    return ReviewDecisionKind.APPROVE, f"Used within the last {limit} days ({since})."
+
+
+def _evidence_rows(campaign: AccessReview) -> Iterator[list[dict]]:
+    """The scope as batches of plain dicts (one query per batch, keyset pagination)."""
+    seen = "identity__agent_user__user__last_seen_at"
+    agent_user = "identity__agent_user__user_id"
+    last = 0
+    while True:
+        if campaign.scope_kind == ReviewScope.PACKAGES:
+            rows = list(Assignment.objects.filter(
+                package__in=campaign.packages.all(), status__in=[AssignmentStatus.PENDING, AssignmentStatus.ACTIVE],
+                pk__gt=last).order_by("pk").values(
+                "pk", "agent_id", "status", "package__name", "starts_at", "requested_at", "expires_at",
+                "requested_by__username", "first_approver__username", "second_approver__username",
+                "agent__created_at", "agent__run_as_user_id", last_seen=F(f"agent__{seen}"),
+                agent_user_id=F(f"agent__{agent_user}"))[:BATCH])
+        else:
+            agents = Agent.objects.filter(workspace=campaign.workspace, status=AgentStatus.ACTIVE, pk__gt=last)
+            if campaign.scope_kind == ReviewScope.PARTNER_AGENTS:
+                agents = agents.filter(blueprint__publisher_kind=PublisherKind.PARTNER)
+            rows = list(agents.order_by("pk").values(
+                "pk", "name", "identity_type", "created_at", "created_by__username", "expires_at",
+                "run_as_user__username", "blueprint__display_name", "blueprint__version",
+                agent__created_at=F("created_at"), agent__run_as_user_id=F("run_as_user_id"), last_seen=F(seen),
+                agent_user_id=F(agent_user))[:BATCH])
+            for row in rows:
+                row["agent_id"] = row["pk"]
+        if not rows:
+            return
+        last = rows[-1]["pk"]
+        yield rows
+
+
+def _grants_of(agent_ids: list[int]) -> dict[int, list[str]]:
+    grants: dict[int, list[str]] = {}
+    for agent_id, name in (PermissionGrant.objects.filter(identity__agent_id__in=agent_ids, ended_at__isnull=True)
+                           .order_by("permission__name").values_list("identity__agent_id", "permission__name")):
+        grants.setdefault(agent_id, []).append(name)
+    return grants
+
+
+def _people_of(agent_ids: list[int], codename: str) -> dict[int, list[int]]:
+    people: dict[int, list[int]] = {}
+    for agent_id, user_id in (AgentUserObjectPermission.objects.filter(
+            content_object_id__in=agent_ids, permission__codename=codename, user__is_active=True,
+            user__kind=UserKind.HUMAN).values_list("content_object_id", "user_id")):
+        people.setdefault(agent_id, []).append(user_id)
+    return people
+
+
+def _item_for(campaign: AccessReview, instance: ReviewInstance, row: dict, grants: dict, now: datetime) -> ReviewItem:
+    used = row["last_seen"] is not None
+    last_used = row["last_seen"] or row["agent__created_at"]
+    recommendation, reason = recommend(last_used, now, used=used)
+    if campaign.scope_kind == ReviewScope.PACKAGES:
+        by = [f"requested by {row['requested_by__username'] or 'the system'}"]
+        approvers = [n for n in (row["first_approver__username"], row["second_approver__username"]) if n]
+        if approvers:
+            by.append(f"approved by {' and '.join(approvers)}")
+        pending = " (request pending)" if row["status"] == AssignmentStatus.PENDING else ""
+        return ReviewItem(instance=instance, agent_id=row["agent_id"], assignment_id=row["pk"],
+                          access=f"Access package {row['package__name']}{pending}",
+                          granted_at=row["starts_at"] or row["requested_at"], granted_by=", ".join(by),
+                          ends_at=row["expires_at"], last_used_at=last_used, recommendation=recommendation,
+                          recommendation_reason=reason)
+    if row["identity_type"] == IdentityType.USER_ACCOUNT:
+        access = f"Runs as user {row['run_as_user__username']} ({row['blueprint__display_name']} v" \
+                 f"{row['blueprint__version']})"
+    else:
+        names = grants.get(row["pk"], [])
+        access = f"Agent identity with {len(names)} permission(s): {', '.join(names) or 'none'}"
+    return ReviewItem(instance=instance, agent_id=row["pk"], access=access[:500], granted_at=row["created_at"],
+                      granted_by=f"set up by {row['created_by__username'] or 'the system'}",
+                      ends_at=row["expires_at"], last_used_at=last_used, recommendation=recommendation,
+                      recommendation_reason=reason)
+
+
+def _create_items(campaign: AccessReview, instance: ReviewInstance, now: datetime) -> tuple[int, set[int]]:
+    """Items in batches: per batch one scope query, one for reviewers (and grants), two bulk inserts."""
+    named = [u.pk for u in campaign.named_reviewers.filter(is_active=True, kind=UserKind.HUMAN)]
+    codename = {ReviewerKind.SPONSORS: agent_policy.SPONSOR_AGENT, ReviewerKind.OWNERS: agent_policy.OWN_AGENT}
+    fallback = campaign.fallback_reviewer
+    fallback_id = fallback.pk if fallback is not None and fallback.is_active else None
+    total, reviewer_ids = 0, set()
+    for rows in _evidence_rows(campaign):
+        agent_ids = sorted({row["agent_id"] for row in rows})
+        people = (_people_of(agent_ids, codename[campaign.reviewer_kind])
+                  if campaign.reviewer_kind in codename else {})
+        grants = _grants_of(agent_ids) if campaign.scope_kind != ReviewScope.PACKAGES else {}
+        items = [_item_for(campaign, instance, row, grants, now) for row in rows]
+        ReviewItem.objects.bulk_create(items, batch_size=BATCH)
+        links = []
+        for item, row in zip(items, rows, strict=True):
+            subjects = {row["agent__run_as_user_id"], row["agent_user_id"]}
+            chosen = [u for u in (named or people.get(row["agent_id"], [])) if u not in subjects]
+            if not chosen and fallback_id is not None and fallback_id not in subjects:
+                chosen = [fallback_id]  # nobody else may review it
+            links.extend(ReviewItemReviewer(item_id=item.pk, reviewer_id=u, instance=instance) for u in chosen)
+            reviewer_ids.update(chosen)
+        ReviewItemReviewer.objects.bulk_create(links, batch_size=BATCH * 2)
+        total += len(items)
+    return total, reviewer_ids
+
+
+def _reviewer_link(instance: ReviewInstance) -> str:
+    return reverse("review-mine", args=[instance.campaign_id])
+
+
+@transaction.atomic
+def review_instance_open(*, campaign: AccessReview, starts_at: datetime, now: datetime | None = None,
+                         actor: User | None = None) -> ReviewInstance | None:
+    """Open the instance of the period starting at ``starts_at`` and fix its items with their evidence (R19).
+
+    The campaign row is locked and the (campaign, starts_at) pair is unique, so a period never opens twice;
+    None when it was open already. Reviewers are told once this transaction commits.
+    """
+    now = now or timezone.now()
+    campaign = AccessReview.objects.select_for_update(of=("self",)).select_related(
+        "workspace", "fallback_reviewer").get(pk=campaign.pk)
+    if ReviewInstance.objects.filter(campaign=campaign, starts_at=starts_at).exists():
+        return None
+    instance = ReviewInstance.objects.create(campaign=campaign, starts_at=starts_at,
+                                             ends_at=starts_at + timedelta(days=campaign.duration_days))
+    count, reviewer_ids = _create_items(campaign, instance, now)
+    audit.record(actor=actor, action="review.open", target=instance, workspace=campaign.workspace,
+                 after={"campaign": campaign.name, "starts_at": instance.starts_at, "ends_at": instance.ends_at,
+                        "items": count, "reviewers": len(reviewer_ids)})
+    notifications.notify(recipients=User.objects.filter(pk__in=reviewer_ids).order_by("pk"),
+                         subject=f"Access review: {campaign.name}",
+                         body=f"Some agents' access waits for your review until {instance.ends_at:%Y-%m-%d %H:%M} "
+                              f"UTC. Approve, deny or say you don't know; the recommendation says why.",
+                         link=_reviewer_link(instance))
+    return instance
+
+
+# --- decisions ---------------------------------------------------------------------------------------------------
+def _decidable(instance: ReviewInstance, now: datetime) -> None:
+    if instance.status != ReviewInstanceStatus.OPEN or instance.ends_at <= now:
+        raise ValidationError("This review has ended; its decisions can no longer change.", code="already_decided")
+
+
+@transaction.atomic
+def review_decide(*, actor: User, item: ReviewItem, decision: str, justification: str = "") -> ReviewDecision:
+    """A reviewer approves, denies (with a justification) or doesn't know; they may change it until the end.
+
+    Nobody decides about their own access (the user the agent runs as, or its agent user).
+    """
+    item = ReviewItem.objects.select_for_update(of=("self",)).select_related(
+        "instance__campaign__workspace", "agent").get(pk=item.pk)
+    if actor.pk in subject_ids(item.agent):
+        raise PermissionDenied("You cannot review your own access.")
+    if not ReviewItemReviewer.objects.filter(item=item, reviewer=actor).exists():
+        raise PermissionDenied("You are not a reviewer of this item.")
+    _decidable(item.instance, timezone.now())
+    if decision not in ReviewDecisionKind.values:
+        raise ValidationError("Decide approve, deny or don't know.")
+    justification = justification.strip()
+    if decision == ReviewDecisionKind.DENY and not justification:
+        raise ValidationError("Give a justification for a denial.")
+    existing = ReviewDecision.objects.filter(item=item, reviewer=actor).first()
+    before = {"decision": existing.decision, "justification": existing.justification} if existing else None
+    if existing is None:
+        existing = ReviewDecision.objects.create(item=item, reviewer=actor, decision=decision,
+                                                 justification=justification)
+    else:
+        existing.decision, existing.justification, existing.decided_at = decision, justification, timezone.now()
+        existing.save(update_fields=["decision", "justification", "decided_at"])
+    audit.record(actor=actor, action="review.decision_change" if before else "review.decide", target=item,
+                 workspace=item.instance.campaign.workspace, before=before,
+                 after={"decision": decision, "justification": justification, "agent": item.agent.name,
+                        "access": item.access})
+    return existing
+
+
+@transaction.atomic
+def review_accept_recommendations(*, actor: User, instance: ReviewInstance) -> int:
+    """Decide each of the actor's undecided items as recommended (one audit event each). Returns how many."""
+    instance = ReviewInstance.objects.select_for_update(of=("self",)).select_related("campaign__workspace").get(
+        pk=instance.pk)
+    _decidable(instance, timezone.now())
+    mine = ReviewItemReviewer.objects.filter(reviewer=actor, instance=instance).exclude(_decided_by(actor))
+    items = list(ReviewItem.objects.filter(pk__in=mine.values("item_id"))
+                 .exclude(agent__run_as_user=actor).exclude(agent__identity__agent_user__user=actor)
+                 .select_related("agent").order_by("pk"))
+    now = timezone.now()
+    ReviewDecision.objects.bulk_create(
+        [ReviewDecision(item=item, reviewer=actor, decision=item.recommendation, decided_at=now,
+                        justification=f"Accepted the recommendation: {item.recommendation_reason}")
+         for item in items], batch_size=BATCH)
+    audit.record_many(actor=actor, changes=[
+        audit.Change("review.decide", item, instance.campaign.workspace,
+                     after={"decision": item.recommendation, "accepted_recommendation": True,
+                            "agent": item.agent.name, "access": item.access})
+        for item in items])
+    return len(items)
+
+
+# --- closing and applying ----------------------------------------------------------------------------------------
+def _resolve(instance: ReviewInstance) -> None:
+    """Each item's final decision in four UPDATEs: a denial wins, then an approval, then the no-response default."""
+    items = ReviewItem.objects.filter(instance=instance)
+    decided = ReviewDecision.objects.filter(item=OuterRef("pk"))
+    items.filter(Exists(decided.filter(decision=ReviewDecisionKind.DENY))).update(
+        final_decision=ReviewDecisionKind.DENY, final_source="reviewer")
+    items.filter(final_decision="").filter(Exists(decided.filter(decision=ReviewDecisionKind.APPROVE))).update(
+        final_decision=ReviewDecisionKind.APPROVE, final_source="reviewer")
+    rest = items.filter(final_decision="")
+    default = instance.campaign.no_response
+    if default == ReviewNoResponse.KEEP:
+        rest.update(final_decision=ReviewDecisionKind.APPROVE, final_source="default")
+    elif default == ReviewNoResponse.REMOVE:
+        rest.update(final_decision=ReviewDecisionKind.DENY, final_source="default")
+    else:
+        rest.update(final_decision=F("recommendation"), final_source="default")
+
+
+@transaction.atomic
+def review_instance_close(*, actor: User | None, instance: ReviewInstance,
+                          now: datetime | None = None) -> ReviewInstance:
+    """End an instance — at its end (the job) or early (an owner) — and resolve every item's final decision.
+
+    The status moves open → closed under a row lock, so two workers or two clicks close it once.
+    """
+    now = now or timezone.now()
+    instance = ReviewInstance.objects.select_for_update(of=("self",)).select_related(
+        "campaign__workspace").get(pk=instance.pk)
+    _require_manager(actor, instance.campaign.workspace)
+    if instance.status != ReviewInstanceStatus.OPEN:
+        raise ValidationError("This review is already closed.", code="already_decided")
+    _resolve(instance)
+    instance.status, instance.closed_at, instance.closed_by = ReviewInstanceStatus.CLOSED, now, actor
+    instance.save(update_fields=["status", "closed_at", "closed_by"])
+    counts = results(instance)
+    audit.record(actor=actor, action="review.close", target=instance, workspace=instance.campaign.workspace,
+                 before={"status": ReviewInstanceStatus.OPEN},
+                 after={"status": instance.status, "early": now < instance.ends_at, "items": counts["total"],
+                        "kept": counts["kept"], "removed": counts["removed"], "by_default": counts["by_default"]})
+    return instance
+
+
+def review_instance_apply(*, instance: ReviewInstance) -> dict:
+    """Carry out a closed instance's denials through the services, in batches, exactly once (R19).
+
+    Items are locked with SKIP LOCKED and marked ``applied_at`` in the batch's transaction, so two workers share
+    the work and a rerun finds nothing left. Package scopes revoke with ``assignments_revoke_batch`` (the rules
+    of ``assignment_revoke``, one audit event per assignment); agent scopes disable with ``agent_disable``.
+    The instance then moves closed → applied under its row lock.
+    """
+    campaign = AccessReview.objects.select_related("workspace").get(pk=instance.campaign_id)
+    counts = {"removed": 0, "already_ended": 0}
+    if not campaign.auto_apply:
+        return counts
+    reason = f"access review {campaign.name}: denied"
+    while True:
+        with transaction.atomic():
+            batch = list(ReviewItem.objects.select_for_update(skip_locked=True, of=("self",))
+                         .filter(instance_id=instance.pk, instance__status=ReviewInstanceStatus.CLOSED,
+                                 final_decision=ReviewDecisionKind.DENY, applied_at__isnull=True)
+                         .select_related("agent").order_by("pk")[:BATCH])
+            if not batch:
+                break
+            done: set[int] = set()
+            if campaign.scope_kind == ReviewScope.PACKAGES:
+                revoked = set(access_packages.assignments_revoke_batch(
+                    actor=None, assignment_ids=[i.assignment_id for i in batch], reason=reason))
+                done = {i.pk for i in batch if i.assignment_id in revoked}
+            else:
+                for item in batch:
+                    if item.agent.status != AgentStatus.ACTIVE:
+                        continue
+                    registry.agent_disable(actor=None, agent=item.agent, reason=reason)
+                    done.add(item.pk)
+            now = timezone.now()
+            result = "revoked" if campaign.scope_kind == ReviewScope.PACKAGES else "disabled"
+            ReviewItem.objects.filter(pk__in=done).update(applied_at=now, applied_result=result)
+            ReviewItem.objects.filter(pk__in=[i.pk for i in batch if i.pk not in done]).update(
+                applied_at=now, applied_result="already ended")
+            counts["removed"] += len(done)
+            counts["already_ended"] += len(batch) - len(done)
+    with transaction.atomic():
+        locked = ReviewInstance.objects.select_for_update(of=("self",)).get(pk=instance.pk)
+        left = ReviewItem.objects.filter(instance=locked, final_decision=ReviewDecisionKind.DENY,
+                                         applied_at__isnull=True).exists()
+        if locked.status == ReviewInstanceStatus.CLOSED and not left:
+            locked.status, locked.applied_at = ReviewInstanceStatus.APPLIED, timezone.now()
+            locked.save(update_fields=["status", "applied_at"])
+            audit.record(actor=None, action="review.apply", target=locked, workspace=campaign.workspace,
+                         before={"status": ReviewInstanceStatus.CLOSED},
+                         after={"status": locked.status, **counts})
+            if campaign.created_by is not None:
+                notifications.notify(recipients=[campaign.created_by], subject=f"Access review {campaign.name}: "
+                                     f"results applied", body=f"{counts['removed']} access(es) removed.",
+                                     link=reverse("review-results", args=[campaign.pk]))
+    return counts
+
+
+# --- the job -----------------------------------------------------------------------------------------------------
+def _open_reviewer_ids(instance: ReviewInstance) -> list[int]:
+    return list(ReviewItemReviewer.objects.filter(instance=instance).exclude(
+        Exists(ReviewDecision.objects.filter(item=OuterRef("item"), reviewer=OuterRef("reviewer"))))
+        .values_list("reviewer_id", flat=True).distinct())
+
+
+def _send_reminders(now: datetime) -> int:
+    """Halfway and one day before the end, once each (one notice when both are crossed at once)."""
+    sent = 0
+    with transaction.atomic():
+        due_instances = (ReviewInstance.objects.select_for_update(skip_locked=True, of=("self",))
+                         .filter(status=ReviewInstanceStatus.OPEN, ends_at__gt=now)
+                         .select_related("campaign__workspace").order_by("pk"))
+        for instance in due_instances:
+            moments = {"halfway": instance.starts_at + (instance.ends_at - instance.starts_at) / 2,
+                       "last_day": instance.ends_at - timedelta(days=1)}
+            crossed = [name for name in REMINDERS if moments[name] <= now]
+            if not crossed or set(crossed) <= set(instance.reminders_sent):
+                continue
+            instance.reminders_sent = sorted(set(instance.reminders_sent) | set(crossed))
+            instance.save(update_fields=["reminders_sent"])
+            reviewers = _open_reviewer_ids(instance)
+            notifications.notify(recipients=User.objects.filter(pk__in=reviewers).order_by("pk"),
+                                 subject=f"Reminder: access review {instance.campaign.name} ends "
+                                         f"{instance.ends_at:%Y-%m-%d %H:%M} UTC",
+                                 body="Some items still wait for your decision. Undecided items follow the "
+                                      f"review's default: {instance.campaign.get_no_response_display().lower()}.",
+                                 link=_reviewer_link(instance))
+            audit.record(actor=None, action="review.reminder", target=instance,
+                         workspace=instance.campaign.workspace,
+                         after={"reminders_sent": instance.reminders_sent, "reviewers": len(reviewers)})
+            sent += len(reviewers)
+    return sent
+
+
+def reviews_run(*, now: datetime | None = None) -> dict:
+    """One pass of ``run_access_reviews`` at ``now``: open due periods, remind, close ended instances, apply."""
+    now = now or timezone.now()
+    counts = {"opened": 0, "reminders": 0, "closed": 0, "removed": 0}
+    for campaign in AccessReview.objects.filter(active=True, starts_at__lte=now).order_by("pk"):
+        start = current_period(campaign, now)
+        if start is None or campaign.instances.filter(starts_at=start).exists():
+            continue
+        try:
+            if review_instance_open(campaign=campaign, starts_at=start, now=now) is not None:
+                counts["opened"] += 1
+        except IntegrityError:  # another worker opened the same period first
+            continue
+    counts["reminders"] = _send_reminders(now)
+    for instance in ReviewInstance.objects.filter(status=ReviewInstanceStatus.OPEN, ends_at__lte=now):
+        try:
+            review_instance_close(actor=None, instance=instance, now=now)
+        except ValidationError:  # closed meanwhile (early, or by another worker)
+            continue
+        counts["closed"] += 1
+    for instance in ReviewInstance.objects.filter(status=ReviewInstanceStatus.CLOSED, campaign__auto_apply=True):
+        counts["removed"] += review_instance_apply(instance=instance)["removed"]
+    return counts
+
+
+@jobs.register("run_access_reviews", "Open due access reviews, remind reviewers, close ended ones and apply "
+                                     "their results.")
+def run_access_reviews() -> dict:
+    return reviews_run(now=timezone.now())
+
+
+# --- the header counter ------------------------------------------------------------------------------------------
+def header_count(user) -> tuple[str, str, int] | None:
+    return "Reviews", reverse("review-list"), open_item_count(user)

@@ -1,0 +1,20 @@
+from django.apps import AppConfig
+
+
+class RunsConfig(AppConfig):
+    """Sessions, runs and the built-in agents: an agent at work under its own governed identity."""
+
+    name = "governance.runs"
+    label = "runs"
+    verbose_name = "Sessions and runs"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from agents import signals as agents
+        from governance.runs import api, services, views  # noqa: F401  (jobs and API routes register on import)
+        from portal import signals as portal
+
+        agents.detail_panels.connect(lambda user, agent, **_: views.agent_panels(user, agent),
+                                     weak=False, dispatch_uid="runs.detail_panels")
+        portal.dashboard_cards.connect(lambda request, **_: views.builtin_findings_card(request),
+                                       weak=False, dispatch_uid="runs.dashboard_cards")

@@ -1,0 +1,198 @@
+"""What the built-in agents know about agents: one JSON-ready dict per active agent, in a fixed number of
+queries whatever the number of agents.
+
+``/api/v1/agent-facts/`` serves these dicts to a run's token, one *section* per kind of data, each included only
+when the caller's scopes open it (a token without ``AuditLog.Read.All`` gets no ``usage``). The hygiene and the
+conditional-access agents read them there and nowhere else, so what they see is what their permissions allow.
+
+The shape of one agent (datetimes as ISO 8601 text)::
+
+    {"id", "name", "workspace" (slug), "kind", "publisher_kind", "identity_type", "status", "risk_level",
+     "created_at", "orphaned_at", "sponsors" (active sponsors, a count),
+     "credentials": [{"prefix", "expires_at", "replaced"}],                      # unrevoked
+     "permissions": [{"name", "source" (blueprint|package), "assignment_id", "ends_at", "write"}],
+     "run_as_admin": bool,               # a user-account agent whose user holds a privileged directory role
+     "usage": {"last_used", "scopes_30d"},                                       # successful sign-ins
+     "policies": [{"id", "name", "state", "grant", "min_risk_level", "excluded"}]}  # targeting or excluding it
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Max, QuerySet
+
+from agents import policy as agent_policy
+from agents.choices import AgentStatus, IdentityType
+from agents.models import Agent, AgentUser, AgentUserObjectPermission, AttributeValue, Credential, PermissionGrant
+from governance.access.choices import AssignmentStatus
+from governance.access.models import Assignment
+from governance.conditional_access import services as conditional_access
+from governance.conditional_access.choices import RiskLevel
+from governance.conditional_access.models import ConditionalAccessPolicy
+from governance.signin.choices import SignInOutcome
+from governance.signin.models import SignIn
+from portal.models import DirectoryRoleAssignment
+
+CREDENTIALS, PERMISSIONS, RUN_AS_ADMIN = "credentials", "permissions", "run_as_admin"
+USAGE, POLICIES = "usage", "policies"
+ALL_SECTIONS = frozenset({CREDENTIALS, PERMISSIONS, RUN_AS_ADMIN, USAGE, POLICIES})
+USAGE_DAYS = 30
+
+# Which token scopes open which section (any one of them); the base facts need one of ``BASE_SCOPES``.
+BASE_SCOPES = ("Portal.Agents.Read.All", "User.Read.All", "Directory.Read.All")
+SECTION_SCOPES: dict[str, frozenset[str]] = {
+    CREDENTIALS: frozenset({"Application.Read.All", "Directory.Read.All", "Portal.Agents.Read.All"}),
+    PERMISSIONS: frozenset({"RoleManagement.Read.Directory", "Directory.Read.All", "Portal.Agents.Read.All"}),
+    RUN_AS_ADMIN: frozenset({"RoleManagement.Read.Directory", "Directory.Read.All", "Portal.Agents.Read.All"}),
+    USAGE: frozenset({"AuditLog.Read.All", "Portal.Audit.Read.All"}),
+    POLICIES: frozenset({"Policy.Read.All", "Policy.Read.ConditionalAccess", "Portal.Governance.Read.All"}),
+}
+
+
+def sections_for_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """The sections a token with these scopes may read."""
+    held = frozenset(scopes)
+    return frozenset(section for section, opening in SECTION_SCOPES.items() if held & opening)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A datetime as the API writes it (DRF's format: ISO 8601, UTC as ``Z``)."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    """The inverse of ``iso`` (the built-in agents read the API's text back into aware datetimes)."""
+    return datetime.fromisoformat(value) if value else None
+
+
+def is_write(name: str) -> bool:
+    """A permission that changes data (``….ReadWrite.…`` or ``….Write``)."""
+    return "ReadWrite" in name or ".Write" in name
+
+
+def facts(agents: QuerySet[Agent], *, sections: Iterable[str], now: datetime) -> list[dict]:
+    """The facts of the active agents among ``agents``, ordered by name, with the requested ``sections``.
+
+    Queries: one for the agents and one for their sponsors, plus credentials 1, permissions 2, run_as_admin 1,
+    usage 2, policies 5 — never more with more agents."""
+    sections = frozenset(sections)
+    unknown = sections - ALL_SECTIONS
+    if unknown:
+        raise ValueError(f"Unknown agent-facts sections: {', '.join(sorted(unknown))}.")
+    rows = list(agents.filter(status=AgentStatus.ACTIVE).select_related("workspace", "blueprint")
+                .only("id", "name", "kind", "identity_type", "status", "risk_level", "created_at", "orphaned_at",
+                      "run_as_user_id", "workspace__slug", "blueprint__publisher_kind")
+                .order_by("name", "pk"))
+    if not rows:
+        return []
+    ids = [a.pk for a in rows]
+    sponsors = dict(AgentUserObjectPermission.objects.filter(
+        content_object_id__in=ids, permission__codename=agent_policy.SPONSOR_AGENT, user__is_active=True)
+        .values("content_object_id").annotate(n=Count("pk")).values_list("content_object_id", "n"))
+    result = [{
+        "id": a.pk, "name": a.name, "workspace": a.workspace.slug, "kind": a.kind,
+        "publisher_kind": a.blueprint.publisher_kind, "identity_type": a.identity_type, "status": a.status,
+        "risk_level": a.risk_level or RiskLevel.NONE, "created_at": iso(a.created_at),
+        "orphaned_at": iso(a.orphaned_at), "sponsors": sponsors.get(a.pk, 0),
+    } for a in rows]
+
+    if CREDENTIALS in sections:
+        credentials = defaultdict(list)
+        for agent_id, prefix, expires_at, replaced in (
+                Credential.objects.filter(identity__agent_id__in=ids, revoked_at__isnull=True)
+                .order_by("expires_at", "pk")
+                .values_list("identity__agent_id", "prefix", "expires_at", "replaced_by_id")):
+            credentials[agent_id].append({"prefix": prefix, "expires_at": iso(expires_at),
+                                          "replaced": replaced is not None})
+        for item in result:
+            item[CREDENTIALS] = credentials.get(item["id"], [])
+    if PERMISSIONS in sections:
+        permissions = _permissions(ids, now)
+        for item in result:
+            item[PERMISSIONS] = permissions.get(item["id"], [])
+    if RUN_AS_ADMIN in sections:
+        admins = _admin_users({a.run_as_user_id for a in rows if a.identity_type == IdentityType.USER_ACCOUNT})
+        for agent, item in zip(rows, result, strict=True):
+            item[RUN_AS_ADMIN] = agent.identity_type == IdentityType.USER_ACCOUNT and agent.run_as_user_id in admins
+    if USAGE in sections:
+        usage = _usage(ids, now)
+        for item in result:
+            item[USAGE] = usage.get(item["id"], {"last_used": None, "scopes_30d": []})
+    if POLICIES in sections:
+        policies = _policies(rows)
+        for item in result:
+            item[POLICIES] = policies.get(item["id"], [])
+    return result
+
+
+def _permissions(ids: list[int], now: datetime) -> dict[int, list[dict]]:
+    """Unended grants (the blueprint's, fixed by R3) and the permissions of active, unexpired assignments."""
+    found: dict[int, list[dict]] = defaultdict(list)
+    for agent_id, name in (PermissionGrant.objects.filter(identity__agent_id__in=ids, ended_at__isnull=True)
+                           .values_list("identity__agent_id", "permission__name")):
+        found[agent_id].append({"name": name, "source": "blueprint", "assignment_id": None, "ends_at": None,
+                                "write": is_write(name)})
+    for agent_id, assignment_id, expires_at, name in (
+            Assignment.objects.filter(agent_id__in=ids, status=AssignmentStatus.ACTIVE, expires_at__gt=now,
+                                      package__permissions__isnull=False)
+            .values_list("agent_id", "pk", "expires_at", "package__permissions__name")):
+        found[agent_id].append({"name": name, "source": "package", "assignment_id": assignment_id,
+                                "ends_at": iso(expires_at), "write": is_write(name)})
+    for items in found.values():
+        items.sort(key=lambda p: (p["name"], p["source"], p["assignment_id"] or 0))
+    return found
+
+
+def _admin_users(user_ids: set[int]) -> set[int]:
+    """Which of these (active) users hold a privileged directory role."""
+    if not user_ids:
+        return set()
+    return set(DirectoryRoleAssignment.objects.filter(user_id__in=user_ids, user__is_active=True,
+                                                      role__privileged=True)
+               .values_list("user_id", flat=True).distinct())
+
+
+def _usage(ids: list[int], now: datetime) -> dict[int, dict]:
+    """The latest successful sign-in and the scopes granted in successful sign-ins of the last ``USAGE_DAYS``."""
+    successes = SignIn.objects.filter(agent_id__in=ids, outcome=SignInOutcome.SUCCESS)
+    last = dict(successes.values("agent_id").annotate(last=Max("at")).order_by().values_list("agent_id", "last"))
+    scopes: dict[int, set[str]] = defaultdict(set)
+    for agent_id, granted in (successes.filter(at__gte=now - timedelta(days=USAGE_DAYS))
+                              .values_list("agent_id", "granted_scopes").order_by().distinct()):
+        scopes[agent_id].update(granted or [])
+    return {agent_id: {"last_used": iso(last.get(agent_id)), "scopes_30d": sorted(scopes.get(agent_id, ()))}
+            for agent_id in set(last) | set(scopes)}
+
+
+def _policies(rows: list[Agent]) -> dict[int, list[dict]]:
+    """Every policy (whatever its state) that targets the agent or names it as excluded; the targeting is
+    conditional access's own (``conditional_access._target_reason``), so the facts agree with the decision point."""
+    ids = [a.pk for a in rows]
+    policies = list(ConditionalAccessPolicy.objects.prefetch_related("agents", "excluded_agents").order_by("name",
+                                                                                                          "pk"))
+    attributes: dict[int, dict[str, str]] = defaultdict(dict)
+    for agent_id, key, value in AttributeValue.objects.filter(agent_id__in=ids).values_list("agent_id", "key",
+                                                                                             "value"):
+        attributes[agent_id][key] = value
+    with_agent_user = set(AgentUser.objects.filter(identity__agent_id__in=ids)
+                          .values_list("identity__agent_id", flat=True))
+    excluded_ids = {p.pk: frozenset(a.pk for a in p.excluded_agents.all()) for p in policies}
+    found: dict[int, list[dict]] = defaultdict(list)
+    for agent in rows:
+        agent_facts = conditional_access.AgentFacts(
+            agent_id=agent.pk, kind=agent.kind, publisher_kind=agent.blueprint.publisher_kind,
+            risk_level=agent.risk_level or RiskLevel.NONE, has_agent_user=agent.pk in with_agent_user,
+            attributes=attributes.get(agent.pk, {}))
+        for policy in policies:
+            excluded = agent.pk in excluded_ids[policy.pk]
+            if excluded or conditional_access._target_reason(policy, agent_facts) is not None:
+                found[agent.pk].append({"id": policy.pk, "name": policy.name, "state": policy.state,
+                                        "grant": policy.grant, "min_risk_level": policy.min_risk_level,
+                                        "excluded": excluded})
+    return found

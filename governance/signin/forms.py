@@ -1,0 +1,57 @@
+"""Forms of the sign-in pages: personal tokens, resource servers, the sign-in log's filters and risk."""
+
+from __future__ import annotations
+
+from django import forms
+
+from governance.conditional_access.choices import RiskLevel
+from governance.signin.choices import ActorKind, SignInOutcome
+from portal.forms import StyledForm
+
+LEVELS = [(RiskLevel.HIGH, "High"), (RiskLevel.MEDIUM, "Medium"), (RiskLevel.LOW, "Low")]
+
+
+class PersonalTokenForm(StyledForm):
+    scopes = forms.CharField(required=False, label="Scopes (optional)",
+                             help_text="Space-separated; empty means all your data rights.")
+
+
+class ResourceServerForm(StyledForm):
+    name = forms.CharField(max_length=150, label="Name", help_text="The service that will validate agents' tokens.")
+
+
+class SignInFilterForm(StyledForm):
+    """The log's filters. The date fields are ``from`` and ``to`` in the query string (see ``add_prefix``)."""
+
+    agent = forms.CharField(required=False, max_length=150, label="Agent", help_text="Name or client id.")
+    outcome = forms.ChoiceField(required=False, choices=[("", "Any outcome"), *SignInOutcome.choices],
+                                label="Outcome")
+    actor_kind = forms.ChoiceField(required=False, choices=[("", "Any kind"), *ActorKind.choices],
+                                   label="Actor kind")
+    ip = forms.GenericIPAddressField(required=False, label="IP address")
+    scope = forms.CharField(required=False, max_length=200, label="Scope", help_text="Requested or granted.")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+
+    QUERY_NAMES = {"since": "from", "until": "to"}
+
+    def add_prefix(self, field_name: str) -> str:
+        return self.QUERY_NAMES.get(field_name, field_name)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise forms.ValidationError("'From' must be on or before 'To'.")
+        return data
+
+
+class RemediationForm(StyledForm):
+    enabled = forms.TypedChoiceField(label="Automatic remediation", coerce=lambda v: v == "on",
+                                     choices=[("off", "Off"), ("on", "On: disable the agent and revoke its tokens")])
+    min_level = forms.ChoiceField(label="At or above", choices=LEVELS)
+
+
+class CompromisedForm(StyledForm):
+    reason = forms.CharField(label="Why", max_length=300,
+                             error_messages={"required": "Say why the agent is compromised.",
+                                             "max_length": "Keep the reason to 300 characters."})

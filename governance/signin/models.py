@@ -1,0 +1,134 @@
+"""What the authorization server keeps: resource servers, access tokens, the sign-in log and risk."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from agents.models import Agent
+from governance.conditional_access.choices import RiskLevel
+from governance.signin.choices import ActorKind, DetectionKind, DetectionStatus, GrantType, SignInOutcome
+
+
+class ResourceServer(models.Model):
+    """A service that validates agents' tokens by introspection (RFC 7662); its secret is stored as an HMAC."""
+
+    name = models.CharField(max_length=150, unique=True)
+    client_id = models.CharField(max_length=64, unique=True)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AccessToken(models.Model):
+    """An access token issued to an agent (R22). Only a hash of the value is stored; the value is returned once.
+
+    ``subject`` is the user the token speaks for (a ``user_account`` agent's user, or the user whose token was
+    exchanged, R13); ``actor_kind`` says which. Introspection also checks the agent and the subject are still
+    active, so disabling either makes the token inactive at once; revocation sets ``revoked_at``.
+    """
+
+    token_hash = models.CharField(max_length=64, unique=True)
+    # Indexes are few on purpose: every token request inserts a row (the composite index below serves the agent).
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.PROTECT, related_name="access_tokens",
+                              db_index=False,
+                              help_text="Empty for a person's own token (to be exchanged by an agent).")
+    client_id = models.CharField(max_length=64)
+    subject = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="+")
+    actor_kind = models.CharField(max_length=20, choices=ActorKind.choices, default=ActorKind.AGENT)
+    grant_type = models.CharField(max_length=60, choices=GrantType.choices, default=GrantType.CLIENT_CREDENTIALS)
+    scopes = models.JSONField(default=list)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                               db_index=False, help_text="The subject token a token exchange started from.")
+    run = models.ForeignKey("runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                            db_index=False,
+                            help_text="The run this token was issued to (its reads and an executor's callback).")
+    issued_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=60, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at"]
+        indexes = [models.Index(fields=["agent", "revoked_at", "expires_at"], name="token_agent_live")]
+
+    def __str__(self) -> str:
+        return f"token #{self.pk} for {self.client_id}"
+
+
+class SignIn(models.Model):
+    """One token request, successful or not (the sign-in log). Never holds a secret or a token value."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Every token request inserts a row: two indexes (time, agent + time) serve the log's pages and the risk job.
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.PROTECT, related_name="sign_ins",
+                              db_index=False)
+    client_id = models.CharField(max_length=64, blank=True)
+    actor_kind = models.CharField(max_length=20, choices=ActorKind.choices, default=ActorKind.UNKNOWN)
+    subject = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="+", db_index=False)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    grant_type = models.CharField(max_length=60, blank=True)
+    requested_scopes = models.JSONField(default=list, blank=True)
+    granted_scopes = models.JSONField(default=list, blank=True)
+    outcome = models.CharField(max_length=10, choices=SignInOutcome.choices)
+    error = models.CharField(max_length=40, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    policies = models.JSONField(default=list, blank=True,
+                                help_text="Each policy that applied: id, name, state, outcome, reason.")
+    token = models.ForeignKey(AccessToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                              db_index=False)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["agent", "-at"], name="signin_agent_at")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id or '?'} {self.outcome} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class RiskDetection(models.Model):
+    """A risk detection on an agent (R21). The agent's risk level is the highest open detection's level."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="risk_detections")
+    kind = models.CharField(max_length=30, choices=DetectionKind.choices)
+    level = models.CharField(max_length=10, choices=RiskLevel.choices)
+    key = models.CharField(max_length=200, blank=True, help_text="What makes it distinct, e.g. the new scope.")
+    detail = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=30, choices=DetectionStatus.choices, default=DetectionStatus.OPEN,
+                              db_index=True)
+    detected_at = models.DateTimeField(default=timezone.now)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-detected_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["agent", "kind", "key"], name="detection_unique_key")]
+        indexes = [models.Index(fields=["agent", "status"], name="detection_agent_status")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} on {self.agent} ({self.level})"
+
+
+class RiskRemediationPolicy(models.Model):
+    """The automatic remediation setting (R21): at or above ``min_level``, disable the agent and revoke its tokens.
+    One row; edited by Global and Security Administrators."""
+
+    enabled = models.BooleanField(default=False)
+    min_level = models.CharField(max_length=10, choices=RiskLevel.choices, default=RiskLevel.HIGH)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Remediate at {self.min_level}" if self.enabled else "No automatic remediation"

@@ -1,0 +1,424 @@
+"""Access tokens for agents (R1, R13, R22): what a token may carry, storing it, validating and revoking it.
+
+The OAuth protocol (``governance.oauth``) asks this module three questions: who is this client
+(``authenticate_client``), what may it hold now (``effective_scopes``, ``user_rights``) and is this token still
+good (``introspect``). Token values are random (256 bits) and only their SHA-256 is stored, like credentials.
+
+A token is active only while it is unexpired, unrevoked, its agent is active and unexpired, and the user it speaks
+for (if any) is active: disabling an agent or a user makes its tokens inactive at the next introspection without
+any job. Its lifetime never outlasts the earliest end of an assignment that contributed one of its scopes, so an
+assignment's expiry also takes effect without a job; an assignment ended early revokes the tokens that carried it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import DateTimeField, Value
+from django.utils import timezone
+
+from agents import credentials as credential_hashing
+from agents.choices import AgentStatus, IdentityType
+from agents.models import Agent, AgentIdentity, Credential, PermissionGrant
+from governance.access.choices import AssignmentStatus
+from governance.access.models import AccessPackage, Assignment
+from governance.signin import fastpath
+from governance.signin.choices import ActorKind, GrantType, SignInOutcome
+from governance.signin.models import AccessToken, ResourceServer, SignIn
+from portal import audit, rbac
+from portal.models import Permission, User
+
+TOKEN_PREFIX = "aipt_"
+RS_SECRET_PREFIX = "aiprs_"
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# --- who is calling ---------------------------------------------------------------------------------------------
+@dataclass
+class AgentClient:
+    """The authenticated client of a token request (oauthlib reads ``client_id``)."""
+
+    client_id: str
+    agent: Agent
+    credential_id: int
+
+    @property
+    def actor_kind(self) -> str:
+        return ActorKind.USER_ACCOUNT if self.agent.identity_type == IdentityType.USER_ACCOUNT else ActorKind.AGENT
+
+
+def authenticate_client(client_id: str, secret: str, now: datetime | None = None) -> AgentClient | None:
+    """The client whose unexpired, unrevoked credential this secret is, or None.
+
+    The lookup is by the secret's keyed hash (an index probe that reveals nothing about near misses) and the client
+    id is then compared in constant time, so a wrong secret and a wrong client id cost the same.
+    """
+    if not client_id or not secret:
+        return None
+    now = now or timezone.now()
+    secret_hash = credential_hashing.hash_secret(secret)
+    if fastpath.enabled():
+        row = fastpath.authenticate(secret_hash, now)
+    else:
+        row = (Credential.objects.filter(secret_hash=secret_hash, revoked_at__isnull=True, expires_at__gt=now)
+               .values_list("pk", "identity__client_id", *(f"identity__agent__{f}" for f in _AGENT_FIELDS),
+                            "identity__agent__blueprint__publisher_kind", "identity__agent__run_as_user__username",
+                            "identity__agent__run_as_user__is_active").order_by()[:1])
+        row = row[0] if row else None
+    if row is None or not hmac.compare_digest(row[1].encode(), client_id.encode()):
+        return None
+    agent = Agent(**dict(zip(_AGENT_FIELDS, row[2:2 + len(_AGENT_FIELDS)], strict=True)))
+    publisher_kind, username, user_active = row[2 + len(_AGENT_FIELDS):5 + len(_AGENT_FIELDS)]
+    if len(row) > 5 + len(_AGENT_FIELDS):  # PostgreSQL read the permissions and policy facts in the same statement
+        own, package_names, package_ends, attributes, has_agent_user = row[5 + len(_AGENT_FIELDS):]
+        agent.prefetched_scope_rows = [(name, None) for name in own] + list(zip(package_names, package_ends,
+                                                                                strict=True))
+        agent.prefetched_attributes = dict(a.split("=", 1) for a in attributes)
+        agent.prefetched_has_agent_user = has_agent_user
+    agent.publisher_kind = publisher_kind  # read by conditional access without loading the blueprint
+    if agent.run_as_user_id is not None:
+        agent.run_as_user = User(pk=agent.run_as_user_id, username=username, is_active=user_active)
+    return AgentClient(client_id=row[1], agent=agent, credential_id=row[0])
+
+
+# The agent columns the token endpoint needs, read in the credential's query (no model joins instantiated).
+_AGENT_FIELDS = fastpath.AGENT_COLUMNS
+
+
+def agent_for_client_id(client_id: str) -> Agent | None:
+    """The agent a client id belongs to (for the sign-in log of a failed attempt)."""
+    return Agent.objects.filter(identity__client_id=client_id).first() if client_id else None
+
+
+# --- what a token may carry ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Entitlement:
+    """The permission names an agent holds now; those that only an assignment gives end with it."""
+
+    scopes: frozenset[str]
+    ends: dict[str, datetime] = field(default_factory=dict)  # scope → the end of the assignment that gives it
+
+    def narrowed(self, scopes: Iterable[str]) -> Entitlement:
+        keep = frozenset(scopes) & self.scopes
+        return Entitlement(keep, {s: e for s, e in self.ends.items() if s in keep})
+
+    def valid_until(self, scopes: Iterable[str]) -> datetime | None:
+        """When a token carrying ``scopes`` must end: the earliest end among them (None: no assignment scope)."""
+        return min((self.ends[s] for s in scopes if s in self.ends), default=None)
+
+
+def refusal(agent: Agent, now: datetime) -> str:
+    """Why this agent may get no token now ("" when it may): status, expiry, its user account (R1)."""
+    if agent.status != AgentStatus.ACTIVE:
+        return f"the agent is {agent.get_status_display().lower()}"
+    if agent.is_expired(now):
+        return "the agent has expired"
+    if agent.identity_type == IdentityType.USER_ACCOUNT and not agent.run_as_user.is_active:
+        return f"its user account {agent.run_as_user.username} is disabled"
+    return ""
+
+
+def effective_scopes(agent: Agent, now: datetime) -> Entitlement:
+    """An agent's effective permissions: its own (blueprint grants for an agent identity, the blueprint's required
+    permissions for a user-account agent) ∪ its active package assignments; privileged ones never (R4).
+    On PostgreSQL the token endpoint has read them with the client (``fastpath.authenticate``); otherwise one
+    query (a UNION)."""
+    rows = getattr(agent, "prefetched_scope_rows", None)
+    if rows is None:
+        rows = _scope_rows(agent, now)
+    own: set[str] = set()
+    ends: dict[str, datetime] = {}
+    for name, end in rows:
+        if end is None:
+            own.add(name)
+        elif name not in ends or end > ends[name]:
+            ends[name] = end  # the latest end among the assignments that give this permission
+    return Entitlement(frozenset(own | set(ends)), {name: end for name, end in ends.items() if name not in own})
+
+
+def _scope_rows(agent: Agent, now: datetime):
+    if agent.identity_type == IdentityType.AGENT_IDENTITY:
+        fixed = (PermissionGrant.objects.filter(identity__agent_id=agent.pk, ended_at__isnull=True,
+                                                permission__privileged=False)
+                 .values_list("permission__name", Value(None, output_field=DateTimeField())).order_by())
+    else:
+        fixed = (Permission.objects.filter(blueprints=agent.blueprint_id, privileged=False)
+                 .values_list("name", Value(None, output_field=DateTimeField())).order_by())
+    packaged = (Permission.objects.filter(access_packages__assignments__agent=agent,
+                                          access_packages__assignments__status=AssignmentStatus.ACTIVE,
+                                          access_packages__assignments__expires_at__gt=now, privileged=False)
+                .values_list("name", "access_packages__assignments__expires_at").order_by())
+    return fixed.union(packaged, all=True)
+
+
+def user_rights(user: User) -> frozenset[str]:
+    """The data rights a person holds through directory roles (none when disabled); platform roles give none
+    (R13)."""
+    if not user.is_active:
+        return frozenset()
+    return frozenset(Permission.objects.filter(roles__assignments__user=user, privileged=False)
+                     .values_list("name", flat=True))
+
+
+def delegated_names(names: Iterable[str]) -> frozenset[str]:
+    """The names among ``names`` that exist as delegated permissions (what an agent may do for a person)."""
+    return frozenset(Permission.objects.filter(name__in=list(names), kind="delegated", privileged=False)
+                     .values_list("name", flat=True))
+
+
+# --- storing and validating ---------------------------------------------------------------------------------------
+def token_expiry(now: datetime, valid_until: datetime | None) -> datetime:
+    natural = now + timedelta(seconds=settings.ACCESS_TOKEN_TTL)
+    return min(natural, valid_until) if valid_until else natural
+
+
+_LIVE_TOKEN_FIELDS = (
+    "id", "agent_id", "client_id", "subject_id", "actor_kind", "grant_type", "scopes", "issued_at", "expires_at",
+    "revoked_at", *(f"agent__{f}" for f in ("id", "workspace_id", "name", "identity_type", "run_as_user_id",
+                                             "status", "expires_at")),
+    "agent__run_as_user__id", "agent__run_as_user__username", "agent__run_as_user__is_active",
+    "subject__id", "subject__username", "subject__is_active")
+
+
+def live_token(value: str, now: datetime | None = None) -> AccessToken | None:
+    """The token with this value if it is active now (one query), else None."""
+    if not value or not value.startswith(TOKEN_PREFIX):
+        return None
+    now = now or timezone.now()
+    token = (AccessToken.objects.filter(token_hash=hash_token(value), revoked_at__isnull=True, expires_at__gt=now)
+             .select_related("agent__run_as_user", "subject")
+             .only(*_LIVE_TOKEN_FIELDS).order_by()[:1])
+    token = token[0] if token else None
+    if token is None or (token.agent is not None and refusal(token.agent, now)):
+        return None
+    if token.subject is not None and not token.subject.is_active:
+        return None
+    return token
+
+
+def introspect(value: str, now: datetime | None = None) -> dict:
+    """RFC 7662: the claims of an active token, or ``{"active": False}`` for an unknown, expired or revoked one."""
+    now = now or timezone.now()
+    if fastpath.enabled():
+        return _introspect_row(value, now)
+    token = live_token(value, now)
+    if token is None:
+        return {"active": False}
+    claims = {"active": True, "scope": " ".join(token.scopes), "client_id": token.client_id, "token_type": "Bearer",
+              "exp": int(token.expires_at.timestamp()), "iat": int(token.issued_at.timestamp()),
+              "sub": token.subject.username if token.subject else token.client_id,
+              "iss": settings.PORTAL_BASE_URL, "agent_id": token.agent_id, "actor_kind": token.actor_kind}
+    if token.actor_kind == ActorKind.ON_BEHALF_OF:
+        claims["act"] = {"sub": token.client_id}  # RFC 8693 §4.1: the agent acting for the subject
+    return claims
+
+
+@transaction.atomic
+def personal_token_issue(*, actor: User, scopes: Iterable[str] | None = None) -> tuple[AccessToken, str]:
+    """A signed-in person gets a short-lived token of their own rights, to hand to an agent for token exchange
+    (R13). The value is returned once; only its hash is kept."""
+    if actor is None or not actor.is_authenticated or not actor.is_active or actor.kind != "human":
+        raise PermissionDenied("Only a signed-in person gets a personal token.")
+    rights = user_rights(actor)
+    wanted = set(scopes) if scopes else set(rights)
+    missing = sorted(wanted - rights)
+    if missing:
+        raise ValidationError({"scopes": f"You do not hold {', '.join(missing)}."})
+    if not wanted:
+        raise ValidationError({"scopes": "You hold no data rights to delegate."})
+    now = timezone.now()
+    value = new_token()
+    token = AccessToken.objects.create(token_hash=hash_token(value), agent=None, client_id="portal", subject=actor,
+                                       actor_kind=ActorKind.USER, grant_type=GrantType.PORTAL, scopes=sorted(wanted),
+                                       issued_at=now, expires_at=token_expiry(now, None))
+    audit.record(actor=actor, action="token.issue_personal", target=token,
+                 after={"token_id": token.pk, "scopes": token.scopes, "expires_at": token.expires_at})
+    return token, value
+
+
+def _run_client_id(agent: Agent) -> str:
+    """The client id a run's sign-in carries: the agent's, or a stand-in for an agent without a client registration
+    (a user-account agent that never got a secret)."""
+    identity = AgentIdentity.objects.filter(agent=agent).only("client_id").first()
+    return identity.client_id if identity else f"run-of-agent-{agent.pk}"
+
+
+def run_token_issue(run, *, expires_at: datetime, now: datetime | None = None) -> tuple[AccessToken, str]:
+    """The access token a run reads the portal API with (and an external executor calls back with): the run's
+    scopes, speaking for the person whose rights bound it (a delegated run, R13) or the agent's user account (R1),
+    never outliving the run's deadline or an assignment that gave one of its scopes. Recorded in the sign-in log
+    like any issuance, so the risk job sees it (inside the caller's transaction and audit event)."""
+    now = now or timezone.now()
+    agent = run.agent
+    if run.delegated_for_id is not None:
+        subject, kind = run.delegated_for, ActorKind.ON_BEHALF_OF
+    elif agent.identity_type == IdentityType.USER_ACCOUNT:
+        subject, kind = agent.run_as_user, ActorKind.USER_ACCOUNT
+    else:
+        subject, kind = None, ActorKind.AGENT
+    client_id = _run_client_id(agent)
+    valid_until = effective_scopes(agent, now).valid_until(run.scopes)
+    value = new_token()
+    token = AccessToken.objects.create(
+        token_hash=hash_token(value), agent=agent, client_id=client_id, subject=subject, actor_kind=kind,
+        grant_type=GrantType.RUN, scopes=list(run.scopes), issued_at=now, run=run,
+        expires_at=min(expires_at, valid_until) if valid_until else expires_at)
+    SignIn.objects.create(at=now, agent=agent, client_id=client_id, actor_kind=kind, subject=subject,
+                          grant_type=GrantType.RUN, requested_scopes=list(run.scopes),
+                          granted_scopes=list(run.scopes), outcome=SignInOutcome.SUCCESS,
+                          reason=f"run #{run.pk}", policies=list(run.policies), token=token)
+    return token, value
+
+
+def run_token_refuse(run, reason: str, now: datetime | None = None) -> None:
+    """A run refused at its start is a refused sign-in too (the sign-in log shows every attempt)."""
+    agent = run.agent
+    blocked = reason.startswith("blocked by conditional access")
+    SignIn.objects.create(at=now or timezone.now(), agent=agent, client_id=_run_client_id(agent),
+                          actor_kind=ActorKind.ON_BEHALF_OF if run.delegated_for_id else ActorKind.AGENT,
+                          subject=run.delegated_for, grant_type=GrantType.RUN, requested_scopes=list(run.scopes),
+                          outcome=SignInOutcome.BLOCKED if blocked else SignInOutcome.FAILURE,
+                          error="access_denied", reason=reason[:300], policies=list(run.policies))
+
+
+def revoke_run_tokens(run, reason: str, now: datetime | None = None) -> int:
+    """End the tokens of a run that finished, failed, timed out or was cancelled."""
+    return _revoke(AccessToken.objects.filter(agent_id=run.agent_id, run=run), reason, now or timezone.now())
+
+
+def _introspect_row(value: str, now: datetime) -> dict:
+    """``introspect`` on PostgreSQL: one prepared statement, no model instances."""
+    row = fastpath.live(hash_token(value), now) if value.startswith(TOKEN_PREFIX) else None
+    if row is None:
+        return {"active": False}
+    (_pk, agent_id, client_id, actor_kind, scopes, issued_at, expires_at, status, agent_expires, identity_type,
+     run_as_active, subject_name, subject_active) = row
+    if isinstance(scopes, str):  # Django has psycopg hand jsonb over as text
+        scopes = json.loads(scopes)
+    if agent_id is not None and (status != AgentStatus.ACTIVE or (agent_expires is not None and agent_expires <= now)
+                                 or (identity_type == IdentityType.USER_ACCOUNT and not run_as_active)):
+        return {"active": False}
+    if subject_name is not None and not subject_active:
+        return {"active": False}
+    claims = {"active": True, "scope": " ".join(scopes), "client_id": client_id, "token_type": "Bearer",
+              "exp": int(expires_at.timestamp()), "iat": int(issued_at.timestamp()), "sub": subject_name or client_id,
+              "iss": settings.PORTAL_BASE_URL, "agent_id": agent_id, "actor_kind": actor_kind}
+    if actor_kind == ActorKind.ON_BEHALF_OF:
+        claims["act"] = {"sub": client_id}
+    return claims
+
+
+# --- revoking ---------------------------------------------------------------------------------------------------
+def _revoke(queryset, reason: str, now: datetime) -> int:
+    return queryset.filter(revoked_at__isnull=True, expires_at__gt=now).update(revoked_at=now, revoked_reason=reason)
+
+
+@transaction.atomic
+def token_revoke(*, client: AgentClient, value: str) -> bool:
+    """RFC 7009: a client revokes one of its own tokens (another client's token is left alone, silently)."""
+    now = timezone.now()
+    if not value:
+        return False
+    token = AccessToken.objects.filter(token_hash=hash_token(value), agent=client.agent).first()
+    if token is None or token.revoked_at is not None or token.expires_at <= now:
+        return False
+    _revoke(AccessToken.objects.filter(pk=token.pk), "revoked by the client", now)
+    audit.record(actor=None, action="token.revoke", target=client.agent, workspace=client.agent.workspace,
+                 after={"token_id": token.pk, "by": "client"})
+    return True
+
+
+def revoke_agent_tokens(agent: Agent, reason: str, now: datetime | None = None) -> int:
+    """Revoke every live token of an agent (inside the caller's transaction and audit event)."""
+    return _revoke(AccessToken.objects.filter(agent=agent), reason, now or timezone.now())
+
+
+def revoke_tokens_carrying(assignments: Iterable[Assignment], reason: str) -> int:
+    """Revoke the live tokens that carry a permission of these (just ended) assignments (R18): three queries."""
+    now = timezone.now()
+    assignments = list(assignments)
+    if not assignments:
+        return 0
+    through = AccessPackage.permissions.through
+    names_of_package: dict[int, set[str]] = {}
+    for package_id, name in through.objects.filter(accesspackage_id__in={a.package_id for a in assignments}) \
+            .values_list("accesspackage_id", "permission__name"):
+        names_of_package.setdefault(package_id, set()).add(name)
+    names_by_agent: dict[int, set[str]] = {}
+    for assignment in assignments:
+        names_by_agent.setdefault(assignment.agent_id, set()).update(names_of_package.get(assignment.package_id, ()))
+    live = AccessToken.objects.filter(agent_id__in=list(names_by_agent), revoked_at__isnull=True, expires_at__gt=now)
+    doomed = [t.pk for t in live.only("pk", "agent_id", "scopes") if names_by_agent[t.agent_id] & set(t.scopes)]
+    return _revoke(AccessToken.objects.filter(pk__in=doomed), reason, now) if doomed else 0
+
+
+def revoke_for_disabled_agent(agent: Agent) -> None:
+    revoke_agent_tokens(agent, f"agent {agent.status}")
+
+
+
+
+# --- resource servers ---------------------------------------------------------------------------------------------
+def can_manage_resource_servers(user) -> bool:
+    return bool(rbac.role_keys(user) & {rbac.GLOBAL_ADMINISTRATOR, rbac.SECURITY_ADMINISTRATOR})
+
+
+@transaction.atomic
+def resource_server_create(*, actor: User | None, name: str) -> tuple[ResourceServer, str]:
+    """Register a resource server that may introspect tokens; its secret is returned once."""
+    if actor is not None and not can_manage_resource_servers(actor):
+        raise PermissionDenied("Only Global and Security Administrators register resource servers.")
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the resource server a name."})
+    if ResourceServer.objects.filter(name__iexact=name).exists():
+        raise ValidationError({"name": f"A resource server named {name} exists already."})
+    secret = RS_SECRET_PREFIX + secrets.token_urlsafe(32)
+    server = ResourceServer.objects.create(name=name, client_id="rs-" + secrets.token_hex(12),
+                                           secret_hash=credential_hashing.hash_secret(secret), created_by=actor)
+    audit.record(actor=actor, action="resource_server.create", target=server,
+                 after={"name": server.name, "client_id": server.client_id})
+    return server, secret
+
+
+@transaction.atomic
+def resource_server_revoke(*, actor: User | None, server: ResourceServer) -> ResourceServer:
+    if actor is not None and not can_manage_resource_servers(actor):
+        raise PermissionDenied("Only Global and Security Administrators revoke resource servers.")
+    server = ResourceServer.objects.select_for_update().get(pk=server.pk)
+    if server.revoked_at is None:
+        server.revoked_at = timezone.now()
+        server.save(update_fields=["revoked_at"])
+        audit.record(actor=actor, action="resource_server.revoke", target=server, after={"name": server.name})
+    return server
+
+
+def authenticate_resource_server(client_id: str, secret: str) -> ResourceServer | None:
+    if not client_id or not secret:
+        return None
+    secret_hash = credential_hashing.hash_secret(secret)
+    if fastpath.enabled():
+        row = fastpath.resource_server(secret_hash)
+        server = ResourceServer(pk=row[0], client_id=row[1]) if row else None
+    else:
+        server = ResourceServer.objects.filter(secret_hash=secret_hash, revoked_at__isnull=True) \
+            .only("id", "client_id").order_by().first()
+    if server is None or not hmac.compare_digest(server.client_id.encode(), client_id.encode()):
+        return None
+    return server

@@ -1,0 +1,39 @@
+"""One answer for a service's refusal on every API endpoint (DRF's ``EXCEPTION_HANDLER``).
+
+Services raise Django's ``ValidationError`` and ``PermissionDenied``; the API views call them without catching.
+Here a ``ValidationError`` becomes ``400 {"errors": [...]}`` — or ``409`` when it says the object has moved on
+(code ``already_decided``: decided, closed or ended already) — and a ``PermissionDenied`` keeps its message in
+the 403. Errors that name a row and column (a bulk file, an agent's set-up) list them as objects, and so does
+every error of a view that sets ``errors_as_objects``.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+CONFLICT_CODES = frozenset({"already_decided"})
+
+
+def _codes(error: ValidationError) -> set[str]:
+    return {getattr(error, "code", None)} | {getattr(e, "code", None) for e in getattr(error, "error_list", [])}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ValidationError):
+        problems = getattr(exc, "problems", None)
+        if problems is not None:
+            errors = [{"row": row, "field": field, "message": message} for row, field, message in problems]
+        elif getattr(context.get("view"), "errors_as_objects", False):  # the registry API's shape
+            errors = [{"field": None, "message": message} for message in exc.messages]
+        else:
+            errors = exc.messages
+        conflict = bool(_codes(exc) & CONFLICT_CODES)
+        return Response({"errors": errors},
+                        status=status.HTTP_409_CONFLICT if conflict else status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, DjangoPermissionDenied) and str(exc):
+        exc = exceptions.PermissionDenied(str(exc))
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,213 @@
+"""``/api/v1/agent-facts/`` (issue 8; R13, R22): what the built-in agents read. Sections follow the caller's scopes,
+a person sees only the agents visible to them, and the queries do not grow with the number of agents."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from agents import registry
+from agents.models import Agent, Credential
+from governance.access import services as access_packages
+from governance.conditional_access import services as conditional_access
+from governance.runs.builtin import facts as agent_facts
+from governance.signin import tokens
+from governance.signin.models import SignIn
+from portal.models import Permission
+from tests.factories import agent_spec, grant_role, make_blueprint
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/agent-facts/"
+EVERY_READ = ("User.Read.All", "Application.Read.All", "RoleManagement.Read.Directory", "AuditLog.Read.All",
+              "Policy.Read.All")
+
+
+def _create(w, name, permissions=("User.Read.All",), *, workspace=None, actor=None, scope="workspace", **spec):
+    blueprint = make_blueprint(f"{name}-bp".title().replace("-", ""), permissions=permissions)
+    actor = actor or (w.owner if workspace is None else w.other)
+    return registry.agent_create(actor=actor, workspace=workspace or w.alpha, spec=agent_spec(
+        blueprint, name, sponsors=spec.pop("sponsors", [actor]), owners=[actor], scope=scope, **spec))
+
+
+def _bearer(client, created) -> str:
+    response = client.post("/oauth/token/", {"grant_type": "client_credentials", "client_id": created.client_id,
+                                             "client_secret": created.client_secret})
+    assert response.status_code == 200, response.content
+    return response.json()["access_token"]
+
+
+def _get(client, token=None, **params):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    return client.get(URL, params, **headers)
+
+
+def _names(body) -> list[str]:
+    return [item["name"] for item in body["results"]]
+
+
+def test_agent_facts_sections_follow_the_token_scopes(client, world):
+    reader = _create(world, "facts-reader", EVERY_READ)
+    no_audit = _create(world, "no-audit", ("User.Read.All", "Application.Read.All", "Policy.Read.All"))
+    only_users = _create(world, "only-users", ("User.Read.All",))
+
+    body = _get(client, _bearer(client, reader)).json()
+    assert body["sections"] == ["credentials", "permissions", "policies", "run_as_admin", "usage"]
+    assert set(body["results"][0]) >= {"credentials", "permissions", "policies", "run_as_admin", "usage"}
+
+    body = _get(client, _bearer(client, no_audit)).json()
+    assert body["sections"] == ["credentials", "policies"]  # no AuditLog.Read.All: no usage
+    assert all("usage" not in item and "permissions" not in item for item in body["results"])
+
+    body = _get(client, _bearer(client, only_users)).json()
+    assert body["sections"] == [] and body["count"] == 3
+    assert set(body["results"][0]) == {"id", "name", "workspace", "kind", "publisher_kind", "identity_type",
+                                       "status", "risk_level", "created_at", "orphaned_at", "sponsors"}
+
+
+def test_agent_facts_need_a_base_scope_and_refuse_writes(client, world):
+    policy_only = _create(world, "policy-only", ("Policy.Read.All",))
+    token = _bearer(client, policy_only)
+    response = _get(client, token)
+    assert response.status_code == 403 and "Portal.Agents.Read.All" in response.json()["detail"]
+    assert client.post(URL, {}, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 403
+    assert client.get(URL).status_code == 403  # anonymous
+
+
+def test_agent_facts_of_one_agent_are_exact(client, world):
+    now = timezone.now()
+    reader = _create(world, "facts-reader", EVERY_READ)
+    token = _bearer(client, reader)  # before "Others" blocks it: policies apply at issuance
+    target = _create(world, "target", ("User.Read.All", "Policy.Read.All"),
+                     sponsors=[world.owner, world.owner_b], attributes={"tier": "0"}).agent
+    credential = Credential.objects.get(identity__agent=target)
+    package = access_packages.package_save(
+        actor=world.owner, workspace=world.alpha, name="Responder", policy={"approver_kind": "workspace_owners"},
+        permissions=Permission.objects.filter(name="SecurityIncident.ReadWrite.All", kind="application"))
+    assignment = access_packages.assignment_decide(actor=world.owner, approve=True, assignment=access_packages
+                                                   .assignment_request(actor=world.owner_b, package=package,
+                                                                       agent=target, justification="incidents"))
+    SignIn.objects.create(at=now - timedelta(days=40), agent=target, client_id="x", actor_kind="agent",
+                          outcome="success", granted_scopes=["Policy.Read.All"])
+    recent = SignIn.objects.create(at=now - timedelta(days=1), agent=target, client_id="x", actor_kind="agent",
+                                   outcome="success", granted_scopes=["User.Read.All"])
+    SignIn.objects.create(agent=target, client_id="x", actor_kind="agent", outcome="failure", granted_scopes=[])
+    on = conditional_access.policy_save(actor=None, data={"name": "Tier 0", "state": "on", "grant": "block",
+                                                          "attribute_rules": [{"key": "tier", "value": "0"}],
+                                                          "min_risk_level": "medium"})
+    excluding = conditional_access.policy_save(actor=None, data={"name": "All agents", "state": "report_only",
+                                                                 "all_agents": True}, excluded_agents=[target])
+    conditional_access.policy_save(actor=None, data={"name": "Others", "state": "on"}, agents=[reader.agent])
+
+    body = _get(client, token).json()
+    item = next(i for i in body["results"] if i["name"] == "target")
+    assert item == {
+        "id": target.pk, "name": "target", "workspace": "alpha", "kind": "assistive", "publisher_kind": "microsoft",
+        "identity_type": "agent_identity", "status": "active", "risk_level": "none",
+        "created_at": agent_facts.iso(target.created_at), "orphaned_at": None, "sponsors": 2,
+        "credentials": [{"prefix": credential.prefix, "expires_at": agent_facts.iso(credential.expires_at),
+                         "replaced": False}],
+        "permissions": [
+            {"name": "Policy.Read.All", "source": "blueprint", "assignment_id": None, "ends_at": None,
+             "write": False},
+            {"name": "SecurityIncident.ReadWrite.All", "source": "package", "assignment_id": assignment.pk,
+             "ends_at": agent_facts.iso(assignment.expires_at), "write": True},
+            {"name": "User.Read.All", "source": "blueprint", "assignment_id": None, "ends_at": None, "write": False},
+        ],
+        "run_as_admin": False,
+        "usage": {"last_used": agent_facts.iso(recent.at), "scopes_30d": ["User.Read.All"]},
+        "policies": [
+            {"id": excluding.pk, "name": "All agents", "state": "report_only", "grant": "block", "min_risk_level": "",
+             "excluded": True},
+            {"id": on.pk, "name": "Tier 0", "state": "on", "grant": "block", "min_risk_level": "medium",
+             "excluded": False},
+        ],
+    }
+    assert agent_facts.parse_iso(item["created_at"]) == target.created_at
+
+
+def test_agent_facts_flag_a_user_account_agent_running_as_an_administrator(client, world):
+    reader = _create(world, "facts-reader", EVERY_READ)
+    _create(world, "as-admin", identity_type="user_account", run_as_user=world.inherited)
+    _create(world, "as-plain", identity_type="user_account", run_as_user=world.contributor)
+    body = _get(client, _bearer(client, reader)).json()
+    assert {i["name"]: i["run_as_admin"] for i in body["results"]} == \
+        {"as-admin": True, "as-plain": False, "facts-reader": False}
+
+
+def test_r13_a_persons_token_sees_only_the_agents_visible_to_them(client, world):
+    grant_role(world.contributor, "security-reader")  # data rights to delegate: every read scope
+    _create(world, "shared")  # workspace scope in alpha: visible to the contributor
+    _create(world, "owners-own", scope="user")  # user scope: its creator's (and the owners')
+    _create(world, "beta-agent", workspace=world.beta)
+    _token, value = tokens.personal_token_issue(actor=world.contributor)
+    body = _get(client, value).json()
+    assert _names(body) == ["shared"]
+    assert body["sections"] == ["credentials", "permissions", "policies", "run_as_admin", "usage"]
+    assert _names(_get(client, value, workspace="beta").json()) == []
+
+
+def test_a_signed_in_person_gets_the_sections_their_roles_allow(client, world):
+    _create(world, "shared")
+    _create(world, "beta-agent", workspace=world.beta)
+    client.force_login(world.contributor)
+    body = _get(client).json()
+    assert _names(body) == ["shared"]
+    assert body["sections"] == ["credentials", "permissions", "run_as_admin", "usage"]  # policies: readers only
+    client.force_login(world.inherited)
+    body = _get(client).json()
+    assert _names(body) == ["beta-agent", "shared"]
+    assert body["sections"] == ["credentials", "permissions", "policies", "run_as_admin", "usage"]
+
+
+def test_an_agents_own_token_reads_every_workspace_and_filters_by_one(client, world):
+    reader = _create(world, "facts-reader", EVERY_READ)
+    _create(world, "beta-agent", workspace=world.beta)
+    disabled = _create(world, "disabled").agent
+    registry.agent_disable(actor=world.owner, agent=disabled)
+    token = _bearer(client, reader)
+    body = _get(client, token).json()
+    assert (body["count"], body["next"], body["previous"]) == (2, None, None)
+    assert _names(body) == ["beta-agent", "facts-reader"]  # active agents only
+    assert _names(_get(client, token, workspace="beta").json()) == ["beta-agent"]
+    assert _get(client, token, workspace="nowhere").json()["results"] == []
+
+
+def _fleet(world, n: int) -> None:
+    for i in range(n):
+        created = _create(world, f"fleet-{n}-{i}", ("User.Read.All", "Policy.Read.All"),
+                          sponsors=[world.owner, world.owner_b], attributes={"tier": str(i % 2)})
+        SignIn.objects.create(agent=created.agent, client_id="x", actor_kind="agent", outcome="success",
+                              granted_scopes=["User.Read.All"])
+    if n == 3:
+        conditional_access.policy_save(actor=None, data={"name": "Tier 1", "state": "on", "all_agents": True},
+                                       excluded_agents=[Agent.objects.filter(name__startswith="fleet-").first()])
+
+
+def test_agent_facts_run_a_fixed_number_of_queries(world):
+    def count(n):
+        _fleet(world, n)
+        with CaptureQueriesContext(connection) as queries:
+            found = agent_facts.facts(Agent.objects.filter(name__startswith=f"fleet-{n}-"),
+                                      sections=agent_facts.ALL_SECTIONS, now=timezone.now())
+        assert len(found) == n
+        return len(queries)
+
+    assert count(3) == count(30)
+
+
+def test_the_agent_facts_api_runs_a_fixed_number_of_queries(client, world):
+    token = _bearer(client, _create(world, "facts-reader", EVERY_READ))
+
+    def count(n):
+        _fleet(world, n)
+        with CaptureQueriesContext(connection) as queries:
+            body = _get(client, token, workspace="alpha").json()
+        assert body["count"] == n + 1 + (3 if n == 30 else 0)
+        return len(queries)
+
+    assert count(3) == count(30)

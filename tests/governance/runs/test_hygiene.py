@@ -1,0 +1,150 @@
+"""Agent hygiene findings (the built-in Agent Hygiene Agent's rules): the exact findings on a seeded set, straight
+from the database (``hygiene.findings``); the run through the API is in ``test_builtin_agents``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from agents import registry
+from agents.models import Agent, Credential
+from governance.access import services as access_packages
+from governance.runs.builtin import hygiene
+from governance.signin.models import SignIn
+from portal.models import Permission
+from tests.factories import agent_spec, make_blueprint
+
+pytestmark = pytest.mark.django_db
+
+
+def _agent(w, name, permissions, sponsors, days_old=0, **extra):
+    agent = registry.agent_create(actor=w.owner, workspace=w.alpha, spec=agent_spec(
+        make_blueprint(f"{name}-bp".title().replace("-", ""), permissions=permissions), name, sponsors=sponsors,
+        owners=[w.owner])).agent
+    if days_old:
+        past = timezone.now() - timedelta(days=days_old)
+        Agent.objects.filter(pk=agent.pk).update(created_at=past)
+        Credential.objects.filter(identity__agent=agent).update(created_at=past)
+    if extra:
+        Agent.objects.filter(pk=agent.pk).update(**extra)
+    return agent
+
+
+def _used(agent, scopes, days_ago):
+    SignIn.objects.create(at=timezone.now() - timedelta(days=days_ago), agent=agent, client_id="x",
+                          actor_kind="agent", outcome="success", granted_scopes=scopes)
+
+
+def _package(w, agent, name="Responder", permissions=("SecurityIncident.ReadWrite.All",)):
+    """An active assignment of a package giving ``permissions`` to ``agent`` (requested by owner_b, approved)."""
+    package = access_packages.package_save(
+        actor=w.owner, workspace=w.alpha, name=name, policy={"approver_kind": "workspace_owners"},
+        permissions=Permission.objects.filter(name__in=permissions, kind="application"))
+    assignment = access_packages.assignment_request(actor=w.owner_b, package=package, agent=agent,
+                                                    justification="incident response")
+    return access_packages.assignment_decide(actor=w.owner, assignment=assignment, approve=True)
+
+
+def test_hygiene_findings_are_exact_and_ranked_by_risk(world):
+    now = timezone.now()
+    busy = _agent(world, "busy", ("User.Read.All",), [world.owner], days_old=90)
+    _used(busy, ["User.Read.All"], 10)
+    Credential.objects.filter(identity__agent=busy).update(expires_at=now + timedelta(days=10))
+    idle = _agent(world, "idle", ("User.Read.All",), [world.owner, world.owner_b], days_old=90)
+    Credential.objects.filter(identity__agent=idle).update(expires_at=now - timedelta(days=1))
+    orphan = _agent(world, "orphan", ("User.Read.All", "Policy.Read.All"), [world.owner], orphaned_at=now)
+    _used(orphan, ["User.Read.All"], 1)
+    _used(orphan, ["Policy.Read.All"], 45)  # too long ago to count as use
+    fresh = _agent(world, "fresh", ("User.Read.All",), [world.owner, world.owner_b])
+    _used(fresh, ["User.Read.All"], 0)
+    assignment = _package(world, fresh)
+
+    found = hygiene.findings(Agent.objects.all(), now)
+    assert [(f.agent, f.kind, f.level, f.action, f.permission, f.assignment_id) for f in found] == [
+        ("orphan", "orphaned", "high", "add_sponsor", "", None),
+        ("idle", "agent_unused", "medium", "retire", "", None),
+        ("idle", "credential_expired", "medium", "rotate", "", None),
+        ("busy", "credential_expiring", "low", "rotate", "", None),
+        ("busy", "single_sponsor", "low", "add_sponsor", "", None),
+        ("fresh", "permission_unused", "low", "remove_grant", "SecurityIncident.ReadWrite.All", assignment.pk),
+        ("orphan", "permission_unused", "low", "review", "Policy.Read.All", None),
+    ]
+    unused = {f.agent: f for f in found if f.kind == "permission_unused"}
+    assert unused["orphan"].detail.startswith("1 automatic permission unused in 30 days (Policy.Read.All); a "
+                                              "blueprint's permissions cannot be removed")
+    assert unused["fresh"].detail == (f"SecurityIncident.ReadWrite.All unused in 30 days; from access package "
+                                      f"assignment #{assignment.pk}")
+    assert unused["fresh"].as_dict() == {
+        "agent_id": fresh.pk, "agent": "fresh", "kind": "permission_unused", "level": "low",
+        "detail": unused["fresh"].detail, "action": "remove_grant", "permission": "SecurityIncident.ReadWrite.All",
+        "assignment_id": assignment.pk, "credential": ""}
+
+
+def test_hygiene_expiring_window_follows_the_input(world):
+    now = timezone.now()
+    agent = _agent(world, "soon", ("User.Read.All",), [world.owner, world.owner_b])
+    _used(agent, ["User.Read.All"], 0)
+    Credential.objects.filter(identity__agent=agent).update(expires_at=now + timedelta(days=45))
+    assert hygiene.findings(Agent.objects.all(), now) == []
+    assert [f.kind for f in hygiene.findings(Agent.objects.all(), now, expiring_within_days=60)] == \
+        ["credential_expiring"]
+
+
+@pytest.mark.parametrize("value, days", [(None, 30), ("", 30), ("7", 7), (365, 365), (" 90 ", 90)])
+def test_hygiene_expiring_within_days_input_is_read(value, days):
+    assert hygiene.expiring_days({} if value is None else {"ExpiringWithinDays": value}) == days
+
+
+@pytest.mark.parametrize("value", ["0", "366", "-3", "ten", "1.5", True, 0, 400, [30]])
+def test_hygiene_expiring_within_days_input_is_validated(value):
+    with pytest.raises(ValueError, match="ExpiringWithinDays must be a whole number of days from 1 to 365"):
+        hygiene.expiring_days({"ExpiringWithinDays": value})
+
+
+def test_hygiene_rules_work_on_api_shaped_facts_and_skip_missing_sections():
+    now = timezone.now()
+    item = {"id": 7, "name": "solo", "workspace": "alpha", "kind": "assistive", "publisher_kind": "microsoft",
+            "identity_type": "agent_identity", "status": "active", "risk_level": "none",
+            "created_at": "2020-01-01T00:00:00Z", "orphaned_at": None, "sponsors": 1}
+    assert [f.kind for f in hygiene.findings_from_facts([item], now)] == ["single_sponsor"]  # no usage: not judged
+    used = {**item, "sponsors": 2, "usage": {"last_used": None, "scopes_30d": []}}
+    assert [f.kind for f in hygiene.findings_from_facts([used], now)] == ["agent_unused"]
+
+
+def test_hygiene_runs_a_fixed_number_of_queries(world):
+    def count(n):
+        for i in range(n):
+            _agent(world, f"fleet-{n}-{i}", ("User.Read.All",), [world.owner], days_old=90)
+        with CaptureQueriesContext(connection) as queries:
+            hygiene.findings(Agent.objects.filter(name__startswith=f"fleet-{n}-"))
+        return len(queries)
+
+    assert count(2) == count(12)
+
+
+def test_unused_automatic_permissions_of_an_agent_are_one_finding(world):
+    now = timezone.now()
+    agent = _agent(world, "wide", ("User.Read.All", "Policy.Read.All", "AuditLog.Read.All"),
+                   [world.owner, world.owner_b])
+    _used(agent, ["User.Read.All"], 3)
+    found = hygiene.findings(Agent.objects.all(), now)
+    assert [(f.kind, f.action, f.permission) for f in found] == [
+        ("permission_unused", "review", "AuditLog.Read.All, Policy.Read.All")]
+    assert found[0].detail.startswith("2 automatic permissions unused in 30 days (AuditLog.Read.All, Policy.Read.All)")
+
+
+def test_a_rotated_secret_living_out_its_overlap_is_not_a_finding(world):
+    now = timezone.now()
+    agent = _agent(world, "rotated", ("User.Read.All",), [world.owner, world.owner_b])
+    _used(agent, ["User.Read.All"], 1)
+    old = Credential.objects.get(identity__agent=agent)
+    registry.credential_rotate(actor=world.owner, agent=agent)
+    Credential.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=200),
+                                                expires_at=now - timedelta(hours=1))
+    assert hygiene.findings(Agent.objects.all(), now) == []
+    Credential.objects.filter(pk=old.pk).update(replaced_by=None)  # not rotated: the same expiry is a finding
+    assert [f.kind for f in hygiene.findings(Agent.objects.all(), now)] == ["credential_expired"]
