@@ -81,7 +81,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "oauth2_provider",
     "portal",
     "agents",
     "governance",
@@ -208,7 +207,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # --- REST API -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication",
-                                       "governance.signin.api_auth.BearerTokenAuthentication"],
+                                       "governance.signin.api.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["portal.api_permissions.ScopedAccess"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -240,7 +239,7 @@ JOB_BATCH_SIZE = env("JOB_BATCH_SIZE")
 JOB_BATCH_PAUSE_SECONDS = env("JOB_BATCH_PAUSE_SECONDS")
 REVIEW_INACTIVE_DAYS = env("REVIEW_INACTIVE_DAYS")
 
-# --- OAuth 2.0 for agents (R22): django-oauth-toolkit's protocol layer over the agents' own credentials ----------
+# --- OAuth 2.0 for agents (R22): the token, introspection and revocation endpoints -------------------------------
 ACCESS_TOKEN_TTL = env("ACCESS_TOKEN_TTL")  # seconds
 OAUTH_RATE_LIMIT_PER_CLIENT = env("OAUTH_RATE_LIMIT_PER_CLIENT")  # requests per minute per client id
 OAUTH_RATE_LIMIT_PER_IP = env("OAUTH_RATE_LIMIT_PER_IP")  # requests per minute per client IP
@@ -254,19 +253,6 @@ RISK_BURST_PER_MINUTE = env("RISK_BURST_PER_MINUTE")  # token requests per minut
 PORTAL_API_URL = env("PORTAL_API_URL")
 RUN_TIME_LIMIT_SECONDS = env("RUN_TIME_LIMIT_SECONDS")
 RUN_EXECUTOR_TIMEOUT_SECONDS = env("RUN_EXECUTOR_TIMEOUT_SECONDS")
-OAUTH2_PROVIDER = {
-    "OAUTH2_VALIDATOR_CLASS": "governance.signin.oauth.AgentValidator",
-    "OAUTH2_SERVER_CLASS": "governance.signin.oauth.AgentServer",
-    "ACCESS_TOKEN_EXPIRE_SECONDS": ACCESS_TOKEN_TTL,
-    "PKCE_REQUIRED": True,
-    "REFRESH_TOKEN_REUSE_PROTECTION": True,
-    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
-    # Only client credentials and token exchange are served, but keep every RFC 9700 gate on so that
-    # `check --deploy` stays clean and nothing legacy can be switched on by accident.
-    **{f"COMPLIANT_BCP_RFC9700_{gate}": True for gate in (
-        "IMPLICIT_GRANT", "PASSWORD_GRANT", "PKCE_METHOD", "ACCESS_TOKEN_TRANSPORT", "AUTHZ_RESPONSE_ISS",
-        "TOKEN_STORAGE", "REFRESH_TOKEN", "REDIRECT_URI_SCHEME", "REDIRECT_URI_MATCHING", "PKCE_REQUIRED")},
-}
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@localhost")
@@ -295,7 +281,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # oauthlib logs token responses (values included) at DEBUG: never below INFO, whatever LOG_LEVEL says.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "oauthlib": {"level": "INFO"},
-                "oauth2_provider": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -1,11 +1,12 @@
 """The OAuth hot paths on PostgreSQL: prepared statements instead of ORM queries.
 
-Every token request authenticates a client, reads its permissions and policy facts (one statement) and writes a
-token with its sign-in row (one statement); every introspection authenticates a resource server and reads a token.
-Built with the ORM these cost more CPU in query construction and planning than in the work itself (measured: the
-token endpoint went from 135 to 484 tokens/s), so on PostgreSQL the statements are written once, sent with
-server-side binding and prepared by psycopg on each connection. The ORM versions in ``governance.tokens`` stay the
-reference (and the SQLite path); the tests run both, against the same assertions, in CI (PostgreSQL) and
+Every token request authenticates a client, reading its permissions and policy facts with it (one statement:
+``authenticate``), and writes its sign-in row with the token it was issued, if any (one statement: ``record``, the
+PostgreSQL half of ``tokens.issuance_record``); every introspection authenticates a resource server and reads a
+token. Built with the ORM these cost more CPU in query construction and planning than in the work itself (measured:
+the token endpoint went from 135 to 484 tokens/s), so on PostgreSQL the statements are written once, sent with
+server-side binding and prepared by psycopg on each connection. The ORM versions in ``governance.signin.tokens``
+stay the reference (and the SQLite path); the tests run both, against the same assertions, in CI (PostgreSQL) and
 ``make test`` (SQLite).
 """
 
@@ -59,7 +60,7 @@ _LIVE = None
 def authenticate(secret_hash: str, now: datetime) -> tuple | None:
     """One statement for everything issuance needs about a client: (credential id, client id, *agent columns,
     publisher kind, run-as username, run-as active, own permissions, package permissions, their ends, attributes
-    as "key=value", has an agent user) — or None. Privileged permissions are never read (R4)."""
+    as "key=value", has an agent user) — or None. Privileged permissions are never read: no token carries one."""
     global _AUTH
     if _AUTH is None:
         perm, grant = _t(Permission), _t(PermissionGrant)
@@ -87,7 +88,7 @@ def authenticate(secret_hash: str, now: datetime) -> tuple | None:
 
 
 _TOKEN_COLUMNS = ("token_hash", "agent_id", "client_id", "subject_id", "actor_kind", "grant_type", "scopes",
-                  "parent_id", "issued_at", "expires_at", "revoked_reason")
+                  "parent_id", "run_id", "issued_at", "expires_at", "revoked_reason")
 _SIGN_IN_COLUMNS = ("at", "agent_id", "client_id", "actor_kind", "subject_id", "ip", "grant_type",
                     "requested_scopes", "granted_scopes", "outcome", "error", "reason", "policies")
 _JSON = {"scopes", "requested_scopes", "granted_scopes", "policies"}
@@ -99,7 +100,8 @@ def _values(columns, row: dict) -> tuple[str, tuple]:
 
 
 def record(sign_in: dict, token: dict | None) -> int | None:
-    """Write the sign-in row, and the token with it in the same statement (atomic without a transaction)."""
+    """Write the sign-in row, and the token with it in the same statement (atomic without a transaction); return
+    the token's id. Called by ``tokens.issuance_record`` only."""
     global _ISSUE, _SIGN_IN
     if token is None:
         if _SIGN_IN is None:

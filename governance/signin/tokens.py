@@ -1,8 +1,13 @@
-"""Access tokens for agents (R1, R13, R22): what a token may carry, storing it, validating and revoking it.
+"""Access tokens for agents: what a token may carry, storing it, validating and revoking it.
 
-The OAuth protocol (``governance.oauth``) asks this module three questions: who is this client
-(``authenticate_client``), what may it hold now (``effective_scopes``, ``user_rights``) and is this token still
-good (``introspect``). Token values are random (256 bits) and only their SHA-256 is stored, like credentials.
+The token endpoint's service (``governance.signin.issuance``) asks this module who a client is
+(``authenticate_client``), what it may hold now (``effective_scopes``, ``user_rights``, ``delegated_names``) and
+whether a presented token is still good (``live_token``); resource servers ask ``introspect``. Token values are
+random (256 bits) and only their SHA-256 is stored, like credentials.
+
+Every issuance, refused or not, whether asked for at the token endpoint or made for a run, is written by one function,
+``issuance_record``: the sign-in row and, when a token was issued, the token row with it, atomically (one prepared
+statement on PostgreSQL, ``fastpath.record``; the ORM in a transaction elsewhere).
 
 A token is active only while it is unexpired, unrevoked, its agent is active and unexpired, and the user it speaks
 for (if any) is active: disabling an agent or a user makes its tokens inactive at the next introspection without
@@ -52,7 +57,7 @@ def hash_token(value: str) -> str:
 # --- who is calling ---------------------------------------------------------------------------------------------
 @dataclass
 class AgentClient:
-    """The authenticated client of a token request (oauthlib reads ``client_id``)."""
+    """The authenticated client of a token or revocation request."""
 
     client_id: str
     agent: Agent
@@ -124,7 +129,8 @@ class Entitlement:
 
 
 def refusal(agent: Agent, now: datetime) -> str:
-    """Why this agent may get no token now ("" when it may): status, expiry, its user account (R1)."""
+    """Why this agent may get no token now ("" when it may): its status, its expiry, or the user account it runs
+    as being disabled."""
     if agent.status != AgentStatus.ACTIVE:
         return f"the agent is {agent.get_status_display().lower()}"
     if agent.is_expired(now):
@@ -136,9 +142,9 @@ def refusal(agent: Agent, now: datetime) -> str:
 
 def effective_scopes(agent: Agent, now: datetime) -> Entitlement:
     """An agent's effective permissions: its own (blueprint grants for an agent identity, the blueprint's required
-    permissions for a user-account agent) ∪ its active package assignments; privileged ones never (R4).
-    On PostgreSQL the token endpoint has read them with the client (``fastpath.authenticate``); otherwise one
-    query (a UNION)."""
+    permissions for a user-account agent) ∪ its active package assignments; never a privileged one, so no token
+    carries one. On PostgreSQL the token endpoint has read them with the client (``fastpath.authenticate``);
+    otherwise one query (a UNION)."""
     rows = getattr(agent, "prefetched_scope_rows", None)
     if rows is None:
         rows = _scope_rows(agent, now)
@@ -168,8 +174,8 @@ def _scope_rows(agent: Agent, now: datetime):
 
 
 def user_rights(user: User) -> frozenset[str]:
-    """The data rights a person holds through directory roles (none when disabled); platform roles give none
-    (R13)."""
+    """The data rights a person holds through directory roles (none when disabled); platform roles give none, so
+    an agent speaking for a person never gets more than that person may do."""
     if not user.is_active:
         return frozenset()
     return frozenset(Permission.objects.filter(roles__assignments__user=user, privileged=False)
@@ -180,6 +186,58 @@ def delegated_names(names: Iterable[str]) -> frozenset[str]:
     """The names among ``names`` that exist as delegated permissions (what an agent may do for a person)."""
     return frozenset(Permission.objects.filter(name__in=list(names), kind="delegated", privileged=False)
                      .values_list("name", flat=True))
+
+
+# --- recording issuance ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Issuance:
+    """One token request as the sign-in log keeps it: who asked, for what, what was granted or why nothing was, and
+    the conditional-access verdicts; with the token row's own facts (``token_hash`` set) when a token was issued."""
+
+    at: datetime
+    client_id: str
+    grant_type: str
+    outcome: str
+    agent_id: int | None = None
+    actor_kind: str = ActorKind.UNKNOWN
+    subject_id: int | None = None
+    ip: str | None = None
+    requested: tuple[str, ...] = ()
+    granted: tuple[str, ...] = ()
+    error: str = ""
+    reason: str = ""
+    policies: tuple[dict, ...] = ()
+    token_hash: str = field(default="", repr=False)
+    expires_at: datetime | None = None
+    parent_id: int | None = None  # the subject token a token exchange was granted on
+    run_id: int | None = None
+
+
+def issuance_record(issuance: Issuance) -> int | None:
+    """Write an issuance's sign-in row and, when a token was issued, the token row with it, atomically; return the
+    token's id (None when none was issued).
+
+    The one writer of sign-in rows and of agents' token rows (the token endpoint's and runs'). On PostgreSQL it is a
+    single prepared statement (``fastpath.record``), atomic without a transaction; elsewhere the ORM in a
+    transaction (a savepoint inside the caller's)."""
+    sign_in = {"at": issuance.at, "agent_id": issuance.agent_id, "client_id": issuance.client_id[:64],
+               "actor_kind": issuance.actor_kind, "subject_id": issuance.subject_id, "ip": issuance.ip,
+               "grant_type": issuance.grant_type[:60], "requested_scopes": list(issuance.requested),
+               "granted_scopes": list(issuance.granted), "outcome": issuance.outcome, "error": issuance.error,
+               "reason": issuance.reason[:300], "policies": list(issuance.policies)}
+    token = None
+    if issuance.token_hash:
+        token = {"token_hash": issuance.token_hash, "agent_id": issuance.agent_id, "client_id": sign_in["client_id"],
+                 "subject_id": issuance.subject_id, "actor_kind": issuance.actor_kind,
+                 "grant_type": issuance.grant_type, "scopes": sign_in["granted_scopes"],
+                 "parent_id": issuance.parent_id, "run_id": issuance.run_id, "issued_at": issuance.at,
+                 "expires_at": issuance.expires_at, "revoked_reason": ""}
+    if fastpath.enabled():
+        return fastpath.record(sign_in, token)
+    with transaction.atomic():
+        token_id = AccessToken.objects.create(**token).pk if token is not None else None
+        SignIn.objects.create(**sign_in, token_id=token_id)
+    return token_id
 
 
 # --- storing and validating ---------------------------------------------------------------------------------------
@@ -231,8 +289,9 @@ def introspect(value: str, now: datetime | None = None) -> dict:
 
 @transaction.atomic
 def personal_token_issue(*, actor: User, scopes: Iterable[str] | None = None) -> tuple[AccessToken, str]:
-    """A signed-in person gets a short-lived token of their own rights, to hand to an agent for token exchange
-    (R13). The value is returned once; only its hash is kept."""
+    """A signed-in person gets a short-lived token of their own rights, to hand to an agent for token exchange.
+    The value is returned once; only its hash is kept. (No sign-in row: this is a person's portal session handing
+    out a token, not a client's token request.)"""
     if actor is None or not actor.is_authenticated or not actor.is_active or actor.kind != "human":
         raise PermissionDenied("Only a signed-in person gets a personal token.")
     rights = user_rights(actor)
@@ -261,9 +320,9 @@ def _run_client_id(agent: Agent) -> str:
 
 def run_token_issue(run, *, expires_at: datetime, now: datetime | None = None) -> tuple[AccessToken, str]:
     """The access token a run reads the portal API with (and an external executor calls back with): the run's
-    scopes, speaking for the person whose rights bound it (a delegated run, R13) or the agent's user account (R1),
-    never outliving the run's deadline or an assignment that gave one of its scopes. Recorded in the sign-in log
-    like any issuance, so the risk job sees it (inside the caller's transaction and audit event)."""
+    scopes, speaking for the person whose rights bound it (a delegated run) or the agent's user account, never
+    outliving the run's deadline or an assignment that gave one of its scopes. Recorded in the sign-in log like any
+    issuance (``issuance_record``), so the risk job sees it; inside the caller's transaction and audit event."""
     now = now or timezone.now()
     agent = run.agent
     if run.delegated_for_id is not None:
@@ -272,17 +331,17 @@ def run_token_issue(run, *, expires_at: datetime, now: datetime | None = None) -
         subject, kind = agent.run_as_user, ActorKind.USER_ACCOUNT
     else:
         subject, kind = None, ActorKind.AGENT
-    client_id = _run_client_id(agent)
     valid_until = effective_scopes(agent, now).valid_until(run.scopes)
     value = new_token()
-    token = AccessToken.objects.create(
-        token_hash=hash_token(value), agent=agent, client_id=client_id, subject=subject, actor_kind=kind,
-        grant_type=GrantType.RUN, scopes=list(run.scopes), issued_at=now, run=run,
+    issuance = Issuance(
+        at=now, agent_id=agent.pk, client_id=_run_client_id(agent), actor_kind=kind,
+        subject_id=subject.pk if subject else None, grant_type=GrantType.RUN, requested=tuple(run.scopes),
+        granted=tuple(run.scopes), outcome=SignInOutcome.SUCCESS, reason=f"run #{run.pk}",
+        policies=tuple(run.policies), token_hash=hash_token(value), run_id=run.pk,
         expires_at=min(expires_at, valid_until) if valid_until else expires_at)
-    SignIn.objects.create(at=now, agent=agent, client_id=client_id, actor_kind=kind, subject=subject,
-                          grant_type=GrantType.RUN, requested_scopes=list(run.scopes),
-                          granted_scopes=list(run.scopes), outcome=SignInOutcome.SUCCESS,
-                          reason=f"run #{run.pk}", policies=list(run.policies), token=token)
+    token = AccessToken(pk=issuance_record(issuance), token_hash=issuance.token_hash, agent=agent,
+                        client_id=issuance.client_id, subject=subject, actor_kind=kind, grant_type=GrantType.RUN,
+                        scopes=list(run.scopes), issued_at=now, run=run, expires_at=issuance.expires_at)
     return token, value
 
 
@@ -290,11 +349,12 @@ def run_token_refuse(run, reason: str, now: datetime | None = None) -> None:
     """A run refused at its start is a refused sign-in too (the sign-in log shows every attempt)."""
     agent = run.agent
     blocked = reason.startswith("blocked by conditional access")
-    SignIn.objects.create(at=now or timezone.now(), agent=agent, client_id=_run_client_id(agent),
-                          actor_kind=ActorKind.ON_BEHALF_OF if run.delegated_for_id else ActorKind.AGENT,
-                          subject=run.delegated_for, grant_type=GrantType.RUN, requested_scopes=list(run.scopes),
-                          outcome=SignInOutcome.BLOCKED if blocked else SignInOutcome.FAILURE,
-                          error="access_denied", reason=reason[:300], policies=list(run.policies))
+    issuance_record(Issuance(
+        at=now or timezone.now(), agent_id=agent.pk, client_id=_run_client_id(agent),
+        actor_kind=ActorKind.ON_BEHALF_OF if run.delegated_for_id else ActorKind.AGENT,
+        subject_id=run.delegated_for_id, grant_type=GrantType.RUN, requested=tuple(run.scopes),
+        outcome=SignInOutcome.BLOCKED if blocked else SignInOutcome.FAILURE, error="access_denied", reason=reason,
+        policies=tuple(run.policies)))
 
 
 def revoke_run_tokens(run, reason: str, now: datetime | None = None) -> int:
@@ -350,7 +410,7 @@ def revoke_agent_tokens(agent: Agent, reason: str, now: datetime | None = None) 
 
 
 def revoke_tokens_carrying(assignments: Iterable[Assignment], reason: str) -> int:
-    """Revoke the live tokens that carry a permission of these (just ended) assignments (R18): three queries."""
+    """Revoke the live tokens that carry a permission of these (just ended) assignments: three queries."""
     now = timezone.now()
     assignments = list(assignments)
     if not assignments:

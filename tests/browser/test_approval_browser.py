@@ -13,7 +13,7 @@ from tests.factories import UserFactory, grant_role, make_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-MANIFEST = ROOT / "governance" / "data" / "TaniumDefenderTriageAgent.yaml"
+MANIFEST = ROOT / "devkit" / "demo" / "data" / "TaniumDefenderTriageAgent.yaml"
 
 
 

@@ -68,8 +68,8 @@ def test_oauth_scenario_prints_its_line_with_no_errors_and_leaves_no_rows(bench_
     database = sqlite3.connect(Path(bench_env["PORTAL_VAR_DIR"]) / "portal.sqlite3")
     try:
         left = {table: database.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                for table in ("agents_agent", "agents_credential", "governance_accesstoken", "governance_signin",
-                              "governance_conditionalaccesspolicy", "governance_resourceserver", "django_session")}
+                for table in ("agents_agent", "agents_credential", "signin_accesstoken", "signin_signin",
+                              "conditional_access_conditionalaccesspolicy", "signin_resourceserver", "django_session")}
     finally:
         database.close()
     assert left == dict.fromkeys(left, 0)

@@ -33,7 +33,7 @@ from portal.models import AuditEvent, JobRun, Notification, Permission
 from portal.tasks import run_job_task
 from tests.factories import UserFactory, agent_spec, make_blueprint, make_workspace
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FINISHED = ("succeeded", "failed")
 
 

@@ -28,7 +28,7 @@ from portal import jobs
 from portal.models import AuditEvent
 from tests.factories import agent_spec, make_blueprint
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 class Executor:
