@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("governance.reviews.urls")),
     path("", include("governance.conditional_access.urls")),
     path("", include("governance.signin.urls")),
+    path("", include("governance.risk.urls")),
 ]

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "governance.reviews",
     "governance.conditional_access",
     "governance.signin",
+    "governance.risk",
     "governance.runs",
     "devkit",
 ]

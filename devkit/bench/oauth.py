@@ -62,9 +62,10 @@ from governance.access.models import AccessPackage, Assignment
 from governance.conditional_access import services as conditional_access
 from governance.conditional_access.choices import PolicyGrant, PolicyState, RiskLevel
 from governance.conditional_access.models import ConditionalAccessPolicy
+from governance.risk.models import RiskDetection
 from governance.signin import tokens
 from governance.signin.choices import ActorKind, GrantType
-from governance.signin.models import AccessToken, ResourceServer, RiskDetection, SignIn
+from governance.signin.models import AccessToken, ResourceServer, SignIn
 from portal.models import Permission, User, Workspace
 
 AGENTS = 20

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from agents.models import Agent
 from devkit.demo import register
 from governance.conditional_access.choices import RiskLevel
-from governance.signin import risk
-from governance.signin.choices import DetectionKind
+from governance.risk import services as risk
+from governance.risk.choices import DetectionKind
 
 DETECTIONS = [
     ("ca-drift-hq", DetectionKind.NEW_SCOPE, RiskLevel.LOW, "Policy.ReadWrite.ConditionalAccess",

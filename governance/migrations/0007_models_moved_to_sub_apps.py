@@ -9,8 +9,8 @@ MOVED = {
     **{("governance", m): "reviews" for m in ("accessreview", "reviewinstance", "reviewitem", "reviewitemreviewer",
                                                "reviewdecision")},
     ("governance", "conditionalaccesspolicy"): "conditional_access",
-    **{("governance", m): "signin" for m in ("resourceserver", "accesstoken", "signin", "riskdetection",
-                                              "riskremediationpolicy")},
+    **{("governance", m): "signin" for m in ("resourceserver", "accesstoken", "signin")},
+    **{("governance", m): "risk" for m in ("riskdetection", "riskremediationpolicy")},
     **{("agents", m): "runs" for m in ("session", "run", "feedback")},
 }
 
@@ -38,6 +38,7 @@ class Migration(migrations.Migration):
         ('reviews', '0001_initial'),
         ('conditional_access', '0001_initial'),
         ('signin', '0001_initial'),
+        ('risk', '0001_initial'),
         ('runs', '0001_initial'),
     ]
 

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from governance.signin.models import AccessToken, ResourceServer, RiskDetection, SignIn
+from governance.signin.models import AccessToken, ResourceServer, SignIn
 from portal.admin import ReadOnlyAdmin
 
 
@@ -23,5 +23,3 @@ class SignInAdmin(ReadOnlyAdmin):
     list_display = ("at", "client_id", "agent", "grant_type", "outcome")
     list_filter = ("outcome",)
 
-
-admin.site.register(RiskDetection, ReadOnlyAdmin)

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class SigninConfig(AppConfig):
-    """The authorization server: OAuth endpoints, tokens, the sign-in log and risk."""
+    """The authorization server: OAuth endpoints, tokens, resource servers and the sign-in log."""
 
     name = "governance.signin"
     label = "signin"
@@ -12,12 +12,10 @@ class SigninConfig(AppConfig):
     def ready(self) -> None:
         from agents import signals as agents
         from governance.access import signals as access
-        from governance.signin import risk, signins, tokens  # noqa: F401  (jobs and API routes register on import)
+        from governance.signin import signins, tokens
 
         agents.agent_disabled.connect(lambda agent, **_: tokens.revoke_for_disabled_agent(agent),
                                       weak=False, dispatch_uid="signin.agent_disabled")
-        agents.status_notes.connect(lambda agent, **_: risk.status_note(agent),
-                                    weak=False, dispatch_uid="signin.status_notes")
         agents.last_used.connect(lambda agent_ids, **_: signins.last_used(agent_ids),
                                  weak=False, dispatch_uid="signin.last_used")
         access.assignments_ended.connect(lambda assignments, reason, **_: tokens.revoke_tokens_carrying(

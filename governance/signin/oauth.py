@@ -43,9 +43,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from governance.conditional_access.choices import RiskLevel
-from governance.signin import issuance, risk, tokens
-from governance.signin.choices import DetectionKind
+from governance.signin import issuance, signals, tokens
 from governance.signin.issuance import Refusal
 
 # The parameters the token endpoint reads: each at most once (RFC 6749 §3.1-3.2). Others are ignored, as RFC 6749
@@ -135,21 +133,16 @@ def _lock(client_id: str) -> None:
 
 
 def _failed_authentication(client_id: str) -> None:
-    """Count a failed client authentication: past ``OAUTH_FAILED_AUTH_RISK`` in 15 minutes raise a risk
-    detection, past ``OAUTH_FAILED_AUTH_LOCK`` lock the client id out for ``OAUTH_LOCK_SECONDS``."""
+    """Count a failed client authentication; past ``OAUTH_FAILED_AUTH_LOCK`` in 15 minutes lock the client id out
+    for ``OAUTH_LOCK_SECONDS``. Risk hears of every failure (``signals.client_authentication_failed``)."""
     agent = tokens.agent_for_client_id(client_id)
     if agent is None:
         return
     failures = _count(f"fail:{client_id}", 900)
-    if failures >= settings.OAUTH_FAILED_AUTH_LOCK:
+    locked_out = failures >= settings.OAUTH_FAILED_AUTH_LOCK
+    if locked_out:
         _lock(client_id)
-        risk.record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.HIGH,
-                              key=f"locked:{int(time.time() // 900)}",
-                              detail=f"{failures} failed client authentications in 15 minutes; client locked out")
-    elif failures >= settings.OAUTH_FAILED_AUTH_RISK:
-        risk.record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.MEDIUM,
-                              key=f"failures:{int(time.time() // 900)}",
-                              detail=f"{failures} failed client authentications in 15 minutes")
+    signals.client_authentication_failed.send(sender=None, agent=agent, failures=failures, locked_out=locked_out)
 
 
 # --- reading requests ------------------------------------------------------------------------------------------

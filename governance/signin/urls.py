@@ -1,5 +1,5 @@
-"""The sign-in pages, mounted under ``/governance/``: the sign-in log, risky agents, personal tokens and resource
-servers. The OAuth endpoints themselves are in ``oauth_urls`` (mounted at ``/oauth/``)."""
+"""The sign-in pages, mounted under ``/governance/``: the sign-in log, personal tokens and resource servers.
+The OAuth endpoints themselves are in ``oauth_urls`` (mounted at ``/oauth/``)."""
 
 from django.urls import path
 
@@ -8,12 +8,6 @@ from governance.signin import views
 urlpatterns = [
     path("sign-ins/", views.signin_list, name="signin-list"),
     path("sign-ins/export/", views.signin_export, name="signin-export"),
-    path("risk/", views.risk_list, name="risk-list"),
-    path("risk/remediation/", views.risk_remediation, name="risk-remediation"),
-    path("risk/detections/<int:detection_id>/<str:decision>/", views.risk_detection_decide,
-         name="risk-detection-decide"),
-    path("risk/<int:agent_id>/", views.risk_agent, name="risk-agent"),
-    path("risk/<int:agent_id>/compromised/", views.risk_agent_compromised, name="risk-agent-compromised"),
     path("tokens/", views.personal_token, name="personal-token"),
     path("tokens/resource-servers/", views.resource_server_list, name="resource-server-list"),
     path("tokens/resource-servers/<int:server_id>/revoke/", views.resource_server_revoke,

@@ -1,6 +1,6 @@
 """In Chromium: a contributor opens a session with the Agent Hygiene Agent, runs it, watches the findings arrive
 (a real Celery worker executes the run, reading the portal API with the run's own token), and rates the output;
-the rating is kept as the agent's memory (issue 8, R10)."""
+the rating is kept as the agent's memory (R10)."""
 
 from __future__ import annotations
 

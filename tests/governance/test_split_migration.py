@@ -1,4 +1,4 @@
-"""Governance became sub-apps (approvals, access, reviews, conditional_access, signin, runs) and the session, run
+"""Governance became sub-apps (approvals, access, reviews, conditional_access, signin, risk, runs) and the session, run
 and feedback models moved from the registry to runs. A database migrated before that change goes forward with every
 row of every moved table intact, under the tables' new names."""
 
@@ -17,10 +17,11 @@ from governance.access.models import AccessPackage, AssignmentPolicy
 from governance.conditional_access.models import ConditionalAccessPolicy
 from governance.reviews.choices import ReviewDecisionKind
 from governance.reviews.models import AccessReview, ReviewDecision, ReviewItem
-from governance.signin.models import ResourceServer, RiskRemediationPolicy
+from governance.risk.models import RiskRemediationPolicy
+from governance.signin.models import ResourceServer
 from portal.models import User
 
-SUB_APPS = ["approvals", "access", "reviews", "conditional_access", "signin", "runs"]
+SUB_APPS = ["approvals", "access", "reviews", "conditional_access", "signin", "risk", "runs"]
 PREVIOUS_HEAD = [("governance", "0006_run_tokens_policy_state"), ("agents", "0005_schedule_from_triggers")]
 
 

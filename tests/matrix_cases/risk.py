@@ -14,8 +14,8 @@ from tests.permission_matrix import LOGIN, Case, expect
 
 def _detection(w):
     from governance.conditional_access.choices import RiskLevel
-    from governance.signin.choices import DetectionKind
-    from governance.signin.models import RiskDetection
+    from governance.risk.choices import DetectionKind
+    from governance.risk.models import RiskDetection
 
     return RiskDetection.objects.get_or_create(agent=w.agent, kind=DetectionKind.NEW_SCOPE, key="Policy.Read.All",
                                                defaults={"level": RiskLevel.LOW})[0]

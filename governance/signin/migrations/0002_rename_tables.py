@@ -21,14 +21,6 @@ class Migration(migrations.Migration):
             table=None,
         ),
         migrations.AlterModelTable(
-            name='riskdetection',
-            table=None,
-        ),
-        migrations.AlterModelTable(
-            name='riskremediationpolicy',
-            table=None,
-        ),
-        migrations.AlterModelTable(
             name='signin',
             table=None,
         ),

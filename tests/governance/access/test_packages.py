@@ -39,7 +39,7 @@ def package(world, name="Responder", *, permissions=("SecurityIncident.ReadWrite
 
 def test_r17_packages_refuse_privileged_permissions_and_only_owners_manage_them(registry_world):
     w = registry_world
-    with pytest.raises(ValidationError, match="R4"):
+    with pytest.raises(ValidationError, match="can never reach an agent"):
         ap.package_save(actor=w.owner, workspace=w.alpha, name="Too much", policy={},
                         permissions=perms("RoleManagement.ReadWrite.Directory"))
     with pytest.raises(PermissionDenied):

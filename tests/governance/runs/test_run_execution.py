@@ -363,7 +363,7 @@ def test_r21_a_runs_token_is_seen_by_the_risk_job_like_any_other(world):
     """A run's token is a sign-in: a scope a run holds for the first time raises a new-scope detection."""
     from governance.access import services as access_packages
     from governance.access.choices import ApproverKind, DurationKind
-    from governance.signin.models import RiskDetection
+    from governance.risk.models import RiskDetection
     from portal.models import Permission
 
     agent = _external_agent(world, "https://executor.invalid/run")

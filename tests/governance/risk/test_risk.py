@@ -15,9 +15,12 @@ from django.utils import timezone
 from agents import registry
 from agents.models import Agent
 from governance.conditional_access.choices import RiskLevel
-from governance.signin import risk, tokens
-from governance.signin.choices import DetectionKind, DetectionStatus, SignInOutcome
-from governance.signin.models import AccessToken, RiskDetection, RiskRemediationPolicy, SignIn
+from governance.risk import services as risk
+from governance.risk.choices import DetectionKind, DetectionStatus
+from governance.risk.models import RiskDetection, RiskRemediationPolicy
+from governance.signin import tokens
+from governance.signin.choices import SignInOutcome
+from governance.signin.models import AccessToken, SignIn
 from portal import jobs
 from portal.models import AuditEvent, JobRun
 from tests.factories import UserFactory, agent_spec, grant_role, make_workspace
@@ -488,7 +491,7 @@ def test_r21_demo_step_leaves_a_risky_agent_and_is_idempotent(registry_world):
 
 
 def test_r21_the_agent_page_says_when_the_agent_is_at_risk(client, registry_world):
-    from governance.signin import risk as risk_service
+    from governance.risk import services as risk_service
 
     w = registry_world
     client.force_login(w.owner)

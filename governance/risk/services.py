@@ -12,6 +12,7 @@ decide detections, confirm a compromise and set the remediation policy.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -28,9 +29,11 @@ from agents.choices import AgentStatus
 from agents.models import Agent
 from governance.conditional_access.choices import RiskLevel
 from governance.conditional_access.services import RISK_ORDER, can_manage_policies
+from governance.risk.choices import DetectionKind, DetectionStatus
+from governance.risk.models import RiskDetection, RiskRemediationPolicy
 from governance.signin import tokens
-from governance.signin.choices import DetectionKind, DetectionStatus, SignInOutcome
-from governance.signin.models import RiskDetection, RiskRemediationPolicy, SignIn
+from governance.signin.choices import SignInOutcome
+from governance.signin.models import SignIn
 from portal import audit, jobs, rbac
 from portal.choices import JobStatus
 from portal.models import JobRun, User
@@ -126,6 +129,21 @@ def record_detection(*, agent: Agent, kind: str, level: str, key: str = "", deta
                      actor=None) -> RiskDetection | None:
     """Raise a detection unless the same (agent, kind, key) exists; audited; refreshes the agent's level."""
     return _create(agent=agent, kind=kind, level=level, key=key, detail=detail, actor=actor, action="risk.detect")
+
+
+def failed_authentication(agent: Agent, failures: int, locked_out: bool) -> RiskDetection | None:
+    """Repeated failed client authentication: a high detection when it locked the client id out, a medium one past
+    ``OAUTH_FAILED_AUTH_RISK`` failures in 15 minutes, one per window."""
+    window = int(time.time() // 900)
+    if locked_out:
+        return record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.HIGH,
+                                key=f"locked:{window}",
+                                detail=f"{failures} failed client authentications in 15 minutes; client locked out")
+    if failures >= settings.OAUTH_FAILED_AUTH_RISK:
+        return record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.MEDIUM,
+                                key=f"failures:{window}",
+                                detail=f"{failures} failed client authentications in 15 minutes")
+    return None
 
 
 # --- administrators' decisions (R21: admins confirm or dismiss) -------------------------------------------------------
