@@ -352,7 +352,7 @@ CASES += [
 ]
 
 
-# --- tokens, sign-ins and risk (issue 7): each capability keeps its cases in tests/matrix_cases/ ----------------
+# --- tokens, sign-ins and risk: each capability keeps its cases in tests/matrix_cases/ ----------------
 
 from tests.matrix_cases import oauth as _oauth_cases  # noqa: E402
 from tests.matrix_cases import risk as _risk_cases  # noqa: E402
@@ -361,6 +361,6 @@ from tests.matrix_cases import signins as _signin_cases  # noqa: E402
 
 CASES += _oauth_cases.CASES + _risk_cases.CASES + _signin_cases.CASES
 
-# --- sessions and runs (issue 8) ------------------------------------------------------------------------------------
+# --- sessions and runs ------------------------------------------------------------------------------------
 
 CASES += _run_cases.CASES

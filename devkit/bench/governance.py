@@ -79,7 +79,7 @@ def expire_assignments(n):
     due = _assignments(packages, agents, owners[0], n)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE governance_assignment")
+            cursor.execute(f"ANALYZE {Assignment._meta.db_table}")
     now = timezone.now()
     due_now = Assignment.objects.filter(status=AssignmentStatus.ACTIVE, expires_at__lte=now)
     already_due = due_now.exclude(pk__in=due).count()  # demo data that ended meanwhile, expired too
@@ -117,7 +117,7 @@ def _review_over(n: int):
     _assignments(packages, agents, owners[0], n)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE governance_assignment")
+            cursor.execute(f"ANALYZE {Assignment._meta.db_table}")
     campaign = reviews.review_create(actor=None, workspace=workspace, name="Bench review", scope_kind="packages",
                                      packages=packages, reviewer_kind="sponsors", duration_days=14,
                                      starts_at=timezone.now() + timedelta(days=1), no_response="keep")

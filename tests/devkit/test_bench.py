@@ -1,4 +1,4 @@
-"""`manage.py bench` prints one JSON object per scenario with the DESIGN §6 keys, and rolls back its rows."""
+"""`manage.py bench` prints one JSON object per scenario with the documented keys, and rolls back its rows."""
 
 import json
 from io import StringIO

@@ -1,4 +1,4 @@
-"""Permission-matrix cases for sessions and runs (issue 8), appended to ``tests.permission_matrix.CASES``.
+"""Permission-matrix cases for sessions and runs, appended to ``tests.permission_matrix.CASES``.
 
 A session is its opener's (the contributor here); the owners of its agent — alpha's owners, inherited owners (the
 Security Administrator), Global Administrators — see everyone's, but only the opener runs the agent in it (403 for

@@ -1,4 +1,4 @@
-"""Jobs (DESIGN §4): registry, schedule in code, JobRun records, the command, and a real Celery worker."""
+"""Jobs: registry, schedule in code, JobRun records, the command, and a real Celery worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every view × every persona: forbidden objects are 404, forbidden actions 403 (DESIGN, STYLE §3)."""
+"""Every view × every persona: forbidden objects are 404, forbidden actions 403 (docs/design.md)."""
 
 from __future__ import annotations
 

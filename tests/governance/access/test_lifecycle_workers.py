@@ -1,4 +1,4 @@
-"""R18 with real workers (DESIGN §4): expiry runs that overlap or die part-way end each assignment exactly once.
+"""R18 with real workers: expiry runs that overlap or die part-way end each assignment exactly once.
 
 The data is made through the services (workspace, agents, package); the many due ``Assignment`` rows are
 bulk-created as test data. Two tests need PostgreSQL (row locks, ``SKIP LOCKED``) and Redis (the broker): they

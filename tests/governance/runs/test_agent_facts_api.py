@@ -1,4 +1,4 @@
-"""``/api/v1/agent-facts/`` (issue 8; R13, R22): what the built-in agents read. Sections follow the caller's scopes,
+"""``/api/v1/agent-facts/`` (R13, R22): what the built-in agents read. Sections follow the caller's scopes,
 a person sees only the agents visible to them, and the queries do not grow with the number of agents."""
 
 from __future__ import annotations

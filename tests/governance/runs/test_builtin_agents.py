@@ -1,4 +1,4 @@
-"""The built-in agents of issue 8 (R3, R7, R20, R22, R23): installed from their manifests, run through the portal API
+"""The built-in agents (R3, R7, R20, R22, R23): installed from their manifests, run through the portal API
 with a real bearer token, their exact findings on a seeded set, and applying a finding through the services."""
 
 from __future__ import annotations

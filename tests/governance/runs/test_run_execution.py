@@ -1,4 +1,4 @@
-"""Executing runs (issue 8): external executors on loopback, time-outs, the callback's guards, time limits,
+"""Executing runs: external executors on loopback, time-outs, the callback's guards, time limits,
 cancelling, and schedules from the blueprint's triggers (the job, and beat with a real worker)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sessions and runs pages (issue 8, R10, R13, R20): who sees which session and run, the run form, refusals,
+"""Sessions and runs pages (R10, R13, R20): who sees which session and run, the run form, refusals,
 cancel, feedback and memory, schedules, the htmx status fragment, applying a finding, and constant query counts."""
 
 from __future__ import annotations
