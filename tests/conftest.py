@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -61,6 +62,17 @@ def _test_settings(settings):
     settings.SECURE_SSL_REDIRECT = False
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@pytest.fixture
+def fresh_rate_window():
+    """Rate limits and failed-authentication counts use fixed clock windows (a minute, a quarter of an hour). A test
+    that counts requests starts where it fits inside one, so a window turning over mid-test cannot reset its
+    counts (with Redis the counters outlive the test's cache clearing, and the test takes seconds)."""
+    for window, margin in ((60, 20), (900, 30)):
+        left = window - time.time() % window
+        if left < margin:
+            time.sleep(left + 0.05)
 
 
 @pytest.fixture(autouse=True)

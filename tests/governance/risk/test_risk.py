@@ -335,7 +335,7 @@ def test_r21_remediation_policy_is_for_admins_validated_and_audited(registry_wor
     assert events[1].before == {"enabled": True, "min_level": "high"}
 
 
-def test_r21_brute_force_raises_risk_then_locks(client, registry_world, settings):
+def test_r21_brute_force_raises_risk_then_locks(client, registry_world, settings, fresh_rate_window):
     w = registry_world
     _cred, secret = registry.credential_rotate(actor=None, agent=w.agent)
     for attempt in range(1, settings.OAUTH_FAILED_AUTH_LOCK + 1):

@@ -416,7 +416,8 @@ def test_r22_a_real_oauth_client_gets_a_token_and_calls_the_api(live_server, reg
 
 
 # --- hardening --------------------------------------------------------------------------------------------------
-def test_r22_token_requests_are_rate_limited_per_client_and_per_ip(client, registry_world, settings):
+def test_r22_token_requests_are_rate_limited_per_client_and_per_ip(client, registry_world, settings,
+                                                                  fresh_rate_window):
     w = registry_world
     client_id, secret = _secret(w.agent)
     settings.OAUTH_RATE_LIMIT_PER_CLIENT = 3
@@ -534,7 +535,8 @@ def test_seed_demo_prints_a_client_id_and_secret_whose_curl_line_gets_a_token(cl
     assert _token(client, client_id, secret).status_code == 200
 
 
-def test_r22_introspection_has_its_own_rate_limit(client, registry_world, resource_server, settings):
+def test_r22_introspection_has_its_own_rate_limit(client, registry_world, resource_server, settings,
+                                                 fresh_rate_window):
     """A resource server checks a token per call it serves: its budget is separate from agents' token requests."""
     settings.OAUTH_RATE_LIMIT_PER_IP, settings.OAUTH_INTROSPECT_RATE_LIMIT = 1, 3
     statuses = [client.post("/oauth/introspect/", {"token": "aipt_x"},
