@@ -59,10 +59,6 @@ def covering_approval(blueprint: Blueprint) -> ApprovalRequest | None:
             .select_related("decided_by").order_by("-decided_at").first())
 
 
-is_global_administrator = rbac.is_global_administrator
-global_administrators = rbac.global_administrators
-
-
 # --- answers to the registry's signals --------------------------------------------------------------------------------
 def initial_status(blueprint: Blueprint, workspace) -> str | None:
     if needs_approval(blueprint) and covering_approval(blueprint) is None:
@@ -131,7 +127,7 @@ def _request_create(*, actor: User | None, agent: Agent, justification: str) -> 
                         "agent": agent.name})
     who = request.requester.username if request.requester else "The system"
     notifications.notify(
-        recipients=global_administrators().exclude(pk=request.requester_id),
+        recipients=rbac.global_administrators().exclude(pk=request.requester_id),
         subject=f"Approval needed: {blueprint.display_name} (partner) reads Microsoft data",
         body=f"{who} asks to set up {agent.name} in {agent.workspace.name} from "
              f"{blueprint}. Review its {len(request.permissions)} permissions and approve or deny.",
@@ -179,7 +175,7 @@ def _agent_to_draft(request: ApprovalRequest) -> None:
 def approval_decide(*, actor: User, approval: ApprovalRequest, approve: bool, reason: str = "") -> ApprovalRequest:
     """A Global Administrator approves or denies (reason required). Never the requester, through any path; two
     decisions racing on one request: the row lock lets exactly one through, the other gets ``AlreadyDecided``."""
-    if not is_global_administrator(actor):
+    if not rbac.is_global_administrator(actor):
         raise PermissionDenied("Only Global Administrators approve partner agents.")
     request = _lock_pending(approval)
     if request.requester_id == actor.pk:
@@ -219,7 +215,7 @@ def approval_withdraw(*, actor: User, approval: ApprovalRequest) -> ApprovalRequ
 def requests_visible_to(user) -> QuerySet[ApprovalRequest]:
     """Global Administrators see every request; everyone else only their own."""
     qs = ApprovalRequest.objects.select_related("blueprint", "workspace", "agent", "requester", "decided_by")
-    if is_global_administrator(user):
+    if rbac.is_global_administrator(user):
         return qs
     return qs.filter(requester=user)
 

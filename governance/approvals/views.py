@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agents import selectors as agent_selectors
 from governance.approvals import services as approvals
 from governance.approvals.choices import ApprovalStatus
+from portal import rbac
 from portal.viewutils import act, flash_errors, page
 
 TABS = {
@@ -36,7 +37,7 @@ def approval_list(request):
     visible = approvals.requests_visible_to(request.user)
     return render(request, "governance/approvals/approval_list.html", {
         "page": page(request, visible.filter(status__in=statuses)), "tab": tab, "query": f"tab={tab}",
-        "is_ga": approvals.is_global_administrator(request.user),
+        "is_ga": rbac.is_global_administrator(request.user),
         "counts": {name: visible.filter(status__in=s).count() for name, s in TABS.items()},
     })
 
@@ -53,7 +54,7 @@ def approval_detail(request, request_id: int):
         "approval": approval, "permissions": permissions, "previous": previous,
         "added": sorted(current - before) if previous else [], "removed": sorted(before - current),
         "products": approvals.microsoft_data_products(approval.blueprint),
-        "can_decide": approvals.is_global_administrator(request.user) and approval.requester_id != request.user.pk
+        "can_decide": rbac.is_global_administrator(request.user) and approval.requester_id != request.user.pk
         and approval.status == ApprovalStatus.PENDING,
         "is_requester": approval.requester_id == request.user.pk,
     })
