@@ -13,6 +13,8 @@ from pathlib import Path
 
 import environ
 
+from portal.network import parse_trusted_proxies
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PORTAL_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -48,6 +50,7 @@ env = environ.Env(
     PORTAL_API_URL=(str, ""),
     RUN_TIME_LIMIT_SECONDS=(int, 300),
     RUN_EXECUTOR_TIMEOUT_SECONDS=(float, 10.0),
+    TRUSTED_PROXIES=(list, []),
 )
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -254,6 +257,10 @@ RISK_BURST_PER_MINUTE = env("RISK_BURST_PER_MINUTE")  # token requests per minut
 PORTAL_API_URL = env("PORTAL_API_URL")
 RUN_TIME_LIMIT_SECONDS = env("RUN_TIME_LIMIT_SECONDS")
 RUN_EXECUTOR_TIMEOUT_SECONDS = env("RUN_EXECUTOR_TIMEOUT_SECONDS")
+
+# --- The client's address behind reverse proxies (portal/network.py) --------------------------------------------------
+# Addresses or CIDR networks of the proxies in front of the portal; empty: the socket peer is the client.
+TRUSTED_PROXIES = parse_trusted_proxies(env("TRUSTED_PROXIES"))
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@localhost")

@@ -36,6 +36,7 @@ from portal.forms import (
 )
 from portal.middleware import SESSION_WORKSPACE_KEY
 from portal.models import DirectoryRole, DirectoryRoleAssignment, User
+from portal.network import client_ip
 from portal.viewutils import act, flash_form_errors, page, streamed_export, submit
 
 # --- sign-in ------------------------------------------------------------------------------------------
@@ -50,7 +51,7 @@ class ThrottledLoginView(auth_views.LoginView):
 
     def _keys(self) -> list[tuple[str, int]]:
         username = self.request.POST.get("username", "").strip().lower()[:150]
-        address = self.request.META.get("REMOTE_ADDR", "")
+        address = client_ip(self.request) or ""
         limit = settings.LOGIN_FAILURE_LIMIT
         return [(f"login-fail:user:{username}", limit), (f"login-fail:addr:{address}", limit * 4)]
 

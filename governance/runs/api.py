@@ -25,6 +25,7 @@ from governance.runs.models import Run, Session
 from portal import api as portal_api
 from portal import api_permissions
 from portal.api import router
+from portal.network import client_ip
 
 READ_SCOPES = ("Portal.Agents.Read.All",)
 
@@ -141,7 +142,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         session = get_object_or_404(run_policy.sessions_visible_to(request.user).select_related("agent"),
                                     pk=payload.validated_data["session"])
         run = runs.run_start(actor=request.user, session=session, inputs=payload.validated_data["inputs"],
-                             ip=request.META.get("REMOTE_ADDR"), trigger="api")
+                             ip=client_ip(request), trigger="api")
         return Response(RunSerializer(self.get_queryset().get(pk=run.pk)).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: RunSerializer})

@@ -40,6 +40,7 @@ from governance.runs.models import Feedback, Run, Session
 from portal import rbac
 from portal.choices import UserKind
 from portal.models import User, WorkspaceMembership
+from portal.network import client_ip
 from portal.viewutils import act, error_messages, flash_errors, flash_form_errors, page
 
 LEVEL_ORDER = {"critical": 4, "high": 3, "medium": 2, "low": 1}
@@ -119,10 +120,6 @@ def finding_rows(findings) -> list[dict]:
                      "suggested_policy": suggested, "applicable": _applicable(finding),
                      "applied": finding.get("applied") if isinstance(finding.get("applied"), dict) else None})
     return sorted(rows, key=lambda r: (-LEVEL_ORDER.get(r["level"], 0), r["index"]))
-
-
-def _client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def _start_problem(agent: Agent) -> str:
@@ -248,7 +245,7 @@ def run_start(request, session_id: int):
     form = RunInputsForm(request.POST, declared=session.agent.blueprint.inputs)
     if form.is_valid():
         try:
-            run = runs.run_start(actor=request.user, session=session, inputs=form.inputs(), ip=_client_ip(request))
+            run = runs.run_start(actor=request.user, session=session, inputs=form.inputs(), ip=client_ip(request))
         except ValidationError as error:
             for message in error_messages(error):
                 form.add_error(None, message)

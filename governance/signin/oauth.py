@@ -45,6 +45,7 @@ from django.views.decorators.http import require_POST
 
 from governance.signin import issuance, signals, tokens
 from governance.signin.issuance import Refusal
+from portal import network
 
 # The parameters the token endpoint reads: each at most once (RFC 6749 §3.1-3.2). Others are ignored, as RFC 6749
 # requires of unknown parameters (RFC 8693's resource and audience may repeat; they are not used).
@@ -147,7 +148,8 @@ def _failed_authentication(client_id: str) -> None:
 
 # --- reading requests ------------------------------------------------------------------------------------------
 def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address, through the trusted proxies (portal.network)."""
+    return network.client_ip(request)
 
 
 @sensitive_variables("decoded")
