@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from cryptography.fernet import Fernet, InvalidToken
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, connections, transaction
 from django.utils import timezone
@@ -93,6 +94,12 @@ def _file_error(message: str) -> ProvisioningError:
     return ProvisioningError([(None, FILE, message)])
 
 
+def _too_many_rows() -> ProvisioningError:
+    limit = settings.BULK_MAX_ROWS
+    return _file_error(f"a bulk file creates at most {limit} agents (BULK_MAX_ROWS); this one has more. "
+                       f"Split it into files of {limit} rows or fewer.")
+
+
 # --- 1. reading ------------------------------------------------------------------------------------------
 
 
@@ -115,11 +122,13 @@ def _text_lines(source: str | bytes | IO) -> Iterator[str]:
     if isinstance(source.read(0), bytes):
         wrapper = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
         try:
-            yield from wrapper
+            for line in wrapper:  # not ``yield from``: closing this generator would close the caller's stream
+                yield line
         finally:
             wrapper.detach()  # leave the caller's stream open
         return
-    yield from source
+    for line in source:
+        yield line
 
 
 def parse_bulk_file(stream_or_text: str | bytes | IO, filename: str) -> Iterator[RawRow]:
@@ -144,10 +153,13 @@ def parse_bulk_file(stream_or_text: str | bytes | IO, filename: str) -> Iterator
         raise _file_error(f"the file is empty; a CSV file starts with the header {','.join(COLUMNS)}, "
                           f"a JSON file is a list of objects with those keys")
     everything = itertools.chain(head, lines)
-    if detect_format(filename, "".join(head)) == "json":
-        yield from _parse_json(everything)
-    else:
-        yield from _parse_csv(everything)
+    try:
+        if detect_format(filename, "".join(head)) == "json":
+            yield from _parse_json(everything)
+        else:
+            yield from _parse_csv(everything)
+    finally:
+        lines.close()  # a file refused half-way is let go now, while the caller's stream is still open
 
 
 def _parse_csv(lines: Iterable[str]) -> Iterator[RawRow]:
@@ -163,6 +175,8 @@ def _parse_csv(lines: Iterable[str]) -> Iterator[RawRow]:
             if not any(v.strip() for v in values):
                 continue  # blank lines are neither agents nor counted
             row += 1
+            if row > settings.BULK_MAX_ROWS:
+                raise _too_many_rows()
             raw = RawRow(row=row)
             extra = [v for v in values[len(columns):] if v.strip()]
             if extra:
@@ -220,10 +234,15 @@ def _parse_json(lines: Iterable[str]) -> Iterator[RawRow]:
         raise _file_error(f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
     except UnicodeDecodeError as error:
         raise _file_error(f"the file is not UTF-8 text ({error.reason})") from None
+    except RecursionError:  # "[[[[…" thousands deep: the decoder runs out of stack
+        raise _file_error("not valid JSON for a bulk file: it is nested too deeply (a bulk file is a list of "
+                          "flat objects)") from None
     if not isinstance(data, list):
         raise _file_error("a JSON bulk file is a list of objects, one per agent")
     if not data:
         raise _file_error("the file lists no agents")
+    if len(data) > settings.BULK_MAX_ROWS:
+        raise _too_many_rows()
     for row, item in enumerate(data, start=1):
         raw = RawRow(row=row)
         if not isinstance(item, dict):

@@ -584,3 +584,85 @@ def test_r9_bulk_upload_runs_on_a_real_celery_worker_over_redis(redis_url, world
     assert Agent.objects.filter(workspace=world.alpha).count() == 3
     text = bulk.bulk_job_secrets_download(actor=world.owner, job=job, key=key)
     assert len(text.strip().splitlines()) == 3  # header + two agent identities
+
+
+# --- files too deep or too long are refused before anything is read into agents ----------------------------
+
+
+def _deep_json(depth: int = 100_000) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_r9_a_deeply_nested_json_file_is_one_clear_error_not_a_crash(world, blueprints):
+    with pytest.raises(ProvisioningError) as excinfo:
+        _provision(world, _deep_json(), filename="agents.json")
+
+    [(row, column, message)] = _problems(excinfo)
+    assert (row, column) == (None, bulk.FILE)
+    assert "nested too deeply" in message
+    assert not Agent.objects.exists()
+
+
+def test_r9_a_deeply_nested_json_upload_is_refused_on_the_page(client, world, blueprints):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(world.owner)
+    response = client.post("/agents/bulk/", {"file": SimpleUploadedFile("agents.json", _deep_json().encode())})
+
+    assert response.status_code == 200
+    assert "nested too deeply" in response.content.decode()
+    assert not BulkJob.objects.exists()
+    assert not Agent.objects.exists()
+
+
+def _rows(count: int) -> list[str]:
+    return [f"Triage,bulk-{n},agent_identity,workspace,owner,owner,," for n in range(count)]
+
+
+def test_r9_bulk_max_rows_refuses_a_longer_csv_file_before_creating_anything(world, blueprints, settings):
+    settings.BULK_MAX_ROWS = 5
+    assert len(_provision(world, _csv(*_rows(5))).created) == 5  # the limit itself is allowed
+
+    with pytest.raises(ProvisioningError) as excinfo:
+        _provision(world, _csv(*[r.replace("bulk-", "more-") for r in _rows(6)]))
+
+    [(row, column, message)] = _problems(excinfo)
+    assert (row, column) == (None, bulk.FILE)
+    assert "at most 5 agents" in message
+    assert not Agent.objects.filter(name__startswith="more-").exists()
+
+
+def test_r9_bulk_max_rows_refuses_a_longer_json_file(world, blueprints, settings):
+    settings.BULK_MAX_ROWS = 5
+    items = [{"blueprint": "Triage", "name": f"bulk-{n}", "identity_type": "agent_identity", "scope": "workspace",
+              "sponsors": ["owner"], "owners": ["owner"]} for n in range(6)]
+
+    with pytest.raises(ProvisioningError) as excinfo:
+        _provision(world, json.dumps(items), filename="agents.json")
+
+    assert "at most 5 agents" in _problems(excinfo)[0][2]
+    assert not Agent.objects.exists()
+
+
+def test_r9_bulk_max_rows_applies_to_the_command_and_the_upload(client, world, blueprints, settings, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.BULK_MAX_ROWS = 5
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("provision_agents", _write(tmp_path, _csv(*_rows(6))), "--workspace", "alpha", stderr=err)
+    assert "at most 5 agents" in err.getvalue()
+
+    client.force_login(world.owner)
+    response = client.post("/agents/bulk/", {"file": SimpleUploadedFile("agents.csv", _csv(*_rows(6)).encode())})
+    assert "at most 5 agents" in response.content.decode()
+    assert not BulkJob.objects.exists()
+    assert not Agent.objects.exists()
+
+
+def test_r9_secrets_csv_neutralises_an_agent_name_that_starts_like_a_formula(world, blueprints):
+    result = _provision(world, _csv("Triage,-2+3,agent_identity,user,owner,owner,,",
+                                    "Triage,@A1,agent_identity,user,owner,owner,,"))
+    rows = {row["client_id"]: row for row in csv.DictReader(io.StringIO(bulk.secrets_csv(result.created)))}
+    assert sorted(row["name"] for row in rows.values()) == ["'-2+3", "'@A1"]
+    assert {row["client_secret"][:4] for row in rows.values()} == {"aip_"}  # secrets stay usable as they are
