@@ -5,12 +5,17 @@ Here a ``ValidationError`` becomes ``400 {"errors": [...]}`` — or ``409`` when
 (code ``already_decided``: decided, closed or ended already) — and a ``PermissionDenied`` keeps its message in
 the 403. Errors that name a row and column (a bulk file, an agent's set-up) list them as objects, and so does
 every error of a view that sets ``errors_as_objects``.
+
+Outside DRF's views, ``page_not_found`` and ``server_error`` (the project's ``handler404``/``handler500``) answer
+JSON under ``/api/`` — an unknown API URL, a crash — and Django's HTML pages everywhere else.
 """
 
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -37,3 +42,19 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoPermissionDenied) and str(exc):
         exc = exceptions.PermissionDenied(str(exc))
     return drf_exception_handler(exc, context)
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def page_not_found(request, exception):
+    if _is_api(request):
+        return JsonResponse({"detail": f"No API endpoint at {request.path}."}, status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if _is_api(request):  # the error itself is in the server log; nothing of it goes to the caller
+        return JsonResponse({"detail": "A server error occurred."}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return defaults.server_error(request)

@@ -10,7 +10,6 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
@@ -23,7 +22,7 @@ from governance.runs import services as runs
 from governance.runs.builtin import facts as agent_facts
 from governance.runs.models import Run, Session
 from portal import api as portal_api
-from portal import api_permissions
+from portal import api_input, api_permissions
 from portal.api import router
 from portal.network import client_ip
 
@@ -122,10 +121,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             run_policy.runs_visible_to(self.request.user)
         visible = visible.select_related("agent", "started_by", "delegated_for", "cancelled_by")
         params = self.request.query_params
-        for name in ("session", "agent"):  # ids; anything else matches nothing
-            value = params.get(name, "")
-            if value:
-                visible = visible.filter(**{f"{name}_id": int(value)}) if value.isdigit() else visible.none()
+        for name in ("session", "agent"):  # ids; anything else is a 400 that says so
+            value = api_input.whole_number_param(self.request, name)
+            if value is not None:
+                visible = visible.filter(**{f"{name}_id": value})
         if params.get("status"):
             visible = visible.filter(status=params["status"])
         return visible.order_by("-created_at", "-pk")
@@ -222,7 +221,7 @@ class AgentFactsSerializer(serializers.Serializer):
     policies = _PolicyFact(many=True, required=False)
 
 
-class AgentFactsPagination(PageNumberPagination):
+class AgentFactsPagination(api_input.StrictPageNumberPagination):
     """Pages of 200 agents, with the ``sections`` the caller's scopes opened."""
 
     page_size = 200
