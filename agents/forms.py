@@ -89,6 +89,26 @@ class AttributeForm(StyledForm):
     value = forms.CharField(max_length=256, required=False)
 
 
+class AttributeSetForm(StyledForm):
+    """An attribute set and its keys (the rules live in ``agents.attributes``)."""
+
+    name = forms.CharField(max_length=64)
+    description = forms.CharField(max_length=300, required=False)
+    protected = forms.BooleanField(required=False, initial=True,
+                                   help_text="Only Global Administrators and Attribute Assignment Administrators "
+                                             "assign, change or remove the attributes of a protected set.")
+    keys = forms.CharField(required=False, label="Attribute keys", widget=forms.Textarea(attrs={"rows": 3}),
+                           help_text="One per line or comma-separated, e.g. tier, clearance.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["protected"].widget.attrs["class"] = "form-check-input"
+
+    def clean_keys(self):
+        raw = self.cleaned_data["keys"] or ""
+        return [k.strip() for k in raw.replace(",", "\n").splitlines() if k.strip()]
+
+
 class BlueprintUploadForm(StyledForm):
     manifest = forms.FileField(help_text="A Security Copilot agent manifest, YAML or JSON.")
     publisher_kind = forms.ChoiceField(

@@ -303,6 +303,40 @@ class AttributeValue(models.Model):
         return f"{self.key}={self.value}"
 
 
+class AttributeSet(models.Model):
+    """A named group of custom security attribute keys (R20, "Protected attributes").
+
+    The attributes of a protected set are assigned, changed and removed only by Global Administrators and
+    Attribute Assignment Administrators (``portal.rbac.can_assign_protected_attributes``); a key in no set, or in
+    a set that is not protected, is free for the agent's owners. Sets are never deleted: a key leaves a set instead.
+    """
+
+    name = models.CharField(max_length=64, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    protected = models.BooleanField(default=True, help_text="Only Global and Attribute Assignment Administrators "
+                                                              "assign the attributes of a protected set.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AttributeDefinition(models.Model):
+    """An attribute key's place in a set: a key belongs to at most one set (the unique key holds it)."""
+
+    key = models.CharField(max_length=64, unique=True)
+    attribute_set = models.ForeignKey(AttributeSet, on_delete=models.CASCADE, related_name="definitions")
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.attribute_set.name})"
+
+
 class BulkJob(models.Model):
     """A bulk provisioning upload (R9): validated in the request, run by a Celery worker with progress.
 

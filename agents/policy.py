@@ -68,10 +68,11 @@ def can_toggle_agent(user, agent: Agent) -> bool:
 
 def agents_visible_to(user) -> QuerySet[Agent]:
     """Agents a user may see, as one query: owners see their workspaces' agents; members see workspace-scoped
-    ones and their own user-scoped ones; anyone sees the agents they own or sponsor (R10)."""
+    ones and their own user-scoped ones; anyone sees the agents they own or sponsor (R10). Attribute Assignment
+    Administrators see every agent: they assign protected attributes tenant-wide (R20)."""
     if not user.is_authenticated or not user.is_active:
         return Agent.objects.none()
-    if rbac.is_inherited_owner(user):
+    if rbac.is_inherited_owner(user) or rbac.can_assign_protected_attributes(user):
         return Agent.objects.all()
     owned = rbac.workspaces_owned_by(user).values("pk")
     member = rbac.workspaces_visible_to(user).values("pk")

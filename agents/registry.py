@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents import credentials, policy, signals
+from agents import attributes, credentials, policy, signals
 from agents.choices import AgentScope, AgentStatus, DisabledBy, GrantSource, IdentityType
 from agents.models import (
     Agent,
@@ -36,7 +36,7 @@ from portal.models import User, Workspace
 
 CREDENTIAL_LIFETIME = timedelta(days=settings.CREDENTIAL_LIFETIME_DAYS)
 ROTATION_OVERLAP = timedelta(hours=settings.CREDENTIAL_ROTATION_OVERLAP_HOURS)
-ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+ATTRIBUTE_KEY_RE = attributes.ATTRIBUTE_KEY_RE
 NAME_RE = re.compile(r"^[\w .@+-]{1,150}$")
 BATCH = 2000
 
@@ -111,8 +111,11 @@ def _human_problems(users: Sequence[User], column: str) -> list[str]:
 
 
 def spec_problems(actor: User | None, workspace: Workspace, spec: AgentSpec, *, now: datetime,
-                  taken_names: set[str], blueprint_permissions: list) -> list[tuple[str, str]]:
-    """Every rule a new agent must meet, as (column, message) pairs; empty when the spec is valid."""
+                  taken_names: set[str], blueprint_permissions: list,
+                  refused_attributes: dict[str, attributes.Protection] | None = None) -> list[tuple[str, str]]:
+    """Every rule a new agent must meet, as (column, message) pairs; empty when the spec is valid.
+
+    ``refused_attributes`` are the protected keys the actor may not assign (R20), looked up once per batch."""
     problems: list[tuple[str, str]] = []
     blueprint = spec.blueprint
     if actor is not None and not policy.can_create_agent(actor, workspace, spec.scope):
@@ -155,6 +158,8 @@ def spec_problems(actor: User | None, workspace: Workspace, spec: AgentSpec, *, 
             problems.append(("attributes", f"'{key}' is not a valid attribute name"))
         if len(str(value)) > 256:
             problems.append(("attributes", f"the value of '{key}' is longer than 256 characters"))
+        if refused_attributes and key in refused_attributes:
+            problems.append(("attributes", attributes.refusal_message([refused_attributes[key]])))
     if spec.expires_at is not None:
         if timezone.is_naive(spec.expires_at):
             problems.append(("expires_at", "give a time zone (e.g. 2027-01-31T00:00:00Z)"))
@@ -196,10 +201,11 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
     permissions_of = {bp.pk: list(bp.required_permissions.all())
                       for bp in {s.blueprint.pk: s.blueprint for s in specs}.values()}
     problems: list[tuple[int | None, str, str]] = []
+    refused = {p.key: p for p in attributes.refused_keys(actor, {k for s in specs for k in (s.attributes or {})})}
     for index, spec in enumerate(specs):
         row = spec.row if spec.row is not None else (index + 1 if len(specs) > 1 else None)
         found = spec_problems(actor, workspace, spec, now=now, taken_names=taken,
-                              blueprint_permissions=permissions_of[spec.blueprint.pk])
+                              blueprint_permissions=permissions_of[spec.blueprint.pk], refused_attributes=refused)
         problems += [(row, column, message) for column, message in found]
         taken.add((spec.name or "").lower())
     if problems:
@@ -558,9 +564,12 @@ def agent_set_orphaned(*, actor: User | None, agent: Agent, orphaned: bool) -> b
 
 @transaction.atomic
 def agent_attribute_set(*, actor: User | None, agent: Agent, key: str, value: str) -> AttributeValue:
+    """Assign or change one custom security attribute; one audit event with the old and new value (R23).
+
+    A protected key (R20, "Protected attributes") only by Global and Attribute Assignment Administrators; any other
+    by the agent's managers too."""
     agent = _lock(agent)
-    if actor is not None and not policy.can_manage_agent(actor, agent):
-        raise PermissionDenied("Only owners change an agent's attributes.")
+    attributes.require_assignable(actor=actor, agent=agent, keys=[key])
     if not ATTRIBUTE_KEY_RE.match(key) or len(value) > 256:
         raise ValidationError("Attribute names start with a letter (letters, digits, . _ -); values ≤ 256 chars.")
     existing = AttributeValue.objects.filter(agent=agent, key=key).first()
@@ -569,3 +578,18 @@ def agent_attribute_set(*, actor: User | None, agent: Agent, key: str, value: st
     audit.record(actor=actor, action="agent.attribute_set", target=agent, workspace=agent.workspace,
                  before=before, after={key: value})
     return attribute
+
+
+@transaction.atomic
+def agent_attribute_remove(*, actor: User | None, agent: Agent, key: str) -> bool:
+    """Remove one custom security attribute, with the same rule as assigning it (R20); one audit event with the
+    removed value. False (and no event) when the agent has no such attribute."""
+    agent = _lock(agent)
+    attributes.require_assignable(actor=actor, agent=agent, keys=[key])
+    existing = AttributeValue.objects.filter(agent=agent, key=key).first()
+    if existing is None:
+        return False
+    existing.delete()
+    audit.record(actor=actor, action="agent.attribute_remove", target=agent, workspace=agent.workspace,
+                 before={key: existing.value}, after=None)
+    return True

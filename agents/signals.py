@@ -22,6 +22,8 @@ Questions (each receiver answers; empty answers are dropped):
 - ``detail_panels(user, agent)``: panels for the agent's page (dicts with ``template`` and ``slot``), in a fixed
   number of queries.
 - ``last_used(agent_ids)``: ``{agent_id: datetime}`` of the latest use known to the receiver.
+- ``attribute_keys_in_rules()``: ``{key: [rule names]}`` of the custom security attribute keys the receiver's rules
+  match on (conditional-access policies); those keys are protected like a protected set's (R20).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ status_notes = Signal()
 extra_grants = Signal()
 detail_panels = Signal()
 last_used = Signal()
+attribute_keys_in_rules = Signal()
 
 
 def answers(signal: Signal, **arguments) -> list:

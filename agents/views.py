@@ -15,18 +15,19 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from agents import bulk, catalog, manifests, policy, registry, selectors
+from agents import attributes, bulk, catalog, manifests, policy, registry, selectors
 from agents.choices import AgentScope, AgentStatus, IdentityType, PublisherKind
 from agents.forms import (
     AgentSetupForm,
     AttributeForm,
+    AttributeSetForm,
     BlueprintUploadForm,
     BulkUploadForm,
     PersonForm,
     ResolveSkillForm,
     SkillMapForm,
 )
-from agents.models import Blueprint, BlueprintSkill, BulkJob, Credential, Skill
+from agents.models import AttributeSet, Blueprint, BlueprintSkill, BulkJob, Credential, Skill
 from portal import rbac
 from portal.viewutils import act, flash_errors, flash_form_errors, page
 
@@ -68,8 +69,10 @@ def agent_list(request):
 @require_GET
 def agent_detail(request, agent_id: int):
     agent = selectors.agent_get(request.user, agent_id)
+    detail = selectors.agent_detail(agent)
     return render(request, "agents/agent_detail.html", {
-        "agent": agent, **selectors.agent_detail(agent), "notes": registry.status_notes(agent),
+        "agent": agent, **detail, "notes": registry.status_notes(agent),
+        **_attribute_context(request.user, agent, detail["attributes"]),
         "last_used_at": selectors.last_used([agent.pk]).get(agent.pk),
         "extra_grants": registry.extra_grants(agent),
         "can_activate": agent.status in (AgentStatus.DRAFT, AgentStatus.PENDING_APPROVAL)
@@ -249,17 +252,75 @@ def agent_person(request, agent_id: int):
     return redirect("agent-detail", agent_id=agent.pk)
 
 
+def _attribute_context(user, agent, values) -> dict:
+    """The attribute card: each attribute with its set and protection, and whether this user may change it (R20).
+    Protected attributes are read-only, with the reason, for everyone but their assigners."""
+    protection = attributes.attribute_protection(a.key for a in values)
+    may_edit = attributes.can_edit_attributes(user, agent)
+    may_assign_protected = rbac.can_assign_protected_attributes(user)
+    return {
+        "attribute_rows": [{"attribute": a, "protection": protection[a.key],
+                            "editable": may_edit and (may_assign_protected or not protection[a.key].protected)}
+                           for a in values],
+        "can_edit_attributes": may_edit, "may_assign_protected": may_assign_protected,
+        "protected_keys": attributes.protected_keys() if may_edit and not may_assign_protected else [],
+    }
+
+
 @login_required
 @require_POST
 def agent_attribute(request, agent_id: int):
+    """Set or (with ``remove=1``) remove one attribute. A protected one changed by anyone but its assigners — a
+    forged form — is a 403 from the service, and nothing changes (R20)."""
     agent = selectors.agent_get(request.user, agent_id)
     form = AttributeForm(request.POST)
-    if form.is_valid():
+    if form.is_valid() and request.POST.get("remove") == "1":
+        key = form.cleaned_data["key"]
+        act(request, registry.agent_attribute_remove, lambda removed: f"Attribute {key} removed." if removed
+            else f"The agent has no attribute {key}.", agent=agent, key=key)
+    elif form.is_valid():
         act(request, registry.agent_attribute_set, lambda a: f"Attribute {a.key} set.", agent=agent,
             key=form.cleaned_data["key"], value=form.cleaned_data["value"])
     else:
         messages.error(request, "Give an attribute name and value.")
     return redirect("agent-detail", agent_id=agent.pk)
+
+
+# --- attribute sets (R20, protected attributes) ----------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def attribute_set_list(request):
+    """Which attribute keys belong to which set and which are protected: open to everyone signed in, so owners know
+    which attributes are not theirs to set; Global Administrators change them."""
+    return render(request, "agents/attribute_set_list.html", {
+        "sets": attributes.attribute_sets(), "can_manage": rbac.can_manage_attribute_sets(request.user),
+        "protected_keys": attributes.protected_keys(),
+    })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def attribute_set_edit(request, set_id: int | None = None):
+    rbac.require(rbac.can_manage_attribute_sets(request.user), "Only Global Administrators manage attribute sets.")
+    attribute_set = get_object_or_404(AttributeSet, pk=set_id) if set_id else None
+    initial = {}
+    if attribute_set is not None:
+        initial = {"name": attribute_set.name, "description": attribute_set.description,
+                   "protected": attribute_set.protected,
+                   "keys": "\n".join(attribute_set.definitions.values_list("key", flat=True))}
+    form = AttributeSetForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = attributes.attribute_set_save(actor=request.user, attribute_set=attribute_set,
+                                                  **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Attribute set {saved.name} saved.")
+            return redirect("attribute-set-list")
+    return render(request, "agents/attribute_set_form.html", {"form": form, "attribute_set": attribute_set})
 
 
 # --- blueprints and the skill map -----------------------------------------------------------------------------------

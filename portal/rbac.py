@@ -30,10 +30,12 @@ COMPLIANCE_ADMINISTRATOR = "compliance-administrator"
 SECURITY_OPERATOR = "security-operator"
 SECURITY_READER = "security-reader"
 GLOBAL_READER = "global-reader"
+ATTRIBUTE_ASSIGNMENT_ADMINISTRATOR = "attribute-assignment-administrator"  # seeded by agents migration 0007
 
 INHERITED_OWNER_ROLES = frozenset({GLOBAL_ADMINISTRATOR, SECURITY_ADMINISTRATOR, COMPLIANCE_ADMINISTRATOR})
 DIRECTORY_MANAGER_ROLES = frozenset({GLOBAL_ADMINISTRATOR, PRIVILEGED_ROLE_ADMINISTRATOR})
 AUDIT_READER_ROLES = INHERITED_OWNER_ROLES | {SECURITY_READER, GLOBAL_READER}
+PROTECTED_ATTRIBUTE_ASSIGNER_ROLES = frozenset({GLOBAL_ADMINISTRATOR, ATTRIBUTE_ASSIGNMENT_ADMINISTRATOR})
 
 # Workspace actions: guardian permission names on ``Workspace`` objects.
 VIEW_WORKSPACE = "portal.view_workspace"
@@ -114,6 +116,17 @@ def is_inherited_owner(user) -> bool:
 def can_manage_directory(user) -> bool:
     """Users and role assignments are managed only by Global and Privileged Role Administrators."""
     return bool(role_keys(user) & DIRECTORY_MANAGER_ROLES)
+
+
+def can_assign_protected_attributes(user) -> bool:
+    """R20, protected attributes: only Global and Attribute Assignment Administrators (people, never agent users)
+    assign, change and remove the custom security attributes of a protected attribute set."""
+    return bool(role_keys(user) & PROTECTED_ATTRIBUTE_ASSIGNER_ROLES) and getattr(user, "kind", None) == UserKind.HUMAN
+
+
+def can_manage_attribute_sets(user) -> bool:
+    """Attribute sets (which keys are protected) are managed by Global Administrators."""
+    return is_global_administrator(user)
 
 
 def can_create_workspace(user) -> bool:

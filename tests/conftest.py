@@ -129,6 +129,7 @@ def catalog(db) -> None:
     """
     if not DirectoryRole.objects.exists():
         importlib.import_module("portal.migrations.0002_seed_catalog").seed(django_apps, None)
+        importlib.import_module("agents.migrations.0007_attribute_sets").add_role(django_apps, None)
 
 
 @pytest.fixture(autouse=True)

@@ -364,3 +364,9 @@ CASES += _oauth_cases.CASES + _risk_cases.CASES + _signin_cases.CASES
 # --- sessions and runs ------------------------------------------------------------------------------------
 
 CASES += _run_cases.CASES
+
+# --- attribute sets and protected attributes ---------------------------------------------------------------------
+
+from tests.matrix_cases import attributes as _attribute_cases  # noqa: E402
+
+CASES += _attribute_cases.CASES

@@ -10,9 +10,10 @@ from pathlib import Path
 from django.utils import timezone
 
 import agents
+from agents import attributes as attribute_sets
 from agents import catalog, manifests, registry
 from agents.choices import AgentStatus, IdentityType
-from agents.models import Agent, Blueprint, BlueprintSkill, Skillset
+from agents.models import Agent, AttributeSet, Blueprint, BlueprintSkill, Skillset
 from devkit.demo import register
 from portal.models import Permission, User, Workspace
 
@@ -101,3 +102,17 @@ def seed_registry(write: Callable[[str], None]) -> None:
         created += 1
     write(f"  agents: {created} created, {Agent.objects.count()} in the registry")
 
+
+@register("attribute sets")
+def seed_attribute_sets(write: Callable[[str], None]) -> None:
+    """A protected "Governance" set holding ``tier`` (R20): after this, only Global and Attribute Assignment
+    Administrators change an agent's tier; ``department`` and ``fleet`` stay in an unprotected set, the owners'.
+    Runs after the registry step, whose agents were given their tiers at set-up."""
+    for name, description, protected, keys in (
+            ("Governance", "Attributes conditional access decides on; administrators assign them.", True, ["tier"]),
+            ("Organisation", "Where an agent belongs; its owners keep these up to date.", False,
+             ["department", "fleet"])):
+        if not AttributeSet.objects.filter(name=name).exists():
+            attribute_sets.attribute_set_save(actor=None, name=name, description=description, protected=protected,
+                                          keys=keys)
+            write(f"  attribute set {name}{' (protected)' if protected else ''}: {', '.join(keys)}")

@@ -10,4 +10,8 @@ class ConditionalAccessConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from governance.conditional_access import api  # noqa: F401  (jobs and API routes register on import)
+        from agents import signals as agents
+        from governance.conditional_access import api, services  # noqa: F401  (jobs and API routes register on import)
+
+        agents.attribute_keys_in_rules.connect(lambda **_: services.attribute_keys_in_rules(), weak=False,
+                                               dispatch_uid="conditional_access.attribute_keys_in_rules")

@@ -27,7 +27,9 @@ class PolicyForm(StyledForm):
     excluded_agents = forms.CharField(required=False, label="Excluded agents",
                                       help_text="Agent names, comma-separated.")
     attribute_rules = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
-                                      help_text="One per line: key equals|in|starts_with value (in: comma-separated).")
+                                      help_text="One per line: key equals|in|starts_with value (in: comma-separated). "
+                                                "A key named here becomes protected: only Global and Attribute "
+                                                "Assignment Administrators change it on an agent.")
     min_risk_level = forms.ChoiceField(required=False, label="When the agent's risk is at least",
                                        choices=[("", "Any risk"), *RiskLevel.choices])
     ip_ranges = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Client IP ranges",

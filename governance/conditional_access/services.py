@@ -246,6 +246,18 @@ def evaluate(facts: AgentFacts, context: AccessContext,
     return Evaluation(allowed=not any(v.enforced and v.outcome == "block" for v in verdicts), verdicts=verdicts)
 
 
+def attribute_keys_in_rules() -> dict[str, list[str]]:
+    """``{key: [policy names]}`` of the attribute keys any policy's attribute rules match on, whatever its state
+    (one query). The registry treats these keys as protected (R20, "Protected attributes"): an attribute a policy
+    targets is not the agent owners' to change, or they could move their agent out of the policy."""
+    keys: dict[str, list[str]] = {}
+    for name, rules in ConditionalAccessPolicy.objects.values_list("name", "attribute_rules"):
+        for rule in rules or []:
+            if isinstance(rule, dict) and rule.get("key"):
+                keys.setdefault(rule["key"], []).append(name)
+    return keys
+
+
 def validate_policy(policy: ConditionalAccessPolicy) -> None:
     """Check the JSON parts of a policy before it is saved (the policy services call this)."""
     problems = []

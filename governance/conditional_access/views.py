@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from agents import attributes as agent_attributes
 from agents import policy as agent_policy
 from governance.conditional_access import services as conditional_access
 from governance.conditional_access.forms import PolicyForm, WhatIfForm
@@ -80,15 +81,21 @@ def policy_what_if(request):
     _require_policy_reader(request.user)
     form = WhatIfForm(request.GET or None)
     evaluation = agent = None
+    attribute_rows = []
     if form.is_bound and form.is_valid():
         agent = agent_policy.agents_visible_to(request.user).select_related("blueprint").filter(
             name=form.cleaned_data["agent"]).first()
         if agent is None:
             form.add_error("agent", "No agent you can see has that name.")
         else:
+            facts = conditional_access.agent_facts(agent)
             evaluation = conditional_access.evaluate(
-                conditional_access.agent_facts(agent),
+                facts,
                 conditional_access.AccessContext(ip=form.cleaned_data["ip"] or None, at=form.cleaned_data["at"],
                                                  scopes=frozenset(form.cleaned_data["scopes"].split())))
+            # The attributes the decision saw, each with its set and whether its owners could have changed it (R20).
+            protection = agent_attributes.attribute_protection(facts.attributes)
+            attribute_rows = [{"key": key, "value": value, "protection": protection[key]}
+                              for key, value in sorted(facts.attributes.items())]
     return render(request, "governance/conditional_access/policy_what_if.html", {"form": form, "evaluation": evaluation,
-                                                              "agent": agent})
+                                                              "agent": agent, "attribute_rows": attribute_rows})
