@@ -128,6 +128,22 @@ def test_r20_api_set_up_with_a_protected_attribute_is_refused(client, governed):
     assert not AttributeValue.objects.filter(value="unrestricted").exists()
 
 
+def test_r20_a_bulk_file_with_a_protected_attribute_is_refused_on_that_row_for_owners(governed):
+    from agents import bulk
+    from agents.models import Agent
+
+    w = governed
+    text = ("blueprint,name,identity_type,scope,sponsors,owners,attributes,expires_at\n"
+            "MatrixAgent,fine,agent_identity,workspace,owner,owner,team=blue,\n"
+            "MatrixAgent,sneaky,agent_identity,workspace,owner,owner,tier=unrestricted,\n")
+    with pytest.raises(registry.ProvisioningError) as excinfo:
+        bulk.provision_file(actor=w.owner, workspace=w.alpha, stream=text, filename="agents.csv")
+    assert [(row, column) for row, column, _ in excinfo.value.problems] == [(2, "attributes")]
+    assert not Agent.objects.filter(name__in=["fine", "sneaky"]).exists()
+    created = bulk.provision_file(actor=w.ga, workspace=w.alpha, stream=text, filename="agents.csv").created
+    assert sorted(p.agent.name for p in created) == ["fine", "sneaky"]
+
+
 # --- the agent page --------------------------------------------------------------------------------------------------
 
 
