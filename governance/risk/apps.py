@@ -18,5 +18,6 @@ class RiskConfig(AppConfig):
         agents.status_notes.connect(lambda agent, **_: services.status_note(agent),
                                     weak=False, dispatch_uid="risk.status_notes")
         signin.client_authentication_failed.connect(
-            lambda agent, failures, locked_out, **_: services.failed_authentication(agent, failures, locked_out),
+            lambda agent, failures, locked_out, address="", **_: services.failed_authentication(
+                agent, failures, locked_out, address),
             weak=False, dispatch_uid="risk.client_authentication_failed")

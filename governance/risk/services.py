@@ -131,14 +131,18 @@ def record_detection(*, agent: Agent, kind: str, level: str, key: str = "", deta
     return _create(agent=agent, kind=kind, level=level, key=key, detail=detail, actor=actor, action="risk.detect")
 
 
-def failed_authentication(agent: Agent, failures: int, locked_out: bool) -> RiskDetection | None:
-    """Repeated failed client authentication: a high detection when it locked the client id out, a medium one past
-    ``OAUTH_FAILED_AUTH_RISK`` failures in 15 minutes, one per window."""
+def failed_authentication(agent: Agent, failures: int, locked_out: bool, address: str = "") -> RiskDetection | None:
+    """Repeated failed client authentication: a medium detection past ``OAUTH_FAILED_AUTH_RISK`` failures in 15
+    minutes (from any address), and one when an address got the client id locked out; one of each per window.
+
+    Never high: anyone who knows a client id can fail on purpose, so failures alone do not show the agent is
+    compromised, and a high level could let a stranger have the agent disabled by remediation (R21)."""
     window = int(time.time() // 900)
     if locked_out:
-        return record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.HIGH,
+        return record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.MEDIUM,
                                 key=f"locked:{window}",
-                                detail=f"{failures} failed client authentications in 15 minutes; client locked out")
+                                detail=f"{failures} failed client authentications in 15 minutes; client id locked out "
+                                       f"at {address or 'an unknown address'}")
     if failures >= settings.OAUTH_FAILED_AUTH_RISK:
         return record_detection(agent=agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.MEDIUM,
                                 key=f"failures:{window}",

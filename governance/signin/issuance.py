@@ -5,10 +5,10 @@ secret as presented, requested scopes, subject token, client IP, time), applies 
 and calls ``token_issue``, which goes straight down:
 
 1. a malformed request (``TokenRequest.malformed``, found while parsing) and an unsupported grant type are refused
-   before anything is read about the client;
+   before anything is read about the client (the client id as presented is logged; no agent is looked up);
 2. the client authenticates with the agent's own credentials (``tokens.authenticate_client``); a client id locked
-   out after repeated failures is refused without trying, and a wrong secret is marked on the outcome so that the
-   endpoint counts it toward risk and lock-out;
+   out at the request's address after repeated failures there is refused without trying, and a wrong secret is
+   marked on the outcome so that the endpoint counts it toward risk and lock-out;
 3. an agent that may get no token now is refused (``tokens.refusal``: disabled, expired, its user account disabled);
 4. the scopes are decided. Client credentials: what was asked for (everything the agent holds when nothing was),
    all of which the agent must hold; a user-account agent never holds more than its user's own rights. Token
@@ -60,7 +60,9 @@ class TokenRequest:
     subject_token_type: str
     ip: str | None
     at: datetime
-    malformed: Refusal | None = None  # what parsing found wrong (a repeated or missing parameter), if anything
+    # What parsing found wrong (a repeated, missing, over-long or unreadable parameter), if anything; then the other
+    # fields hold only a printable, capped form of what was sent, for the sign-in log.
+    malformed: Refusal | None = None
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,14 @@ def token_issue(request: TokenRequest, *, locked: bool = False) -> Outcome:
 
 
 def _decide(request: TokenRequest, locked: bool) -> Outcome:
-    if request.malformed is not None:
-        return _refuse(request, _Caller(), request.malformed)
+    if request.malformed is not None:  # its values were made printable and cut short for the log by the edge
+        return _refuse(request, _Caller(request.client_id), request.malformed, requested=request.scopes or ())
     if request.grant_type not in (CLIENT_CREDENTIALS, TOKEN_EXCHANGE):
-        return _refuse(request, _Caller(), Refusal("unsupported_grant_type"))
+        return _refuse(request, _Caller(request.client_id), Refusal("unsupported_grant_type"))
     exchange = request.grant_type == TOKEN_EXCHANGE
     if locked:
-        return _unauthenticated(request, exchange, "client locked after repeated failed authentication")
+        return _unauthenticated(request, exchange,
+                                "client id locked at this address after repeated failed authentication")
     client = tokens.authenticate_client(request.client_id, request.secret, request.at)
     if client is None:
         return _unauthenticated(request, exchange, "unknown client or wrong, expired or revoked secret",

@@ -61,9 +61,9 @@ def _basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
-def _token(client, agent, secret):
+def _token(client, agent, secret, ip="127.0.0.1"):
     return client.post("/oauth/token/", {"grant_type": "client_credentials", "client_id": agent.identity.client_id,
-                                         "client_secret": secret})
+                                         "client_secret": secret}, REMOTE_ADDR=ip)
 
 
 def _minute_ago(minutes: int):
@@ -335,20 +335,30 @@ def test_r21_remediation_policy_is_for_admins_validated_and_audited(registry_wor
     assert events[1].before == {"enabled": True, "min_level": "high"}
 
 
-def test_r21_brute_force_raises_risk_then_locks(client, registry_world, settings, fresh_rate_window):
+def test_r21_brute_force_locks_the_attackers_address_only_and_raises_medium_risk(client, registry_world, settings,
+                                                                                 fresh_rate_window):
+    """Anyone who knows a client id can fail on purpose: the lock-out holds the client id at the failing address
+    only, so the agent itself, elsewhere, keeps getting tokens; and failures alone never make the risk high (high
+    risk may disable the agent through remediation)."""
     w = registry_world
     _cred, secret = registry.credential_rotate(actor=None, agent=w.agent)
+    attacker, agent_host = "203.0.113.66", "10.0.0.5"
     for attempt in range(1, settings.OAUTH_FAILED_AUTH_LOCK + 1):
-        assert _token(client, w.agent, "wrong-secret").status_code == 401
+        assert _token(client, w.agent, "wrong-secret", ip=attacker).status_code == 401
         if attempt == settings.OAUTH_FAILED_AUTH_RISK:
             detection = _detections(w.agent, DetectionKind.FAILED_CREDENTIALS).get()
             assert detection.level == RiskLevel.MEDIUM
             assert _level(w.agent) == RiskLevel.MEDIUM
-    locked = _token(client, w.agent, secret)
+    legitimate = _token(client, w.agent, secret, ip=agent_host)
+    assert legitimate.status_code == 200, legitimate.content
+    locked = _token(client, w.agent, secret, ip=attacker)  # even the right secret, from the locked address
     assert locked.status_code == 401 and locked.json()["error"] == "invalid_client"
-    assert _detections(w.agent, DetectionKind.FAILED_CREDENTIALS).filter(level=RiskLevel.HIGH).exists()
-    assert _level(w.agent) == RiskLevel.HIGH
-    assert not AccessToken.objects.filter(agent=w.agent).exists()
+    assert SignIn.objects.filter(ip=attacker, reason__contains="locked").count() == 1
+    detections = _detections(w.agent, DetectionKind.FAILED_CREDENTIALS)
+    assert {d.level for d in detections} == {RiskLevel.MEDIUM}
+    assert any(attacker in d.detail and "locked" in d.detail for d in detections)
+    assert _level(w.agent) == RiskLevel.MEDIUM
+    assert AccessToken.objects.filter(agent=w.agent).count() == 1  # the legitimate one
 
 
 # --- pages ------------------------------------------------------------------------------------------------------

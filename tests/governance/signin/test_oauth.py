@@ -426,7 +426,17 @@ def test_r22_token_requests_are_rate_limited_per_client_and_per_ip(client, regis
     statuses = [_token(client, "someone", "x", ip="198.51.100.1").status_code for _ in range(3)]
     assert statuses == [401, 401, 429]
     limited = _token(client, client_id, secret, ip="198.51.100.1")
-    assert limited.status_code == 429 and limited["Retry-After"] == "60"
+    _assert_too_many_requests(limited)
+
+
+def _assert_too_many_requests(response) -> None:
+    """RFC 6585's 429 with ``Retry-After``: the seconds until the rate window (a clock minute) turns over; an RFC
+    6749-style body whose error is not the device flow's ``slow_down`` (there is no device flow here)."""
+    left = 60 - int(time.time()) % 60
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) in (left, left + 1, left - 1) and 1 <= int(response["Retry-After"]) <= 60
+    assert response.json()["error"] == "temporarily_unavailable" and response.json()["error_description"]
+    assert response["Cache-Control"] == "no-store"
 
 
 def test_r22_no_secret_or_token_reaches_logs_audit_or_the_sign_in_log(client, registry_world, caplog):
@@ -539,6 +549,7 @@ def test_r22_introspection_has_its_own_rate_limit(client, registry_world, resour
                                                  fresh_rate_window):
     """A resource server checks a token per call it serves: its budget is separate from agents' token requests."""
     settings.OAUTH_RATE_LIMIT_PER_IP, settings.OAUTH_INTROSPECT_RATE_LIMIT = 1, 3
-    statuses = [client.post("/oauth/introspect/", {"token": "aipt_x"},
-                            HTTP_AUTHORIZATION=_basic(*resource_server)).status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 429]
+    responses = [client.post("/oauth/introspect/", {"token": "aipt_x"}, HTTP_AUTHORIZATION=_basic(*resource_server))
+                 for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    _assert_too_many_requests(responses[-1])
