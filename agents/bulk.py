@@ -40,7 +40,7 @@ from agents import registry
 from agents.choices import IdentityType
 from agents.models import Blueprint, BulkJob
 from agents.registry import AgentSpec, Provisioned, ProvisioningError
-from portal import audit, celery, rbac
+from portal import audit, celery, csvexport, rbac
 from portal.models import User, Workspace
 
 logger = logging.getLogger(__name__)
@@ -479,12 +479,10 @@ def provision_file(*, actor: User | None, workspace: Workspace, stream: str | by
 
 
 def secrets_csv(created: Iterable[Provisioned]) -> str:
-    """``name,client_id,client_secret`` for the new agent identities (run-as agents have no secret)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SECRETS_HEADER)
-    writer.writerows((p.agent.name, p.client_id, p.client_secret) for p in created if p.client_secret)
-    return out.getvalue()
+    """``name,client_id,client_secret`` for the new agent identities (run-as agents have no secret), through the
+    portal's one CSV writer: an agent name may start like a spreadsheet formula (``-``, ``+``, ``@``)."""
+    rows = ((p.agent.name, p.client_id, p.client_secret) for p in created if p.client_secret)
+    return csvexport.csv_text([SECRETS_HEADER, *rows], lineterminator="\n")
 
 
 def encrypt_secrets(text: str, key: bytes | None = None) -> tuple[bytes, bytes]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable, Iterable, Sequence
 
@@ -11,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, StreamingHttpResponse
 from django.utils import timezone
+
+from portal import csvexport
 
 PAGE_SIZE = 50
 
@@ -67,17 +68,11 @@ def act(request, service, success: Callable[[object], str], **arguments):
     return result
 
 
-class _Echo:
-    """A file-like object whose write() hands the line back, so csv.writer can feed a stream."""
-
-    def write(self, value):
-        return value
-
-
 def streamed_export(request, rows: Iterable[dict], columns: Sequence[str], stem: str,
                     csv_cell: Callable[[str, object], object] = lambda column, value: value) -> StreamingHttpResponse:
     """``rows`` as CSV (default) or JSON (``?format=json``), streamed one row at a time: memory stays flat
-    whatever the row count. ``csv_cell(column, value)`` flattens a value for CSV; None becomes empty."""
+    whatever the row count. ``csv_cell(column, value)`` flattens a value for CSV; None becomes empty, and every
+    cell goes through ``portal.csvexport``, which keeps a value that starts like a formula from running as one."""
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     if request.GET.get("format") == "json":
         def json_stream():
@@ -88,13 +83,11 @@ def streamed_export(request, rows: Iterable[dict], columns: Sequence[str], stem:
 
         response, extension = StreamingHttpResponse(json_stream(), content_type="application/json"), "json"
     else:
-        writer = csv.writer(_Echo())
-
-        def csv_stream():
-            yield writer.writerow(columns)
+        def csv_rows():
+            yield columns
             for row in rows:
-                yield writer.writerow(["" if row[c] is None else csv_cell(c, row[c]) for c in columns])
+                yield [None if row[c] is None else csv_cell(c, row[c]) for c in columns]
 
-        response, extension = StreamingHttpResponse(csv_stream(), content_type="text/csv"), "csv"
+        response, extension = StreamingHttpResponse(csvexport.csv_lines(csv_rows()), content_type="text/csv"), "csv"
     response["Content-Disposition"] = f'attachment; filename="{stem}-{stamp}.{extension}"'
     return response

@@ -13,7 +13,6 @@ each audited. ``run_access_reviews`` opens, reminds, closes and applies; every s
 from __future__ import annotations
 
 import calendar
-import csv
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
@@ -40,7 +39,7 @@ from governance.reviews.choices import (
     ReviewScope,
 )
 from governance.reviews.models import AccessReview, ReviewDecision, ReviewInstance, ReviewItem, ReviewItemReviewer
-from portal import audit, jobs, notifications, rbac
+from portal import audit, csvexport, jobs, notifications, rbac
 from portal.choices import UserKind
 from portal.models import User, Workspace
 
@@ -144,15 +143,7 @@ CSV_COLUMNS = ("item", "agent", "access", "granted_at", "granted_by", "ends_at",
                "recommendation_reason", "decisions", "final_decision", "final_source", "applied_at", "applied_result")
 
 
-def _cell(value) -> str:
-    """Plain text for a spreadsheet; a leading formula character is neutralised (CSV injection)."""
-    if value is None:
-        return ""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def results_csv_rows(instance: ReviewInstance) -> Iterator[list[str]]:
+def results_csv_rows(instance: ReviewInstance) -> Iterator[list]:
     """The header and one row per item, read in keyset pages with their decisions (two queries per page)."""
     yield list(CSV_COLUMNS)
     last = 0
@@ -171,19 +162,13 @@ def results_csv_rows(instance: ReviewInstance) -> Iterator[list[str]]:
             decisions.setdefault(item_id, []).append(f"{username}: {decision}" + (f" ({justification})"
                                                                                    if justification else ""))
         for row in batch:
-            values = [*row[:9], "; ".join(decisions.get(row[0], [])), *row[9:]]
-            yield [_cell(v) for v in values]
-
-
-class _Echo:
-    def write(self, value):
-        return value
+            yield [*row[:9], "; ".join(decisions.get(row[0], [])), *row[9:]]
 
 
 def results_csv_stream(instance: ReviewInstance) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    for row in results_csv_rows(instance):
-        yield writer.writerow(row)
+    """The results as CSV lines, through the portal's one CSV writer (names and justifications people typed cannot
+    start a formula in the reader's spreadsheet)."""
+    return csvexport.csv_lines(results_csv_rows(instance))
 
 
 # --- campaigns ---------------------------------------------------------------------------------------------------

@@ -319,3 +319,14 @@ def test_r19_only_owners_create_and_close_and_pages_render(held, client):
     UserFactory(username="outsider")
     client.force_login(User.objects.get(username="outsider"))
     assert client.get(f"/governance/reviews/{campaign.pk}/").status_code == 404
+
+
+def test_r19_results_csv_neutralises_names_that_start_like_a_formula(held, client):
+    w = held
+    Agent.objects.filter(pk=w.idle.pk).update(name="-2+3")
+    Agent.objects.filter(pk=w.used.pk).update(name="@A1")
+    campaign = _campaign(w, [w.package])
+    client.force_login(w.owner)
+    export = client.get(f"/governance/reviews/{campaign.pk}/results.csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+    assert sorted(r["agent"] for r in rows) == sorted(["'-2+3", "'@A1", w.never.name])

