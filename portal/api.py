@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import routers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -65,13 +66,15 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
             return Workspace.objects.order_by("name")
         return rbac.workspaces_visible_to(self.request.user).order_by("name")
 
+    @extend_schema(responses=MembershipSerializer(many=True))  # a page of members
     @action(detail=True)
     def members(self, request, slug=None):
         workspace = self.get_object()
         page = self.paginate_queryset(selectors.memberships_of(workspace))
         return self.get_paginated_response(MembershipSerializer(page, many=True).data)
 
-    @action(detail=True, url_path="effective-owners")
+    @extend_schema(responses=EffectiveOwnerSerializer(many=True))
+    @action(detail=True, url_path="effective-owners", pagination_class=None)  # one list, never paged
     def effective_owners(self, request, slug=None):
         owners = rbac.effective_owners(self.get_object())
         return Response(EffectiveOwnerSerializer(owners, many=True).data)

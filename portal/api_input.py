@@ -42,3 +42,10 @@ class StrictPageNumberPagination(PageNumberPagination):
             raise ValidationError(f"The query parameter '{self.page_query_param}' is a page number from 1; "
                                   f"'{value[:40]}' is not.")
         return super().paginate_queryset(queryset, request, view)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
+                parameter["schema"] = {**parameter["schema"], "minimum": 1}
+        return parameters

@@ -72,7 +72,7 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(methods=["GET"], request=None, responses={200: ReviewItemSerializer(many=True)})
     @extend_schema(methods=["POST"], request=ReviewDecisionSerializer, responses={200: ReviewItemSerializer, 409: None})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)  # the reviewer's items: one list
     def decisions(self, request, pk=None):
         instance = self._open_instance()
         if request.method == "GET":

@@ -129,7 +129,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             visible = visible.filter(status=params["status"])
         return visible.order_by("-created_at", "-pk")
 
-    @extend_schema(parameters=[OpenApiParameter("session", int), OpenApiParameter("agent", int),
+    @extend_schema(parameters=[OpenApiParameter("session", {"type": "integer", "minimum": 0}),
+                               OpenApiParameter("agent", {"type": "integer", "minimum": 0}),
                                OpenApiParameter("status", str)])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)

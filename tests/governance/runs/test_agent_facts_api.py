@@ -75,7 +75,7 @@ def test_agent_facts_need_a_base_scope_and_refuse_writes(client, world):
     response = _get(client, token)
     assert response.status_code == 403 and "Portal.Agents.Read.All" in response.json()["detail"]
     assert client.post(URL, {}, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 403
-    assert client.get(URL).status_code == 403  # anonymous
+    assert client.get(URL).status_code == 401  # anonymous: challenged for a bearer token
 
 
 def test_agent_facts_of_one_agent_are_exact(client, world):
