@@ -194,7 +194,7 @@ def test_outputs_are_accepted_only_with_the_runs_own_token_and_only_while_it_run
 
     assert client.post(url, body, content_type="application/json",
                        HTTP_AUTHORIZATION=f"Bearer {second_token}").status_code == 403
-    assert client.post(url, body, content_type="application/json").status_code == 403  # no token at all
+    assert client.post(url, body, content_type="application/json").status_code == 401  # no token at all
     client.force_login(world.owner)
     assert client.post(url, body, content_type="application/json").status_code == 403  # a person cannot
     client.logout()
