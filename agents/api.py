@@ -98,11 +98,12 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     queryset = Agent.objects.none()  # for the schema; get_queryset restricts per user
     read_scopes = ("Portal.Agents.Read.All",)
     errors_as_objects = True  # refusals list {"row", "field", "message"} (portal.api_errors)
+    lookup_value_regex = r"[0-9]+"  # an id is a number: anything else is no such URL (404), not a failed query
 
     def get_queryset(self):
         from agents import policy
 
-        visible = Agent.objects.all() if portal_api.app_only(self.request) else \
+        visible = portal_api.app_reads(self.request, Agent.objects.all()) if portal_api.app_only(self.request) else \
             policy.agents_visible_to(self.request.user)
         return visible.select_related("workspace", "blueprint", "run_as_user", "identity").order_by("name", "pk")
 

@@ -22,6 +22,7 @@ from agents import skill_map
 from agents.choices import PublisherKind
 from agents.models import Blueprint, BlueprintSkill, Publisher, Skill, Skillset
 from portal import audit, rbac
+from portal.api_permissions import ORGANISATION_READ
 from portal.choices import PermissionKind, UserKind
 from portal.models import Permission, User
 
@@ -96,6 +97,9 @@ def application_permissions(names: Iterable[str | Permission]) -> list[Permissio
     privileged = [n for n in wanted if found[n].privileged]
     if privileged:
         raise ValidationError(f"Privileged permissions can never reach an agent: {', '.join(privileged)}.")
+    if ORGANISATION_READ in found:  # R13: a Global Administrator grants it, one agent at a time, never a blueprint
+        raise ValidationError(f"{ORGANISATION_READ} is not a blueprint's permission: it reaches an agent only through "
+                              f"an access package that Global Administrators approve.")
     return [found[n] for n in wanted]
 
 

@@ -9,7 +9,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from portal import rbac, selectors
-from portal.api_permissions import ScopedAccess, app_only, token_scopes  # noqa: F401  (used by every app's API)
+from portal.api_permissions import ScopedAccess, app_only, app_reads, token_scopes  # noqa: F401  (used by every app's API)
 from portal.models import AuditEvent, Workspace, WorkspaceMembership
 
 #: The portal scope that lets an access token read governance objects (approvals, packages, reviews).
@@ -63,7 +63,7 @@ class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         if app_only(self.request):
-            return Workspace.objects.order_by("name")
+            return app_reads(self.request, Workspace.objects.order_by("name"), "pk")
         return rbac.workspaces_visible_to(self.request.user).order_by("name")
 
     @extend_schema(responses=MembershipSerializer(many=True))  # a page of members
@@ -86,13 +86,16 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     read_scopes = ("Portal.Audit.Read.All",)
 
     def get_queryset(self):
-        events = AuditEvent.objects.all() if app_only(self.request) else \
+        events = app_reads(self.request, AuditEvent.objects.all()) if app_only(self.request) else \
             selectors.audit_events_visible_to(self.request.user)
         if events is None:
             raise PermissionDenied("The audit trail is open to workspace owners and audit readers.")
         return events.select_related("workspace").order_by("-id")
 
 
+# No ``.json`` twins of every URL: the API speaks JSON only, and the twins reached the actions with a ``format``
+# argument none of them takes (a server error).
 router = routers.DefaultRouter()
+router.include_format_suffixes = False
 router.register("workspaces", WorkspaceViewSet, basename="api-workspace")
 router.register("audit-events", AuditEventViewSet, basename="api-audit-event")

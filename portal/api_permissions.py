@@ -4,7 +4,8 @@ imports its default permission class while ``rest_framework.views`` is still loa
 An agent's access token (governance authenticates it) reaches the API as ``request.auth`` with ``scopes``.
 A token speaking for a person (a user-account agent, or an agent acting for a user) has that person as
 ``request.user``: the person's visibility applies *and* the token's scopes (R13). An app-only token (an agent
-identity) reads organisation-wide what its ``.All`` scopes name. Tokens never write through the API.
+identity) reads what its scopes name in its own agent's workspace; only ``Portal.Read.All`` (``ORGANISATION_READ``)
+widens that to every workspace (R13). Tokens never write through the API.
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ def token_scopes(request) -> frozenset[str] | None:
 def app_only(request) -> bool:
     """An agent identity's own token: no person behind it."""
     return token_scopes(request) is not None and getattr(request.auth, "subject_id", None) is None
+
+
+#: The scope that lets an agent's own token read every workspace instead of its own (docs/design.md, R13).
+ORGANISATION_READ = "Portal.Read.All"
+
+
+def app_reads(request, queryset, workspace_field: str = "workspace"):
+    """What an app-only token reads of ``queryset``: the rows of its agent's workspace (``workspace_field`` leads
+    there), or every row when the token holds ``ORGANISATION_READ``."""
+    if ORGANISATION_READ in (token_scopes(request) or ()):
+        return queryset
+    return queryset.filter(**{workspace_field: request.auth.agent.workspace_id})
 
 
 class ScopedAccess(BasePermission):

@@ -1,12 +1,13 @@
 from portal import notifications, rbac
+from portal.models import User
 from portal.navigation import header_counts
 
 
 def navigation(request) -> dict:
     """Header data: the workspace switcher and which menu entries this user may open."""
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
-        return {}
+    if not isinstance(user, User) or not user.is_authenticated:
+        return {}  # nobody signed in, or an agent's own token on an API page: no header of a person to fill
     workspace = request.workspace
     return {
         "nav_workspaces": list(rbac.workspaces_visible_to(user).order_by("name").only("slug", "name")),

@@ -6,7 +6,6 @@ import re
 import uuid
 
 from django.utils import timezone
-from django.utils.functional import SimpleLazyObject
 
 from portal import audit, rbac
 from portal.models import User, Workspace
@@ -45,13 +44,18 @@ def _current_workspace(request) -> Workspace | None:
 
 
 class CurrentWorkspaceMiddleware:
-    """``request.workspace``: the workspace picked in the switcher, else the first the user can see."""
+    """``request.workspace``: the workspace picked in the switcher, else the first the user can see, else ``None``.
+
+    Resolved here, not lazily: a lazy wrapper around ``None`` is not ``None``, so every ``request.workspace is None``
+    check downstream would pass a person in no workspace (a Security Reader) on as if they had one. Every page reads
+    it anyway (the header's switcher), so resolving it up front costs no extra query there.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        request.workspace = SimpleLazyObject(lambda: _current_workspace(request))
+        request.workspace = _current_workspace(request)
         user = request.user
         if user.is_authenticated:
             now = timezone.now()

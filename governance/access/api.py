@@ -56,8 +56,10 @@ class AccessPackageViewSet(viewsets.ReadOnlyModelViewSet):
     read_scopes = GOVERNANCE_READ
 
     def get_queryset(self):
-        visible = AccessPackage.objects.all() if portal_api.app_only(self.request) else \
-            AccessPackage.objects.filter(workspace__in=rbac.workspaces_visible_to(self.request.user))
+        if portal_api.app_only(self.request):
+            visible = portal_api.app_reads(self.request, AccessPackage.objects.all())
+        else:
+            visible = AccessPackage.objects.filter(workspace__in=rbac.workspaces_visible_to(self.request.user))
         return visible.select_related("workspace").prefetch_related("permissions", "incompatible_with").order_by("name")
 
 
@@ -68,8 +70,11 @@ class AssignmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     read_scopes = GOVERNANCE_READ
 
     def get_queryset(self):
-        visible = Assignment.objects.select_related("package", "agent", "requested_by", "package__workspace") \
-            if portal_api.app_only(self.request) else access_packages.assignments_visible_to(self.request.user)
+        if portal_api.app_only(self.request):
+            visible = portal_api.app_reads(self.request, Assignment.objects.select_related(
+                "package", "agent", "requested_by", "package__workspace"), "package__workspace")
+        else:
+            visible = access_packages.assignments_visible_to(self.request.user)
         return visible.order_by("-requested_at", "-pk")
 
     @extend_schema(request=AssignmentRequestSerializer, responses={201: AssignmentSerializer})

@@ -23,6 +23,7 @@ from governance.access import signals
 from governance.access.choices import ApproverKind, AssignmentStatus, DurationKind, Requestors
 from governance.access.models import AccessPackage, Assignment, AssignmentPolicy
 from portal import audit, notifications, rbac
+from portal.api_permissions import ORGANISATION_READ
 from portal.models import Permission, User, Workspace
 
 POLICY_FIELDS = ("requestors", "approver_kind", "second_approver_kind", "duration_kind", "duration_value",
@@ -83,6 +84,11 @@ def package_save(*, actor: User | None, workspace: Workspace, name: str, descrip
         if key in policy:
             setattr(rules, key, policy[key])
     problems = _policy_problems(rules)
+    if any(p.name == ORGANISATION_READ for p in permissions) and not (
+            rules.approver_kind == ApproverKind.GLOBAL_ADMINISTRATORS
+            and rules.second_approver_kind in (ApproverKind.NONE, ApproverKind.GLOBAL_ADMINISTRATORS)):
+        # R13: reading every workspace is granted by a Global Administrator, never by a workspace's own owners.
+        problems.append(f"A package with {ORGANISATION_READ} is approved by Global Administrators (every stage).")
     if problems:
         raise ValidationError(problems)
     rules.save()

@@ -39,8 +39,10 @@ class ApprovalRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     read_scopes = GOVERNANCE_READ
 
     def get_queryset(self):
-        visible = ApprovalRequest.objects.all() if portal_api.app_only(self.request) else \
-            approvals.requests_visible_to(self.request.user)
+        if portal_api.app_only(self.request):
+            visible = portal_api.app_reads(self.request, ApprovalRequest.objects.all(), "agent__workspace")
+        else:
+            visible = approvals.requests_visible_to(self.request.user)
         return visible.order_by("-created_at", "-pk")
 
     @extend_schema(request=CreateSerializer, responses={201: ApprovalRequestSerializer})

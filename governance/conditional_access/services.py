@@ -367,3 +367,33 @@ def can_read_policies(user) -> bool:
     from portal import rbac
 
     return can_manage_policies(user) or rbac.can_view_audit(user)
+
+
+def policies_for_reader(*, user=None, agents_in_reach=None):
+    """Every policy, each naming only the agents its reader may know of (R20, "Who reads policies").
+
+    Policies are tenant-wide, so every reader sees every policy, but the agents a policy names (targets and
+    exclusions) are another workspace's business: conditional-access administrators and organisation-wide readers
+    (audit readers: inherited owners, Security and Global Readers) see every name; anyone else — a workspace owner —
+    the agents visible to them. An agent's own token passes ``agents_in_reach`` (its workspace's agents, or every
+    agent with ``Portal.Read.All``). Each policy carries ``shown_agents`` and ``shown_excluded_agents`` and, in
+    ``hidden_agents``, how many named agents were left out (two queries for the names, whatever the count)."""
+    from django.db.models import Count, Prefetch
+
+    from portal import rbac
+
+    if agents_in_reach is None and user is not None and not (can_manage_policies(user)
+                                                              or rbac.can_read_all_audit(user)):
+        agents_in_reach = agent_policy.agents_visible_to(user)
+    shown = Agent.objects.order_by("name") if agents_in_reach is None else \
+        Agent.objects.filter(pk__in=agents_in_reach.values("pk")).order_by("name")
+    return (ConditionalAccessPolicy.objects
+            .annotate(named_count=Count("agents", distinct=True) + Count("excluded_agents", distinct=True))
+            .prefetch_related(Prefetch("agents", queryset=shown, to_attr="shown_agents"),
+                              Prefetch("excluded_agents", queryset=shown, to_attr="shown_excluded_agents"))
+            .order_by("name", "pk"))
+
+
+def hidden_agent_count(policy: ConditionalAccessPolicy) -> int:
+    """How many agents a policy from ``policies_for_reader`` names that its reader may not know of."""
+    return policy.named_count - len(policy.shown_agents) - len(policy.shown_excluded_agents)

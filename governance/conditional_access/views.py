@@ -34,7 +34,9 @@ def _agents_named(user, names: str) -> list:
 @require_GET
 def policy_list(request):
     _require_policy_reader(request.user)
-    policies = ConditionalAccessPolicy.objects.prefetch_related("agents", "excluded_agents").order_by("name")
+    policies = list(conditional_access.policies_for_reader(user=request.user))
+    for policy in policies:
+        policy.hidden_agents = conditional_access.hidden_agent_count(policy)
     return render(request, "governance/conditional_access/policy_list.html", {
         "policies": policies, "can_manage": conditional_access.can_manage_policies(request.user)})
 

@@ -60,8 +60,10 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
     read_scopes = GOVERNANCE_READ
 
     def get_queryset(self):
-        visible = AccessReview.objects.all() if portal_api.app_only(self.request) else \
-            reviews.reviews_visible_to(self.request.user)
+        if portal_api.app_only(self.request):
+            visible = portal_api.app_reads(self.request, AccessReview.objects.all())
+        else:
+            visible = reviews.reviews_visible_to(self.request.user)
         return visible.prefetch_related("packages").order_by("name", "pk")
 
     def _open_instance(self):
@@ -76,7 +78,9 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
     def decisions(self, request, pk=None):
         instance = self._open_instance()
         if request.method == "GET":
-            items = reviews.items_of_reviewer(request.user, instance)
+            # An agent's own token has no person behind it, and only people review (R19): it has no items.
+            items = ReviewItem.objects.none() if portal_api.app_only(request) else \
+                reviews.items_of_reviewer(request.user, instance)
             return Response(ReviewItemSerializer(items, many=True).data)
         payload = ReviewDecisionSerializer(data=request.data)
         payload.is_valid(raise_exception=True)

@@ -79,8 +79,10 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     read_scopes = READ_SCOPES
 
     def get_queryset(self):
-        visible = Session.objects.all() if api_permissions.app_only(self.request) else \
-            run_policy.sessions_visible_to(self.request.user)
+        if api_permissions.app_only(self.request):
+            visible = api_permissions.app_reads(self.request, Session.objects.all(), "agent__workspace")
+        else:
+            visible = run_policy.sessions_visible_to(self.request.user)
         return (visible.select_related("agent", "opened_by").annotate(run_count=Count("runs"))
                 .order_by("-created_at", "-pk"))
 
@@ -117,8 +119,10 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return super().get_permissions()
 
     def get_queryset(self):
-        visible = Run.objects.all() if api_permissions.app_only(self.request) else \
-            run_policy.runs_visible_to(self.request.user)
+        if api_permissions.app_only(self.request):
+            visible = api_permissions.app_reads(self.request, Run.objects.all(), "agent__workspace")
+        else:
+            visible = run_policy.runs_visible_to(self.request.user)
         visible = visible.select_related("agent", "started_by", "delegated_for", "cancelled_by")
         params = self.request.query_params
         for name in ("session", "agent"):  # ids; anything else is a 400 that says so
@@ -241,9 +245,10 @@ class AgentFactsPagination(api_input.StrictPageNumberPagination):
 
 class AgentFactsViewSet(viewsets.GenericViewSet):
     """``/api/v1/agent-facts/``: what the built-in agents read about the active agents, one section per kind of
-    data as the caller's scopes allow (``agent_facts.SECTION_SCOPES``). An agent's own token reads every workspace;
-    a person (signed in, or a token speaking for them) reads the agents visible to them, and the policies section
-    only if they may read policies. ``?workspace=<slug>`` narrows to one workspace."""
+    data as the caller's scopes allow (``agent_facts.SECTION_SCOPES``). An agent's own token reads its own workspace
+    (every workspace with ``Portal.Read.All``, R13); a person (signed in, or a token speaking for them) reads the
+    agents visible to them, and the policies section only if they may read policies. ``?workspace=<slug>`` narrows
+    to one workspace."""
 
     serializer_class = AgentFactsSerializer
     queryset = Agent.objects.none()
@@ -260,7 +265,7 @@ class AgentFactsViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         from agents import policy
 
-        visible = Agent.objects.all() if portal_api.app_only(self.request) else \
+        visible = portal_api.app_reads(self.request, Agent.objects.all()) if portal_api.app_only(self.request) else \
             policy.agents_visible_to(self.request.user)
         visible = visible.filter(status=AgentStatus.ACTIVE)
         workspace = self.request.query_params.get("workspace")

@@ -12,6 +12,8 @@ from django.db import migrations
 
 BOTH = ("application", "delegated")
 APP = ("application",)
+ORGANISATION_READ_DESCRIPTION = ("Read every workspace through the portal API, not only the agent's own (granted only "
+                                 "through an access package Global Administrators approve)")
 
 # name, product, description, privileged, kinds
 PERMISSIONS = [
@@ -74,6 +76,7 @@ PERMISSIONS = [
     ("Portal.Agents.ReadWrite.All", "portal", "Manage agents through the portal API", True, BOTH),
     ("Portal.Audit.Read.All", "portal", "Read the portal's audit trail", False, BOTH),
     ("Portal.Governance.Read.All", "portal", "Read access packages, reviews and policies", False, BOTH),
+    ("Portal.Read.All", "portal", ORGANISATION_READ_DESCRIPTION, False, APP),  # also 0005, for databases seeded before
 ]
 
 SECURITY_READS = [

@@ -164,17 +164,71 @@ def test_a_signed_in_person_gets_the_sections_their_roles_allow(client, world):
     assert body["sections"] == ["credentials", "permissions", "policies", "run_as_admin", "usage"]
 
 
-def test_an_agents_own_token_reads_every_workspace_and_filters_by_one(client, world):
+def test_r13_an_agents_own_token_reads_the_agent_facts_of_its_own_workspace_only(client, world):
     reader = _create(world, "facts-reader", EVERY_READ)
     _create(world, "beta-agent", workspace=world.beta)
     disabled = _create(world, "disabled").agent
     registry.agent_disable(actor=world.owner, agent=disabled)
     token = _bearer(client, reader)
     body = _get(client, token).json()
+    assert (body["count"], body["next"], body["previous"]) == (1, None, None)
+    assert _names(body) == ["facts-reader"]  # its workspace's active agents only
+    assert _names(_get(client, token, workspace="alpha").json()) == ["facts-reader"]
+    assert _get(client, token, workspace="beta").json()["results"] == []
+
+
+def _grant_organisation_read(world, created) -> None:
+    """``Portal.Read.All`` by its only road: a package whose approvers are Global Administrators (R13)."""
+    package = access_packages.package_save(
+        actor=world.owner, workspace=world.alpha, name="Whole organisation",
+        policy={"approver_kind": "global_administrators"},
+        permissions=Permission.objects.filter(name="Portal.Read.All", kind="application"))
+    assignment = access_packages.assignment_request(actor=world.owner, package=package, agent=created.agent,
+                                                    justification="checks every workspace")
+    access_packages.assignment_decide(actor=world.ga, assignment=assignment, approve=True)
+
+
+def test_r13_with_portal_read_all_an_agents_own_token_reads_every_workspace_and_filters_by_one(client, world):
+    reader = _create(world, "facts-reader", EVERY_READ)
+    _create(world, "beta-agent", workspace=world.beta)
+    _grant_organisation_read(world, reader)
+    token = _bearer(client, reader)
+    body = _get(client, token).json()
     assert (body["count"], body["next"], body["previous"]) == (2, None, None)
-    assert _names(body) == ["beta-agent", "facts-reader"]  # active agents only
+    assert _names(body) == ["beta-agent", "facts-reader"]
     assert _names(_get(client, token, workspace="beta").json()) == ["beta-agent"]
     assert _get(client, token, workspace="nowhere").json()["results"] == []
+
+
+def test_r13_an_agents_own_token_reads_only_its_workspace_on_every_portal_api_list(client, world):
+    reader = _create(world, "api-reader", ("Portal.Agents.Read.All", "Portal.Audit.Read.All",
+                                           "Portal.Governance.Read.All"))
+    _create(world, "beta-agent", workspace=world.beta)
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {_bearer(client, reader)}"}
+
+    def listed(url, key):
+        return {item[key] for item in client.get(url, **headers).json()["results"]}
+
+    assert listed("/api/v1/workspaces/", "slug") == {"alpha"}
+    assert listed("/api/v1/agents/", "name") == {"api-reader"}
+    assert listed("/api/v1/audit-events/", "workspace") == {"alpha"}
+    assert client.get(f"/api/v1/agents/{Agent.objects.get(name='beta-agent').pk}/", **headers).status_code == 404
+    assert client.get("/api/v1/workspaces/beta/", **headers).status_code == 404
+
+
+def test_r13_portal_read_all_is_granted_only_through_a_package_global_administrators_approve(world):
+    from django.core.exceptions import ValidationError
+
+    from agents import catalog
+
+    organisation_read = Permission.objects.filter(name="Portal.Read.All", kind="application")
+    for policy in ({"approver_kind": "workspace_owners"}, {"approver_kind": "none"},
+                   {"approver_kind": "global_administrators", "second_approver_kind": "workspace_owners"}):
+        with pytest.raises(ValidationError, match="Global Administrators"):
+            access_packages.package_save(actor=world.owner, workspace=world.alpha, name="Everything",
+                                         policy=policy, permissions=organisation_read)
+    with pytest.raises(ValidationError, match="not a blueprint's permission"):
+        catalog.application_permissions(["User.Read.All", "Portal.Read.All"])
 
 
 def _fleet(world, n: int) -> None:
