@@ -7,10 +7,13 @@ the 403. Errors that name a row and column (a bulk file, an agent's set-up) list
 every error of a view that sets ``errors_as_objects``.
 
 Outside DRF's views, ``page_not_found`` and ``server_error`` (the project's ``handler404``/``handler500``) answer
-JSON under ``/api/`` — an unknown API URL, a crash — and Django's HTML pages everywhere else.
+JSON under ``/api/`` — an unknown API URL, a crash — and Django's HTML pages everywhere else. A lost database is a
+503 there too (``portal.unavailable``).
 """
 
 from __future__ import annotations
+
+import sys
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError
@@ -19,6 +22,8 @@ from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from portal import unavailable
 
 CONFLICT_CODES = frozenset({"already_decided"})
 
@@ -55,6 +60,9 @@ def page_not_found(request, exception):
 
 
 def server_error(request):
+    failure = sys.exc_info()[1]  # Django calls this handler while handling the error
+    if unavailable.is_unavailable(failure):  # the database, lost before the view ran (session, workspace)
+        return unavailable.response_for(request, failure)
     if _is_api(request):  # the error itself is in the server log; nothing of it goes to the caller
         return JsonResponse({"detail": "A server error occurred."}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     return defaults.server_error(request)

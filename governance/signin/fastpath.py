@@ -30,13 +30,19 @@ def enabled() -> bool:
 
 
 def _run(sql: str, params: tuple) -> list[tuple]:
+    """Run one statement as Django's own cursors do, on the raw connection: a kept connection is tested before the
+    request's first query (``CONN_HEALTH_CHECKS``), and an error is raised as Django's and marks the connection, so
+    a connection broken by a database restart is closed at the end of the request instead of being kept for the
+    next one (docs/design.md, "Faults"). psycopg keeps prepared statements per connection: a new connection
+    prepares them again."""
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = connection.connection
     if raw.prepare_threshold is None:
         # Django turns preparation off; allow it for the statements that ask (prepare=True) and only those.
         raw.prepare_threshold = 2**31 - 1
     started = time.perf_counter()
-    with psycopg.Cursor(raw) as cursor:  # server-side binding: preparable
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:  # server-side binding: preparable
         cursor.execute(sql, params, prepare=True)
         rows = cursor.fetchall() if cursor.description else []
     if connection.queries_logged:  # counted like any other query (tests, the bench, debug toolbars)

@@ -56,6 +56,7 @@ from django.views.decorators.http import require_POST
 from governance.signin import issuance, signals, tokens
 from governance.signin.issuance import Refusal
 from portal import network
+from portal.cache import REDIS_UNAVAILABLE
 
 # The parameters each endpoint reads. Any parameter, read or not, may appear at most once (RFC 6749 §3.1-3.2), except
 # RFC 8693's resource and audience, which may repeat (they are not used); unknown parameters are otherwise ignored.
@@ -84,6 +85,8 @@ _NOT_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6749 §5.
 # --- rate limits and lock-out ----------------------------------------------------------------------------------
 def _redis():
     """The raw Redis client behind Django's cache, or None (local memory cache)."""
+    if not getattr(cache, "available", True):  # Redis failed a moment ago: this process's counters for now
+        return None
     backend = getattr(cache, "_cache", None)
     if not hasattr(backend, "get_client"):
         return None
@@ -94,7 +97,8 @@ def _redis():
 
 def _gate(keys: list[str], window: int, lock_of: str) -> tuple[list[int], bool]:
     """Increment fixed-window counters (in the cache: Redis in production, shared by every worker) and read a
-    lock-out, in one Redis round trip."""
+    lock-out, in one Redis round trip. While Redis does not answer, the counters and lock-outs are this process's
+    own (``portal.cache``; docs/design.md, Faults): limits hold per worker and requests keep being served."""
     bucket = int(time.time() // window)
     names = [cache.make_key(f"aip:{key}:{bucket}") for key in keys]
     client = _redis()
@@ -105,8 +109,12 @@ def _gate(keys: list[str], window: int, lock_of: str) -> tuple[list[int], bool]:
             pipe.expire(name, window + 5)
         if lock_of:
             pipe.exists(cache.make_key(_lock_key(lock_of)))
-        results = pipe.execute()
-        return [int(results[2 * i]) for i in range(len(names))], bool(lock_of and results[-1])
+        try:
+            results = pipe.execute()
+        except REDIS_UNAVAILABLE as error:
+            cache.redis_failed(error)  # the cache below now answers from this process's memory
+        else:
+            return [int(results[2 * i]) for i in range(len(names))], bool(lock_of and results[-1])
     counts = []
     for key in keys:
         name = f"aip:{key}:{bucket}"
@@ -167,9 +175,13 @@ def is_locked(client_id: str, ip: str | None) -> bool:
 def _lock(source: str) -> None:
     client = _redis()
     if client is not None:
-        client.set(cache.make_key(_lock_key(source)), 1, ex=settings.OAUTH_LOCK_SECONDS)
-    else:
-        cache.set(_lock_key(source), 1, settings.OAUTH_LOCK_SECONDS)
+        try:
+            client.set(cache.make_key(_lock_key(source)), 1, ex=settings.OAUTH_LOCK_SECONDS)
+        except REDIS_UNAVAILABLE as error:
+            cache.redis_failed(error)
+        else:
+            return
+    cache.set(_lock_key(source), 1, settings.OAUTH_LOCK_SECONDS)
 
 
 def _failed_authentication(client_id: str, ip: str | None) -> None:

@@ -45,13 +45,17 @@ def client_for_address(address: str):
     return Client(REMOTE_ADDR=address)
 
 
-def test_healthz_reports_ok_and_503_when_the_broker_is_unreachable(client, settings):
+def test_healthz_reports_ok_and_degraded_when_redis_is_unreachable(client, settings):
     response = client.get("/healthz")
-    assert response.status_code == 200 and response.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert response.status_code == 200
+    assert response.json()["checks"]["database"] == response.json()["checks"]["broker"] == "ok"
+    assert "redis" not in response.json()["failing"]
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
     response = client.get("/healthz")
-    assert response.status_code == 503
+    # The node still serves tokens with per-process limits: the load balancer keeps it (docs/design.md, Faults).
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded" and "redis" in response.json()["failing"]
     assert response.json()["checks"]["broker"].startswith("error")
     assert response.json()["checks"]["database"] == "ok"
 
