@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from portal import audit, celery, rbac
+from portal import audit, celery, rbac, selectors
 from portal.choices import JobStatus, JobTrigger
-from portal.models import JobRun, User
-from portal.schedules import JOB_SCHEDULES
+from portal.models import JobRun, SchedulerHeartbeat, User
+from portal.schedules import HEARTBEAT_SCHEDULE, JOB_SCHEDULES, schedule_period
 
 
 class JobFailed(Exception):
@@ -40,6 +40,10 @@ class Job:
     @property
     def schedule(self):
         return JOB_SCHEDULES.get(self.name)
+
+    @property
+    def period(self) -> timedelta | None:
+        return schedule_period(self.schedule) if self.schedule is not None else None
 
     def next_run_after(self, last_run_at: datetime | None) -> datetime | None:
         if self.schedule is None:
@@ -105,6 +109,61 @@ def job_execute(name: str, *, trigger: str = JobTrigger.COMMAND, job_run_id: int
 
 
 LOST_AFTER = timedelta(hours=6)
+
+#: A job, or beat itself, is late when its last success is older than this many periods (docs/design.md, Faults).
+LATE_AFTER_PERIODS = 2
+
+
+def scheduler_heartbeat_record(*, worker: str | None = None) -> SchedulerHeartbeat:
+    """Record that beat's heartbeat reached a worker now (one row, rewritten): beat, broker and a worker are up."""
+    heartbeat, _created = SchedulerHeartbeat.objects.update_or_create(
+        name="beat", defaults={"ticked_at": timezone.now(), "worker": worker or socket.gethostname()})
+    return heartbeat
+
+
+@dataclass(frozen=True)
+class JobHealth:
+    """One job on the Jobs page and in ``/healthz``: when it last succeeded, and whether that is too long ago."""
+
+    job: Job
+    last_succeeded: datetime | None
+    late: bool
+
+
+@dataclass(frozen=True)
+class SchedulerHealth:
+    """Beat's last tick and every job's last success, each "late" past ``LATE_AFTER_PERIODS`` periods.
+
+    Nothing is late before its first tick or success: a fresh installation is not an outage. Once beat has ticked,
+    a stopped beat, broker or set of workers shows within two heartbeat periods."""
+
+    beat_last_tick: datetime | None
+    beat_late: bool
+    jobs: list[JobHealth]
+
+    @property
+    def late(self) -> bool:
+        return self.beat_late or any(job.late for job in self.jobs)
+
+    @property
+    def late_jobs(self) -> list[str]:
+        return [health.job.name for health in self.jobs if health.late]
+
+
+def _is_late(last: datetime | None, period: timedelta | None, now: datetime) -> bool:
+    return last is not None and period is not None and now - last > LATE_AFTER_PERIODS * period
+
+
+def scheduler_health(*, now: datetime | None = None) -> SchedulerHealth:
+    """Read beat's heartbeat and each registered job's last success (one query each, on the job index)."""
+    now = now or timezone.now()
+    heartbeat = SchedulerHeartbeat.objects.filter(name="beat").values_list("ticked_at", flat=True).first()
+    successes = selectors.last_success_per_job(sorted(REGISTRY))
+    jobs = [JobHealth(job=job, last_succeeded=successes.get(job.name),
+                      late=_is_late(successes.get(job.name), job.period, now))
+            for job in sorted(REGISTRY.values(), key=lambda j: j.name)]
+    return SchedulerHealth(beat_last_tick=heartbeat,
+                           beat_late=_is_late(heartbeat, schedule_period(HEARTBEAT_SCHEDULE), now), jobs=jobs)
 
 
 def _fail_lost_runs(name: str) -> int:

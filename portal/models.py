@@ -250,6 +250,22 @@ class JobRun(models.Model):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class SchedulerHeartbeat(models.Model):
+    """When Celery beat last ticked, as a worker saw it (docs/design.md, Faults): one row per beat, rewritten by
+    the ``portal.scheduler_heartbeat`` task beat sends every ``SCHEDULER_HEARTBEAT_SECONDS``.
+
+    Operational telemetry like ``JobRun``, not a governance change, so it carries no audit event. A row that
+    stops moving means beat, the broker or every worker is down; the Jobs page and ``/healthz`` say "late".
+    """
+
+    name = models.CharField(max_length=60, unique=True, default="beat")
+    ticked_at = models.DateTimeField()
+    worker = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.ticked_at:%Y-%m-%d %H:%M:%S}"
+
+
 class Notification(models.Model):
     """A message for one person about something that needs their attention (shown in-app and e-mailed).
 

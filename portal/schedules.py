@@ -6,13 +6,17 @@ once it is implemented and registered in ``portal.jobs`` (a test checks both lis
 """
 
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from celery.schedules import crontab, schedule
 
 #: How often beat looks for scheduled agents that are due (each agent's own period comes from its blueprint's
 #: triggers; this is only the scheduler's resolution).
 AGENT_SCHEDULER_SECONDS = int(os.environ.get("AGENT_SCHEDULER_SECONDS", "60"))
+
+#: How often beat sends the heartbeat task (``portal.scheduler_heartbeat``); beat counts as late past twice this.
+SCHEDULER_HEARTBEAT_SECONDS = int(os.environ.get("SCHEDULER_HEARTBEAT_SECONDS", "60"))
+HEARTBEAT_SCHEDULE = schedule(run_every=timedelta(seconds=SCHEDULER_HEARTBEAT_SECONDS))
 
 JOB_SCHEDULES = {
     "verify_audit_chain": crontab(minute=30, hour=3),
@@ -26,3 +30,18 @@ JOB_SCHEDULES = {
     "run_scheduled_agents": schedule(run_every=timedelta(seconds=AGENT_SCHEDULER_SECONDS)),
     "expire_runs": crontab(),  # every minute
 }
+
+
+def schedule_period(entry: schedule | crontab) -> timedelta:
+    """How long one period of a schedule lasts: its interval, or the gap between two consecutive crontab times
+    (from a fixed reference, so the answer never depends on the clock). A job is late past twice this."""
+    if isinstance(entry, crontab):
+        reference = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday at midnight
+        first = _next_time(entry, reference)
+        return _next_time(entry, first) - first
+    return entry.run_every
+
+
+def _next_time(entry: crontab, after: datetime) -> datetime:
+    last, delta, _now = entry.remaining_delta(after)
+    return last + delta

@@ -91,6 +91,18 @@ def last_run_per_job() -> dict[str, JobRun]:
     return {run.job: run for run in JobRun.objects.filter(pk__in=list(last_ids))}
 
 
+def last_success_per_job(names: list[str]) -> dict[str, datetime]:
+    """When each named job last finished successfully: one short query per job on the (job, started_at) index, so
+    ``/healthz`` stays cheap however long the run history grows."""
+    finished = {}
+    for name in names:
+        last = (JobRun.objects.filter(job=name, status=JobStatus.SUCCEEDED).order_by("-started_at", "-id")
+                .values_list("finished_at", flat=True).first())
+        if last is not None:
+            finished[name] = last
+    return finished
+
+
 def dashboard_counts(user, workspace: Workspace | None) -> dict:
     since = timezone.now() - timedelta(hours=24)
     events = audit_events_visible_to(user)

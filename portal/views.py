@@ -330,12 +330,15 @@ def audit_export(request):
 def job_list(request):
     rbac.require(rbac.can_view_jobs(request.user), "The Jobs page is for workspace owners.")
     last_runs = selectors.last_run_per_job()
+    scheduler = jobs.scheduler_health()
+    health_by_name = {health.job.name: health for health in scheduler.jobs}
     rows = []
     for job in sorted(jobs.REGISTRY.values(), key=lambda j: j.name):
         last = last_runs.get(job.name)
-        rows.append({"job": job, "last": last, "next": job.next_run_after(last.started_at if last else None)})
+        rows.append({"job": job, "last": last, "next": job.next_run_after(last.started_at if last else None),
+                     "health": health_by_name[job.name]})
     template = "portal/partials/job_runs.html" if request.htmx else "portal/job_list.html"
-    return render(request, template, {"rows": rows, "runs": selectors.latest_job_runs(50)})
+    return render(request, template, {"rows": rows, "runs": selectors.latest_job_runs(50), "scheduler": scheduler})
 
 
 @login_required
@@ -378,7 +381,25 @@ def healthz(request):
         failing.append("redis")
     if checks["database"] != "ok":
         return JsonResponse({"status": "unavailable", "failing": failing, "checks": checks}, status=503)
-    return JsonResponse({"status": "degraded" if failing else "ok", "failing": failing, "checks": checks})
+    scheduler = _scheduler_check(checks, failing)
+    return JsonResponse({"status": "degraded" if failing else "ok", "failing": failing, "checks": checks,
+                         "scheduler": scheduler})
+
+
+def _scheduler_check(checks: dict, failing: list) -> dict:
+    """Beat's last tick and each job's last success; beat or a job past twice its period makes the node
+    ``degraded`` with the failing part ``scheduler`` (still 200: restarting a web node would not bring beat back)."""
+    try:
+        health = jobs.scheduler_health()
+    except Exception as error:  # report, don't raise: this endpoint must answer
+        checks["scheduler"] = f"error: {type(error).__name__}"
+        failing.append("scheduler")
+        return {}
+    checks["scheduler"] = "late" if health.late else "ok"
+    if health.late:
+        failing.append("scheduler")
+    return {"beat_last_tick": health.beat_last_tick, "beat_late": health.beat_late,
+            "jobs": {h.job.name: {"last_succeeded": h.last_succeeded, "late": h.late} for h in health.jobs}}
 
 
 def csrf_failure(request, reason=""):
