@@ -169,20 +169,24 @@ def test_a_task_queued_while_the_broker_is_down_is_published_once_it_returns(cli
         assert portal_celery.waiting_for_broker() == 1
     finally:
         throwaway_redis.start()
-    run = JobRun.objects.get(job="expire_runs")
-    deadline = time.monotonic() + 60
-    while shared.llen("celery") == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    [message] = [json.loads(raw) for raw in shared.lrange("celery", 0, -1)]
-    assert message["headers"]["task"] == "portal.run_job"
-    assert str(run.pk) in message["headers"]["argsrepr"]
-    deadline = time.monotonic() + 10
-    while portal_celery.waiting_for_broker() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert portal_celery.waiting_for_broker() == 0
-    broker.pool.force_close_all()
-    shared.flushdb()
-    shared.close()
+    try:
+        run = JobRun.objects.get(job="expire_runs")
+        deadline = time.monotonic() + 60
+        while shared.llen("celery") == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [message] = [json.loads(raw) for raw in shared.lrange("celery", 0, -1)]
+        assert message["headers"]["task"] == "portal.run_job"
+        assert str(run.pk) in message["headers"]["argsrepr"]
+        deadline = time.monotonic() + 10
+        while portal_celery.waiting_for_broker() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert portal_celery.waiting_for_broker() == 0
+    finally:
+        with portal_celery._waiting_lock:  # nothing left for the real broker once the test's app is gone
+            portal_celery._waiting.clear()
+        broker.pool.force_close_all()
+        shared.flushdb()
+        shared.close()
 
 
 # --- under load, in production --------------------------------------------------------------------------------
