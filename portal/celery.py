@@ -17,17 +17,24 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# A scheduled run still queued when the next one is sent has expired: after the workers were down, each job runs
-# once to catch up instead of once per missed period (docs/design.md, Faults).
+
+
+def _expires(entry) -> float:
+    """A scheduled run still queued when the next one is sent has expired: after the workers were down, each job runs
+    once to catch up instead of once per missed period (docs/design.md, Faults). Never under a minute, so a busy
+    worker still gets to a job scheduled every few seconds."""
+    return max(schedule_period(entry).total_seconds(), 60.0)
+
+
 app.conf.beat_schedule = {
     name: {"task": "portal.run_job", "schedule": schedule, "args": (name, "schedule"),
-           "options": {"expires": schedule_period(schedule).total_seconds()}}
+           "options": {"expires": _expires(schedule)}}
     for name, schedule in JOB_SCHEDULES.items()
 }
 # Beat's own pulse: a worker records when it arrives, so a stopped beat (or broker, or every worker) shows as late.
 app.conf.beat_schedule["scheduler_heartbeat"] = {
     "task": "portal.scheduler_heartbeat", "schedule": HEARTBEAT_SCHEDULE,
-    "options": {"expires": schedule_period(HEARTBEAT_SCHEDULE).total_seconds()},
+    "options": {"expires": _expires(HEARTBEAT_SCHEDULE)},
 }
 
 
