@@ -240,6 +240,30 @@ def manage(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.
     return done
 
 
+_AGENT_WITH_SECRET = """
+import json
+import os
+from agents import registry
+from tests.factories import UserFactory, agent_spec, make_blueprint, make_workspace
+name = os.environ["FAULT_AGENT"]
+owner = UserFactory(username="owner")
+workspace = make_workspace("alpha", owners=[owner, UserFactory(username="owner_b")])
+blueprint = make_blueprint(name.title().replace("-", ""), permissions=("User.Read.All",))
+agent = registry.agent_create(actor=owner, workspace=workspace, spec=agent_spec(
+    blueprint, name, sponsors=[owner], owners=[owner])).agent
+credential, secret = registry.credential_rotate(actor=None, agent=agent)
+print(json.dumps({"client_id": credential.identity.client_id, "secret": secret}))
+"""
+
+
+def migrated_with_an_agent(env: dict[str, str], name: str) -> dict[str, str]:
+    """Migrate the portal's database, create one agent ``name`` (in workspace ``alpha``) with a client secret, and
+    return its ``client_id`` and ``secret``."""
+    manage(env, "migrate", "--noinput", "-v0")
+    done = manage({**env, "FAULT_AGENT": name}, "shell", "-v0", "-c", _AGENT_WITH_SECRET)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @dataclass
 class Gunicorn:
     """A running gunicorn: its port, process and log."""

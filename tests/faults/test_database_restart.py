@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import base64
 import http.client
-import json
 import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 
-from tests.faults.conftest import manage, portal_env, record_figure
+from tests.faults.conftest import migrated_with_an_agent, portal_env, record_figure
 
 PACE = 0.025  # seconds between one client thread's requests
 CLIENTS = 2
@@ -31,18 +30,6 @@ WARM_UP_SECONDS = 3
 DOWN_SECONDS = 2
 AFTER_SECONDS = 6
 GOAL_SECONDS = 1.0
-SEED = """
-import json
-from agents import registry
-from tests.factories import UserFactory, agent_spec, make_blueprint, make_workspace
-owner = UserFactory(username="owner")
-workspace = make_workspace("alpha", owners=[owner, UserFactory(username="owner_b")])
-blueprint = make_blueprint("RestartAgent", permissions=("User.Read.All",))
-agent = registry.agent_create(actor=owner, workspace=workspace, spec=agent_spec(
-    blueprint, "restart-agent", sponsors=[owner], owners=[owner])).agent
-credential, secret = registry.credential_rotate(actor=None, agent=agent)
-print(json.dumps({"client_id": credential.identity.client_id, "secret": secret}))
-"""
 
 
 @dataclass(frozen=True)
@@ -130,8 +117,7 @@ def _accepting_again(postgres) -> float:
 def portal_on_throwaway_services(throwaway_postgres, throwaway_redis, start_gunicorn, tmp_path):
     env = portal_env(tmp_path, database_url=throwaway_postgres.url(), redis_url=throwaway_redis.url,
                      CONN_MAX_AGE="60", OAUTH_RATE_LIMIT_PER_CLIENT="0", OAUTH_RATE_LIMIT_PER_IP="0")
-    manage(env, "migrate", "--noinput", "-v0")
-    credentials = json.loads(manage(env, "shell", "-v0", "-c", SEED).stdout.strip().splitlines()[-1])
+    credentials = migrated_with_an_agent(env, "restart-agent")
     server = start_gunicorn(env, workers=2)
     authorization = "Basic " + base64.b64encode(f"{credentials['client_id']}:{credentials['secret']}".encode()).decode()
     deadline = time.monotonic() + 120  # the workers import Django after the port is bound: slow on a loaded machine

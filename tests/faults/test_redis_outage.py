@@ -29,7 +29,7 @@ from governance.signin.models import SignIn
 from portal import cache as portal_cache
 from portal import celery as portal_celery
 from portal.models import JobRun
-from tests.faults.conftest import free_port, manage, portal_env, record_figure
+from tests.faults.conftest import free_port, migrated_with_an_agent, portal_env, record_figure
 
 CACHE_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}  # as portal/settings.py sets them
 
@@ -195,18 +195,6 @@ CLIENTS = 2
 WARM_UP_SECONDS = 3
 DOWN_SECONDS = 5
 AFTER_SECONDS = 4
-SEED = """
-import json
-from agents import registry
-from tests.factories import UserFactory, agent_spec, make_blueprint, make_workspace
-owner = UserFactory(username="owner")
-workspace = make_workspace("alpha", owners=[owner, UserFactory(username="owner_b")])
-blueprint = make_blueprint("OutageAgent", permissions=("User.Read.All",))
-agent = registry.agent_create(actor=owner, workspace=workspace, spec=agent_spec(
-    blueprint, "outage-agent", sponsors=[owner], owners=[owner])).agent
-credential, secret = registry.credential_rotate(actor=None, agent=agent)
-print(json.dumps({"client_id": credential.identity.client_id, "secret": secret}))
-"""
 
 
 @dataclass(frozen=True)
@@ -268,8 +256,7 @@ def test_redis_down_under_token_load_keeps_tokens_flowing_then_shares_the_counte
         throwaway_postgres, throwaway_redis, start_gunicorn, tmp_path):
     env = portal_env(tmp_path, database_url=throwaway_postgres.url(), redis_url=throwaway_redis.url,
                      OAUTH_RATE_LIMIT_PER_CLIENT="1000000", OAUTH_RATE_LIMIT_PER_IP="1000000")
-    manage(env, "migrate", "--noinput", "-v0")
-    credentials = json.loads(manage(env, "shell", "-v0", "-c", SEED).stdout.strip().splitlines()[-1])
+    credentials = migrated_with_an_agent(env, "outage-agent")
     server = start_gunicorn(env, workers=2)
     shared = redis.Redis.from_url(throwaway_redis.url, socket_connect_timeout=2)
     headers = TokenLoad(server.port, **credentials).headers

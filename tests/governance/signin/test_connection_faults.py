@@ -17,12 +17,7 @@ from django.db import OperationalError, connection
 
 from governance.signin import fastpath
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def _on_postgresql(postgres):
-    pass
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres")]
 
 
 def _terminate(pid: int) -> None:
