@@ -30,6 +30,7 @@ class AgentScope(models.TextChoices):
 class AgentKind(models.TextChoices):
     ASSISTIVE = "assistive", "Assistive"
     AUTONOMOUS = "autonomous", "Autonomous"
+    CLIENT_APPLICATION = "client_application", "Client application"  # an OAuth client people sign in to (R27)
 
 
 class DisabledBy(models.TextChoices):

@@ -6,6 +6,8 @@ State changes never happen here: they live in the service modules (``directory``
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib.auth.models import AbstractUser, Group, UserManager
 from django.db import models
 from django.db.models import Q
@@ -31,6 +33,8 @@ class User(AbstractUser):
     """A workforce user or an agent user (R6). Agent users never sign in interactively."""
 
     display_name = models.CharField(max_length=150, blank=True)
+    oauth_subject = models.UUIDField(default=uuid.uuid4, unique=True, editable=False,
+                                     help_text="The stable, opaque `sub` of this person's tokens (never the username).")
     manager = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reports"
     )

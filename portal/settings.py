@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from portal.network import parse_trusted_proxies
 
@@ -91,9 +92,11 @@ INSTALLED_APPS = [
     "governance.access",
     "governance.reviews",
     "governance.conditional_access",
+    "governance.signing",
     "governance.signin",
     "governance.risk",
     "governance.runs",
+    "governance.oauth",
     "devkit",
 ]
 
@@ -267,6 +270,20 @@ OAUTH_FAILED_AUTH_RISK = env("OAUTH_FAILED_AUTH_RISK")  # failed client authenti
 OAUTH_FAILED_AUTH_LOCK = env("OAUTH_FAILED_AUTH_LOCK")  # … → the client id is locked out
 OAUTH_LOCK_SECONDS = env("OAUTH_LOCK_SECONDS")
 RISK_BURST_PER_MINUTE = env("RISK_BURST_PER_MINUTE")  # token requests per minute that count as a burst
+
+# --- OAuth 2.1 (R24-R27): signing keys, resource indicators, authorization code, client registration -------------
+SIGNING_KEY_SECRET = env.str("SIGNING_KEY_SECRET", default="")  # derives the key that encrypts private keys
+SIGNING_KEY_CACHE_SECONDS = env.int("SIGNING_KEY_CACHE_SECONDS", default=30)  # how long a process keeps keys
+SIGNING_KEY_ROTATION_DAYS = env.int("SIGNING_KEY_ROTATION_DAYS", default=30)  # a new key this often
+SIGNING_KEY_PUBLISH_SECONDS = env.int("SIGNING_KEY_PUBLISH_SECONDS", default=86400)  # published before it signs
+REFRESH_TOKEN_TTL = env.int("REFRESH_TOKEN_TTL", default=30 * 86400)  # seconds
+AUTHORIZATION_CODE_TTL = env.int("AUTHORIZATION_CODE_TTL", default=60)  # seconds
+OAUTH_DYNAMIC_REGISTRATION = env.str("OAUTH_DYNAMIC_REGISTRATION", default="approval")  # approval | open | off
+OAUTH_CIMD_ALLOWED_HOSTS = env.list("OAUTH_CIMD_ALLOWED_HOSTS", default=[])  # empty: any https host
+OAUTH_ALLOW_LOOPBACK_HTTP = env.bool("OAUTH_ALLOW_LOOPBACK_HTTP", default=DEBUG)
+OAUTH_REGISTRATION_WORKSPACE = env.str("OAUTH_REGISTRATION_WORKSPACE", default="")  # slug; empty: the first
+if OAUTH_DYNAMIC_REGISTRATION not in ("approval", "open", "off"):
+    raise ImproperlyConfigured("OAUTH_DYNAMIC_REGISTRATION must be approval, open or off.")
 # Runs (sessions and runs): where a run's API reads go (empty: the portal in-process), how long a run may take,
 # how long an external executor has to accept a run request.
 PORTAL_API_URL = env("PORTAL_API_URL")

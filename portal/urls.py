@@ -38,7 +38,8 @@ urlpatterns = [
     path("agents/", include("agents.urls")),
     path("governance/", include("governance.urls")),
     path("", include("governance.runs.urls")),
-    path("oauth/", include("governance.signin.oauth_urls")),
+    path("oauth/", include("governance.oauth.oauth_urls")),
+    path(".well-known/", include("governance.oauth.wellknown_urls")),
     path("api/v1/", include(api.router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its start-up script as a file (?script), not inline: the Content-Security-Policy holds.

@@ -51,6 +51,7 @@ class AccessContext:
     ip: str | None = None
     at: datetime | None = None
     scopes: frozenset[str] = frozenset()
+    resource: str = ""  # the audience asked for (R26): a policy can target resources
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import APIException
 
-from governance.signin import tokens
+from governance.signin import resources, tokens
 
 
 class AgentPrincipal:
@@ -50,7 +50,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         if not header.startswith(f"{self.keyword} "):
             return None
         token = tokens.live_token(header[len(self.keyword) + 1:].strip())
-        if token is None:
+        if token is None or token.claims.get("aud") != resources.portal_identifier():  # R26: only tokens for us
             raise InvalidToken()
         principal = token.subject if token.subject_id is not None else AgentPrincipal(token.agent)
         return principal, token

@@ -10,13 +10,15 @@ and calls ``token_issue``, which goes straight down:
    out at the request's address after repeated failures there is refused without trying, and a wrong secret is
    marked on the outcome so that the endpoint counts it toward risk and lock-out;
 3. an agent that may get no token now is refused (``tokens.refusal``: disabled, expired, its user account disabled);
-4. the scopes are decided. Client credentials: what was asked for (everything the agent holds when nothing was),
+   a ``resource`` that is not registered is ``invalid_target`` (``resources.resolve``; none named: the portal API);
+4. the scopes are decided, only ever among those the resource accepts. Client credentials: what was asked for (everything the agent holds when nothing was),
    all of which the agent must hold; a user-account agent never holds more than its user's own rights. Token
    exchange (RFC 8693): what was asked for (everything, when nothing was) ∩ the agent's delegated permissions ∩ the
    person's rights ∩ the subject token's scopes, at least one;
 5. conditional access is evaluated for those scopes: a block wins; report-only verdicts are recorded, not enforced;
 6. the result, refused or issued, is recorded by ``tokens.issuance_record``: the sign-in row, and the token row with
-   it in the same statement (PostgreSQL) or transaction.
+   it in the same statement (PostgreSQL) or transaction. The token is a JWT for exactly that resource
+   (``tokens.mint``).
 
 The ``Outcome`` says what was recorded and either the token (its value, once) or the refusal the client is told.
 Nothing here knows HTTP, and nothing is shared between the steps but plain values.
@@ -29,7 +31,7 @@ from datetime import datetime
 
 from agents.choices import IdentityType
 from governance.conditional_access import services as conditional_access
-from governance.signin import tokens
+from governance.signin import resources, tokens
 from governance.signin.choices import ActorKind, GrantType, SignInOutcome
 
 CLIENT_CREDENTIALS = GrantType.CLIENT_CREDENTIALS.value
@@ -63,6 +65,7 @@ class TokenRequest:
     # What parsing found wrong (a repeated, missing, over-long or unreadable parameter), if anything; then the other
     # fields hold only a printable, capped form of what was sent, for the sign-in log.
     malformed: Refusal | None = None
+    resource: str = ""  # RFC 8707's resource parameter, as sent (empty: none, the portal API)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class _Caller:
     agent_id: int | None = None
     actor_kind: str = ActorKind.UNKNOWN
     subject_id: int | None = None
+    blueprint_id: int | None = None
+    subject_sub: str | None = None  # the person's opaque ``sub``, for a token that speaks for one
 
 
 def token_issue(request: TokenRequest, *, locked: bool = False) -> Outcome:
@@ -112,16 +117,25 @@ def _decide(request: TokenRequest, locked: bool) -> Outcome:
                                 failed=True)
     agent = client.agent
     if exchange:  # the token will speak for the subject token's person, once that is known
-        caller = _Caller(client.client_id, agent.pk, ActorKind.ON_BEHALF_OF)
+        caller = _Caller(client.client_id, agent.pk, ActorKind.ON_BEHALF_OF, blueprint_id=agent.blueprint_id)
     else:
         runs_as = agent.run_as_user_id if client.actor_kind == ActorKind.USER_ACCOUNT else None
-        caller = _Caller(client.client_id, agent.pk, client.actor_kind, runs_as)
+        caller = _Caller(client.client_id, agent.pk, client.actor_kind, runs_as, agent.blueprint_id)
     why = tokens.refusal(agent, request.at)
     if why:
         return _refuse(request, caller, Refusal("unauthorized_client", f"No token: {why}.", why))
+    resource = resources.resolve(request.resource)
+    if resource is None:
+        return _refuse(request, caller, unknown_resource(request.resource))
     if exchange:
-        return _token_exchange(request, client, caller)
-    return _client_credentials(request, client, caller)
+        return _token_exchange(request, client, caller, resource)
+    return _client_credentials(request, client, caller, resource)
+
+
+def unknown_resource(identifier: str) -> Refusal:
+    """RFC 8707 §2: a resource that is not registered (matched exactly) gets no token."""
+    return Refusal("invalid_target", "The resource is not a registered resource server.",
+                   f"unknown resource {identifier}"[:300])
 
 
 def _unauthenticated(request: TokenRequest, exchange: bool, reason: str, *, failed: bool = False) -> Outcome:
@@ -138,13 +152,21 @@ def _unauthenticated(request: TokenRequest, exchange: bool, reason: str, *, fail
     return _refuse(request, caller, Refusal("invalid_client", reason=reason), failed=failed)
 
 
-def _client_credentials(request: TokenRequest, client: tokens.AgentClient, caller: _Caller) -> Outcome:
-    """RFC 6749 §4.4: the agent's own token, with what it asked for out of what it holds."""
+def _client_credentials(request: TokenRequest, client: tokens.AgentClient, caller: _Caller,
+                        resource: resources.Resource) -> Outcome:
+    """RFC 6749 §4.4: the agent's own token, with what it asked for out of what it holds and the resource accepts."""
     agent = client.agent
     held = tokens.effective_scopes(agent, request.at)
     if caller.actor_kind == ActorKind.USER_ACCOUNT:  # never more than the user it runs as may do
         held = held.narrowed(tokens.user_rights(agent.run_as_user))
     asked = request.scopes
+    foreign = sorted(set(asked or ()) - resource.accepts(asked or ()))
+    if foreign:
+        refusal = Refusal("invalid_scope", f"The resource does not accept {', '.join(foreign)}.",
+                          ("not accepted by the resource: " + ", ".join(foreign))[:280])
+        return _refuse(request, caller, refusal, requested=tuple(sorted(set(asked))))
+    if resource.scopes is not None:
+        held = held.narrowed(resource.scopes)
     wanted = sorted(set(asked)) if asked is not None else sorted(held.scopes)
     requested = tuple(wanted) if asked is not None else ()
     missing = sorted(set(wanted) - held.scopes)
@@ -152,14 +174,19 @@ def _client_credentials(request: TokenRequest, client: tokens.AgentClient, calle
         refusal = Refusal("invalid_scope", f"The agent does not hold {', '.join(missing)}.",
                           ("not held: " + ", ".join(missing))[:280])
         return _refuse(request, caller, refusal, requested=requested)
+    if not wanted:
+        return _refuse(request, caller, Refusal("invalid_scope", "The agent holds no scope this resource accepts.",
+                                                "nothing held is accepted by the resource"), requested=requested)
     evaluation = _conditional_access(agent, request, wanted)
     policies = tuple(evaluation.applied())
     if not evaluation.allowed:
         return _refuse(request, caller, _blocked(evaluation.blocked_by), requested=requested, policies=policies)
-    return _issue(request, caller, wanted, held.valid_until(wanted), requested=requested, policies=policies)
+    return _issue(request, caller, wanted, held.valid_until(wanted), requested=requested, policies=policies,
+                  resource=resource)
 
 
-def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _Caller) -> Outcome:
+def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _Caller,
+                    resource: resources.Resource) -> Outcome:
     """RFC 8693: the agent presents a person's access token and gets one for that person, naming itself as the
     actor; scopes = requested ∩ the agent's delegated permissions ∩ the person's rights ∩ the subject token's."""
     if not request.subject_token or request.subject_token_type != ACCESS_TOKEN_TYPE:
@@ -171,10 +198,12 @@ def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _
             "invalid_grant", "The subject token is not an active user's access token.",
             "subject token is not an active person's token"))
     person = subject_token.subject
-    caller = _Caller(caller.client_id, caller.agent_id, caller.actor_kind, person.pk)
+    caller = _Caller(caller.client_id, caller.agent_id, caller.actor_kind, person.pk, caller.blueprint_id,
+                     subject_token.claims["sub"])
     agent = client.agent
     held = tokens.effective_scopes(agent, request.at)
-    allowed = tokens.delegated_names(held.scopes) & tokens.user_rights(person) & set(subject_token.scopes)
+    allowed = resource.accepts(tokens.delegated_names(held.scopes) & tokens.user_rights(person)
+                               & set(subject_token.scopes))
     asked = set(request.scopes or ())
     requested = tuple(sorted(asked))
     granted = sorted((asked or allowed) & allowed)
@@ -187,7 +216,7 @@ def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _
         return _refuse(request, caller, _blocked(evaluation.blocked_by), requested=requested, policies=policies)
     ends = [end for end in (held.valid_until(granted), subject_token.expires_at) if end]
     return _issue(request, caller, granted, min(ends) if ends else None, requested=requested, policies=policies,
-                  parent_id=subject_token.pk)
+                  parent_id=subject_token.pk, resource=resource)
 
 
 def _conditional_access(agent, request: TokenRequest, scopes) -> conditional_access.Evaluation:
@@ -195,7 +224,8 @@ def _conditional_access(agent, request: TokenRequest, scopes) -> conditional_acc
     the agent's facts were read with its credential on PostgreSQL)."""
     policies = conditional_access.cached_active_policies()
     facts = conditional_access.agent_facts(agent, policies)
-    context = conditional_access.AccessContext(ip=request.ip, at=request.at, scopes=frozenset(scopes))
+    context = conditional_access.AccessContext(ip=request.ip, at=request.at, scopes=frozenset(scopes),
+                                               resource=request.resource or resources.portal_identifier())
     return conditional_access.evaluate(facts, context, policies)
 
 
@@ -210,19 +240,23 @@ def _refuse(request: TokenRequest, caller: _Caller, refusal: Refusal, *, request
         at=request.at, client_id=caller.client_id, grant_type=request.grant_type, ip=request.ip,
         agent_id=caller.agent_id, actor_kind=caller.actor_kind, subject_id=caller.subject_id, requested=requested,
         outcome=SignInOutcome.BLOCKED if refusal.blocked else SignInOutcome.FAILURE, error=refusal.error,
-        reason=refusal.reason, policies=policies)
+        reason=refusal.reason, policies=policies, resource=request.resource)
     return Outcome(recorded, refusal=refusal, failed_authentication=failed)
 
 
 def _issue(request: TokenRequest, caller: _Caller, granted: list[str], valid_until: datetime | None, *,
-           requested: tuple[str, ...], policies: tuple[dict, ...], parent_id: int | None = None) -> Outcome:
+           requested: tuple[str, ...], policies: tuple[dict, ...], resource: resources.Resource,
+           parent_id: int | None = None) -> Outcome:
     """A new token for ``granted``: it lives ``ACCESS_TOKEN_TTL``, cut to the earliest end of what granted them."""
-    value = tokens.new_token()
     expires_at = tokens.token_expiry(request.at, valid_until)
+    value, token_hash = tokens.mint(
+        at=request.at, expires_at=expires_at, client_id=caller.client_id, audience=resource.identifier,
+        scopes=granted, subject=caller.subject_sub, agent_id=caller.agent_id, blueprint_id=caller.blueprint_id,
+        act={"sub": caller.client_id} if caller.actor_kind == ActorKind.ON_BEHALF_OF else None)
     recorded = tokens.Issuance(
         at=request.at, client_id=caller.client_id, grant_type=request.grant_type, ip=request.ip,
         agent_id=caller.agent_id, actor_kind=caller.actor_kind, subject_id=caller.subject_id, requested=requested,
-        granted=tuple(granted), outcome=SignInOutcome.SUCCESS, policies=policies,
-        token_hash=tokens.hash_token(value), expires_at=expires_at, parent_id=parent_id)
+        granted=tuple(granted), outcome=SignInOutcome.SUCCESS, policies=policies, token_hash=token_hash,
+        expires_at=expires_at, parent_id=parent_id, resource=request.resource, audience=resource.identifier)
     return Outcome(recorded, access_token=value,
                    expires_in=max(1, int((expires_at - request.at).total_seconds())))

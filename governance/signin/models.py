@@ -11,11 +11,21 @@ from governance.signin.choices import ActorKind, GrantType, SignInOutcome
 
 
 class ResourceServer(models.Model):
-    """A service that validates agents' tokens by introspection (RFC 7662); its secret is stored as an HMAC."""
+    """A service that accepts the portal's tokens: an API, an MCP server, or an agent (R26).
+
+    Its ``identifier`` (an absolute URI) is the audience of the tokens issued for it (RFC 8707): clients name it in
+    the ``resource`` parameter, and a token carries only ``scopes`` it accepts. A resource server without an
+    identifier only introspects (RFC 7662). Its secret is stored as an HMAC."""
 
     name = models.CharField(max_length=150, unique=True)
     client_id = models.CharField(max_length=64, unique=True)
     secret_hash = models.CharField(max_length=64, unique=True)
+    identifier = models.CharField(max_length=300, unique=True, null=True, blank=True,
+                                  help_text="An absolute URI: the audience of tokens issued for this resource.")
+    scopes = models.JSONField(default=list, blank=True, help_text="The scopes this resource accepts.")
+    agent = models.OneToOneField(Agent, null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="resource_server",
+                                 help_text="Set when the resource is an agent that authenticates incoming requests.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -55,10 +65,14 @@ class AccessToken(models.Model):
     expires_at = models.DateTimeField(db_index=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=60, blank=True)
+    audience = models.CharField(max_length=300, blank=True, help_text="The resource this token is for (aud).")
+    family = models.CharField(max_length=64, blank=True,
+                              help_text="The authorization (code and refresh tokens) this token came from, if any.")
 
     class Meta:
         ordering = ["-issued_at"]
-        indexes = [models.Index(fields=["agent", "revoked_at", "expires_at"], name="token_agent_live")]
+        indexes = [models.Index(fields=["agent", "revoked_at", "expires_at"], name="token_agent_live"),
+                   models.Index(fields=["family"], condition=~models.Q(family=""), name="token_family")]
 
     def __str__(self) -> str:
         return f"token #{self.pk} for {self.client_id}"
@@ -78,6 +92,7 @@ class SignIn(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     grant_type = models.CharField(max_length=60, blank=True)
     requested_scopes = models.JSONField(default=list, blank=True)
+    resource = models.CharField(max_length=300, blank=True, help_text="The resource (audience) asked for.")
     granted_scopes = models.JSONField(default=list, blank=True)
     outcome = models.CharField(max_length=10, choices=SignInOutcome.choices)
     error = models.CharField(max_length=40, blank=True)

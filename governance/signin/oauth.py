@@ -59,8 +59,10 @@ from portal import network
 from portal.cache import REDIS_UNAVAILABLE
 
 # The parameters each endpoint reads. Any parameter, read or not, may appear at most once (RFC 6749 §3.1-3.2), except
-# RFC 8693's resource and audience, which may repeat (they are not used); unknown parameters are otherwise ignored.
-TOKEN_PARAMETERS = ("grant_type", "scope", "client_id", "client_secret", "subject_token", "subject_token_type")
+# RFC 8707's resource (several are answered invalid_target: a token has exactly one audience) and RFC 8693's audience
+# (not used); unknown parameters are otherwise ignored.
+TOKEN_PARAMETERS = ("grant_type", "scope", "client_id", "client_secret", "subject_token", "subject_token_type",
+                    "resource")
 TOKEN_HOLDER_PARAMETERS = ("token", "token_type_hint", "client_id", "client_secret")  # revocation, introspection
 REPEATABLE = frozenset({"resource", "audience"})
 SECRET_PARAMETERS = frozenset({"client_secret", "subject_token", "token"})  # never kept from a malformed request
@@ -69,7 +71,7 @@ SECRET_PARAMETERS = frozenset({"client_secret", "subject_token", "token"})  # ne
 # most 64 characters where it is stored, so a longer one names no client (refused, not cut to one that might);
 # the others leave room for any value this server issues or understands. The whole body is capped before it is read.
 MAX_LENGTHS = {"client_id": 64, "client_secret": 256, "grant_type": 255, "scope": 2000, "subject_token": 4096,
-               "subject_token_type": 255, "token": 4096, "token_type_hint": 64}
+               "subject_token_type": 255, "token": 4096, "token_type_hint": 64, "resource": 300}
 MAX_BODY_BYTES = 16 * 1024
 MAX_BASIC_CHARS = 2048  # base64 of the longest client id and secret with every character percent-encoded (1,284)
 MAX_DESCRIPTION = 200  # error_description: a short excerpt, never a value sent back at length
@@ -324,11 +326,13 @@ def read_token_request(request: HttpRequest) -> issuance.TokenRequest:
     form, malformed = parameters.values, parameters.malformed
     if malformed is None and not form["grant_type"]:
         malformed = Refusal("invalid_request", "Request is missing grant type.", "request is missing grant type")
+    if malformed is None and len(request.POST.getlist("resource")) > 1:
+        malformed = Refusal("invalid_target", "A token is issued for one resource only.", "several resources")
     return issuance.TokenRequest(
         grant_type=form["grant_type"], client_id=parameters.client_id, secret=parameters.secret,
         scopes=tuple(name for name in form["scope"].split(" ") if name) or None,
         subject_token=form["subject_token"], subject_token_type=form["subject_token_type"],
-        ip=client_ip(request), at=timezone.now(), malformed=malformed)
+        ip=client_ip(request), at=timezone.now(), malformed=malformed, resource=form["resource"])
 
 
 # --- responses -------------------------------------------------------------------------------------------------

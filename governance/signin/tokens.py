@@ -2,8 +2,10 @@
 
 The token endpoint's service (``governance.signin.issuance``) asks this module who a client is
 (``authenticate_client``), what it may hold now (``effective_scopes``, ``user_rights``, ``delegated_names``) and
-whether a presented token is still good (``live_token``); resource servers ask ``introspect``. Token values are
-random (256 bits) and only their SHA-256 is stored, like credentials.
+whether a presented token is still good (``live_token``); resource servers ask ``introspect``. Every access token is
+a JWT (RFC 9068, ``mint``) signed by ``governance.signing``: resource servers may verify it offline against the JWKS.
+Its ``jti`` is random (256 bits) and only the jti's SHA-256 is stored (``token_hash``), like credentials; the row
+is what revocation and the "inactive at the next introspection" guarantees act on.
 
 Every issuance, refused or not, whether asked for at the token endpoint or made for a run, is written by one function,
 ``issuance_record``: the sign-in row and, when a token was issued, the token row with it, atomically (one prepared
@@ -36,22 +38,46 @@ from agents.choices import AgentStatus, IdentityType
 from agents.models import Agent, AgentIdentity, Credential, PermissionGrant
 from governance.access.choices import AssignmentStatus
 from governance.access.models import AccessPackage, Assignment
-from governance.signin import fastpath
+from governance.signin import fastpath, resources
 from governance.signin.choices import ActorKind, GrantType, SignInOutcome
 from governance.signin.models import AccessToken, ResourceServer, SignIn
+from governance.signing import keys as signing
 from portal import audit, rbac
 from portal.models import Permission, User
 
-TOKEN_PREFIX = "aipt_"
 RS_SECRET_PREFIX = "aiprs_"
 
 
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+def hash_token(jti: str) -> str:
+    """What is stored of a token: the SHA-256 of its ``jti``."""
+    return hashlib.sha256(jti.encode()).hexdigest()
 
 
-def hash_token(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+def mint(*, at: datetime, expires_at: datetime, client_id: str, audience: str, scopes: Iterable[str],
+         subject: str | None = None, agent_id: int | None = None, blueprint_id: int | None = None,
+         act: dict | None = None) -> tuple[str, str]:
+    """A signed access token (RFC 9068) and the hash to store for it. ``subject`` is a person's opaque ``sub``
+    (``User.oauth_subject``); without one the token is the client's own and its ``sub`` is the client id."""
+    jti = signing.jti()
+    claims = {"iss": settings.PORTAL_BASE_URL, "sub": subject or client_id, "aud": audience, "client_id": client_id,
+              "scope": " ".join(scopes), "jti": jti, "iat": int(at.timestamp()), "exp": int(expires_at.timestamp())}
+    if act is not None:
+        claims["act"] = act  # RFC 8693 §4.1: who acts for the subject
+    if agent_id is not None:
+        claims["agent_id"] = agent_id
+        claims["blueprint_id"] = blueprint_id
+    return signing.sign(claims), hash_token(jti)
+
+
+def claims_of(value: str) -> dict | None:
+    """The verified claims of a token this portal signed (signature, issuer, expiry), or None. Whether it is still
+    active is the row's to say (``live_token``, ``introspect``)."""
+    if not value or len(value) > 4096 or not signing.looks_like_jwt(value):
+        return None
+    claims = signing.verify(value)
+    if claims is None or not isinstance(claims.get("jti"), str):
+        return None
+    return claims
 
 
 # --- who is calling ---------------------------------------------------------------------------------------------
@@ -211,6 +237,9 @@ class Issuance:
     expires_at: datetime | None = None
     parent_id: int | None = None  # the subject token a token exchange was granted on
     run_id: int | None = None
+    resource: str = ""  # the resource asked for (empty: none named, the portal API)
+    audience: str = ""  # the audience of the issued token
+    family: str = ""  # the authorization (code, refresh tokens) the token came from
 
 
 def issuance_record(issuance: Issuance) -> int | None:
@@ -224,14 +253,16 @@ def issuance_record(issuance: Issuance) -> int | None:
                "actor_kind": issuance.actor_kind, "subject_id": issuance.subject_id, "ip": issuance.ip,
                "grant_type": issuance.grant_type[:60], "requested_scopes": list(issuance.requested),
                "granted_scopes": list(issuance.granted), "outcome": issuance.outcome, "error": issuance.error,
-               "reason": issuance.reason[:300], "policies": list(issuance.policies)}
+               "reason": issuance.reason[:300], "policies": list(issuance.policies),
+               "resource": issuance.resource[:300]}
     token = None
     if issuance.token_hash:
         token = {"token_hash": issuance.token_hash, "agent_id": issuance.agent_id, "client_id": sign_in["client_id"],
                  "subject_id": issuance.subject_id, "actor_kind": issuance.actor_kind,
                  "grant_type": issuance.grant_type, "scopes": sign_in["granted_scopes"],
                  "parent_id": issuance.parent_id, "run_id": issuance.run_id, "issued_at": issuance.at,
-                 "expires_at": issuance.expires_at, "revoked_reason": ""}
+                 "expires_at": issuance.expires_at, "revoked_reason": "", "audience": issuance.audience,
+                 "family": issuance.family}
     if fastpath.enabled():
         return fastpath.record(sign_in, token)
     with transaction.atomic():
@@ -251,15 +282,18 @@ _LIVE_TOKEN_FIELDS = (
     "revoked_at", *(f"agent__{f}" for f in ("id", "workspace_id", "name", "identity_type", "run_as_user_id",
                                              "status", "expires_at")),
     "agent__run_as_user__id", "agent__run_as_user__username", "agent__run_as_user__is_active",
-    "subject__id", "subject__username", "subject__is_active")
+    "audience", "subject__id", "subject__username", "subject__is_active", "subject__oauth_subject")
 
 
 def live_token(value: str, now: datetime | None = None) -> AccessToken | None:
-    """The token with this value if it is active now (one query), else None."""
-    if not value or not value.startswith(TOKEN_PREFIX):
+    """The token with this value if it is active now (signature checked, then one query), else None. Its verified
+    claims are on ``token.claims``."""
+    claims = claims_of(value)
+    if claims is None:
         return None
     now = now or timezone.now()
-    token = (AccessToken.objects.filter(token_hash=hash_token(value), revoked_at__isnull=True, expires_at__gt=now)
+    token = (AccessToken.objects.filter(token_hash=hash_token(claims["jti"]), revoked_at__isnull=True,
+                                        expires_at__gt=now)
              .select_related("agent__run_as_user", "subject")
              .only(*_LIVE_TOKEN_FIELDS).order_by()[:1])
     token = token[0] if token else None
@@ -267,6 +301,7 @@ def live_token(value: str, now: datetime | None = None) -> AccessToken | None:
         return None
     if token.subject is not None and not token.subject.is_active:
         return None
+    token.claims = claims
     return token
 
 
@@ -278,13 +313,15 @@ def introspect(value: str, now: datetime | None = None) -> dict:
     token = live_token(value, now)
     if token is None:
         return {"active": False}
-    claims = {"active": True, "scope": " ".join(token.scopes), "client_id": token.client_id, "token_type": "Bearer",
-              "exp": int(token.expires_at.timestamp()), "iat": int(token.issued_at.timestamp()),
-              "sub": token.subject.username if token.subject else token.client_id,
-              "iss": settings.PORTAL_BASE_URL, "agent_id": token.agent_id, "actor_kind": token.actor_kind}
-    if token.actor_kind == ActorKind.ON_BEHALF_OF:
-        claims["act"] = {"sub": token.client_id}  # RFC 8693 §4.1: the agent acting for the subject
-    return claims
+    return _introspection(token.claims, token.actor_kind, token.subject.username if token.subject else None)
+
+
+def _introspection(claims: dict, actor_kind: str, username: str | None) -> dict:
+    """RFC 7662's answer for an active token: the token's own claims, with ``username`` for a person's."""
+    answer = {"active": True, "token_type": "Bearer", **claims, "actor_kind": actor_kind}
+    if username is not None:
+        answer["username"] = username
+    return answer
 
 
 @transaction.atomic
@@ -302,10 +339,13 @@ def personal_token_issue(*, actor: User, scopes: Iterable[str] | None = None) ->
     if not wanted:
         raise ValidationError({"scopes": "You hold no data rights to delegate."})
     now = timezone.now()
-    value = new_token()
-    token = AccessToken.objects.create(token_hash=hash_token(value), agent=None, client_id="portal", subject=actor,
+    expires_at = token_expiry(now, None)
+    audience = resources.portal_identifier()
+    value, token_hash = mint(at=now, expires_at=expires_at, client_id="portal", audience=audience,
+                             scopes=sorted(wanted), subject=str(actor.oauth_subject))
+    token = AccessToken.objects.create(token_hash=token_hash, agent=None, client_id="portal", subject=actor,
                                        actor_kind=ActorKind.USER, grant_type=GrantType.PORTAL, scopes=sorted(wanted),
-                                       issued_at=now, expires_at=token_expiry(now, None))
+                                       issued_at=now, expires_at=expires_at, audience=audience)
     audit.record(actor=actor, action="token.issue_personal", target=token,
                  after={"token_id": token.pk, "scopes": token.scopes, "expires_at": token.expires_at})
     return token, value
@@ -332,16 +372,23 @@ def run_token_issue(run, *, expires_at: datetime, now: datetime | None = None) -
     else:
         subject, kind = None, ActorKind.AGENT
     valid_until = effective_scopes(agent, now).valid_until(run.scopes)
-    value = new_token()
+    client_id = _run_client_id(agent)
+    expires_at = min(expires_at, valid_until) if valid_until else expires_at
+    audience = resources.portal_identifier()
+    value, token_hash = mint(
+        at=now, expires_at=expires_at, client_id=client_id, audience=audience, scopes=run.scopes,
+        subject=str(subject.oauth_subject) if subject else None, agent_id=agent.pk, blueprint_id=agent.blueprint_id,
+        act={"sub": client_id} if kind == ActorKind.ON_BEHALF_OF else None)
     issuance = Issuance(
-        at=now, agent_id=agent.pk, client_id=_run_client_id(agent), actor_kind=kind,
+        at=now, agent_id=agent.pk, client_id=client_id, actor_kind=kind,
         subject_id=subject.pk if subject else None, grant_type=GrantType.RUN, requested=tuple(run.scopes),
         granted=tuple(run.scopes), outcome=SignInOutcome.SUCCESS, reason=f"run #{run.pk}",
-        policies=tuple(run.policies), token_hash=hash_token(value), run_id=run.pk,
-        expires_at=min(expires_at, valid_until) if valid_until else expires_at)
+        policies=tuple(run.policies), token_hash=token_hash, run_id=run.pk, expires_at=expires_at,
+        audience=audience)
     token = AccessToken(pk=issuance_record(issuance), token_hash=issuance.token_hash, agent=agent,
                         client_id=issuance.client_id, subject=subject, actor_kind=kind, grant_type=GrantType.RUN,
-                        scopes=list(run.scopes), issued_at=now, run=run, expires_at=issuance.expires_at)
+                        scopes=list(run.scopes), issued_at=now, run=run, expires_at=issuance.expires_at,
+                        audience=audience)
     return token, value
 
 
@@ -364,7 +411,8 @@ def revoke_run_tokens(run, reason: str, now: datetime | None = None) -> int:
 
 def _introspect_row(value: str, now: datetime) -> dict:
     """``introspect`` on PostgreSQL: one prepared statement, no model instances."""
-    row = fastpath.live(hash_token(value), now) if value.startswith(TOKEN_PREFIX) else None
+    claims = claims_of(value)
+    row = fastpath.live(hash_token(claims["jti"]), now) if claims is not None else None
     if row is None:
         return {"active": False}
     (_pk, agent_id, client_id, actor_kind, scopes, issued_at, expires_at, status, agent_expires, identity_type,
@@ -376,12 +424,7 @@ def _introspect_row(value: str, now: datetime) -> dict:
         return {"active": False}
     if subject_name is not None and not subject_active:
         return {"active": False}
-    claims = {"active": True, "scope": " ".join(scopes), "client_id": client_id, "token_type": "Bearer",
-              "exp": int(expires_at.timestamp()), "iat": int(issued_at.timestamp()), "sub": subject_name or client_id,
-              "iss": settings.PORTAL_BASE_URL, "agent_id": agent_id, "actor_kind": actor_kind}
-    if actor_kind == ActorKind.ON_BEHALF_OF:
-        claims["act"] = {"sub": client_id}
-    return claims
+    return _introspection(claims, actor_kind, subject_name)
 
 
 # --- revoking ---------------------------------------------------------------------------------------------------
@@ -393,9 +436,10 @@ def _revoke(queryset, reason: str, now: datetime) -> int:
 def token_revoke(*, client: AgentClient, value: str) -> bool:
     """RFC 7009: a client revokes one of its own tokens (another client's token is left alone, silently)."""
     now = timezone.now()
-    if not value:
+    claims = claims_of(value)
+    if claims is None:
         return False
-    token = AccessToken.objects.filter(token_hash=hash_token(value), agent=client.agent).first()
+    token = AccessToken.objects.filter(token_hash=hash_token(claims["jti"]), agent=client.agent).first()
     if token is None or token.revoked_at is not None or token.expires_at <= now:
         return False
     _revoke(AccessToken.objects.filter(pk=token.pk), "revoked by the client", now)

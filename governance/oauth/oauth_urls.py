@@ -1,0 +1,12 @@
+"""The OAuth endpoints, mounted at ``/oauth/`` (docs/design.md, "The authorization server")."""
+
+from django.urls import include, path
+
+from governance.signin import oauth as signin_oauth
+
+urlpatterns = [
+    path("token/", signin_oauth.token, name="oauth-token"),
+    path("introspect/", signin_oauth.introspect, name="oauth-introspect"),
+    path("revoke/", signin_oauth.revoke, name="oauth-revoke"),
+    path("", include("governance.signing.urls")),
+]

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class SigningConfig(AppConfig):
+    """The keys the authorization server signs its tokens with, and their rotation."""
+
+    name = "governance.signing"
+    label = "signing"
+    verbose_name = "Signing keys"
+    default_auto_field = "django.db.models.BigAutoField"
