@@ -13,8 +13,8 @@ and calls ``token_issue``, which goes straight down:
    a ``resource`` that is not registered is ``invalid_target`` (``resources.resolve``; none named: the portal API);
 4. the scopes are decided, only ever among those the resource accepts. Client credentials: what was asked for
    (everything the agent holds when nothing was), all of which the agent must hold; a user-account agent never
-   holds more than its user's own rights. Token exchange (RFC 8693): what was asked for (everything, when nothing was) ∩ the agent's delegated permissions ∩ the
-   person's rights ∩ the subject token's scopes, at least one;
+   holds more than its user's own rights. Token exchange (RFC 8693): what was asked for (everything, when nothing
+   was) ∩ the agent's delegated permissions ∩ the person's rights ∩ the subject token's scopes, at least one;
 5. conditional access is evaluated for those scopes: a block wins; report-only verdicts are recorded, not enforced;
 6. the result, refused or issued, is recorded by ``tokens.issuance_record``: the sign-in row, and the token row with
    it in the same statement (PostgreSQL) or transaction. The token is a JWT for exactly that resource
