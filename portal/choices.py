@@ -23,6 +23,7 @@ class Product(models.TextChoices):
     PURVIEW = "purview", "Microsoft Purview"
     PORTAL = "portal", "Agent Identity Portal API"
     PARTNER = "partner", "Partner product"
+    RESOURCE = "resource", "Registered resource server"
 
 
 MICROSOFT_DATA_PRODUCTS = frozenset(
