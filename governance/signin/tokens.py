@@ -38,7 +38,7 @@ from agents.choices import AgentStatus, IdentityType
 from agents.models import Agent, AgentIdentity, Credential, PermissionGrant
 from governance.access.choices import AssignmentStatus
 from governance.access.models import AccessPackage, Assignment
-from governance.signin import fastpath, resources
+from governance.signin import fastpath, resource_servers, resources
 from governance.signin.choices import ActorKind, GrantType, SignInOutcome
 from governance.signin.models import AccessToken, ResourceServer, SignIn
 from governance.signing import keys as signing
@@ -484,8 +484,11 @@ def can_manage_resource_servers(user) -> bool:
 
 
 @transaction.atomic
-def resource_server_create(*, actor: User | None, name: str) -> tuple[ResourceServer, str]:
-    """Register a resource server that may introspect tokens; its secret is returned once."""
+def resource_server_create(*, actor: User | None, name: str, identifier: str | None = None,
+                           scopes=()) -> tuple[ResourceServer, str]:
+    """Register a resource server that may introspect tokens; its secret is returned once. With an ``identifier``
+    it is also a resource tokens are issued for (R26), accepting ``scopes``, which join the catalog
+    (``resource_servers.register``; docs/oauth.md, "Resource indicators")."""
     if actor is not None and not can_manage_resource_servers(actor):
         raise PermissionDenied("Only Global and Security Administrators register resource servers.")
     name = (name or "").strip()
@@ -493,11 +496,14 @@ def resource_server_create(*, actor: User | None, name: str) -> tuple[ResourceSe
         raise ValidationError({"name": "Give the resource server a name."})
     if ResourceServer.objects.filter(name__iexact=name).exists():
         raise ValidationError({"name": f"A resource server named {name} exists already."})
+    target = resource_servers.register(actor=actor, name=name, identifier=identifier, scopes=scopes)
     secret = RS_SECRET_PREFIX + secrets.token_urlsafe(32)
     server = ResourceServer.objects.create(name=name, client_id="rs-" + secrets.token_hex(12),
-                                           secret_hash=credential_hashing.hash_secret(secret), created_by=actor)
+                                           secret_hash=credential_hashing.hash_secret(secret), created_by=actor,
+                                           **target)
     audit.record(actor=actor, action="resource_server.create", target=server,
-                 after={"name": server.name, "client_id": server.client_id})
+                 after={"name": server.name, "client_id": server.client_id, **target})
+    resource_servers.changed()
     return server, secret
 
 
@@ -510,6 +516,7 @@ def resource_server_revoke(*, actor: User | None, server: ResourceServer) -> Res
         server.revoked_at = timezone.now()
         server.save(update_fields=["revoked_at"])
         audit.record(actor=actor, action="resource_server.revoke", target=server, after={"name": server.name})
+        resource_servers.changed()
     return server
 
 
