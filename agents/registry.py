@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents import attributes, credentials, policy, signals
-from agents.choices import AgentScope, AgentStatus, DisabledBy, GrantSource, IdentityType
+from agents.choices import AgentKind, AgentScope, AgentStatus, DisabledBy, GrantSource, IdentityType
 from agents.models import (
     Agent,
     AgentIdentity,
@@ -77,6 +77,7 @@ class AgentSpec:
     with_agent_user: bool = True
     justification: str = ""
     row: int | None = None
+    kind: str = ""  # empty: from the blueprint's triggers; OAuth clients are client applications (R27)
 
 
 @dataclass
@@ -133,8 +134,13 @@ def spec_problems(actor: User | None, workspace: Workspace, spec: AgentSpec, *, 
     if privileged:
         problems.append(("blueprint", f"it requires privileged permissions that can never reach an agent: "
                                       f"{', '.join(sorted(privileged))}"))
+    if spec.kind == AgentKind.CLIENT_APPLICATION and blueprint_permissions:
+        problems.append(("blueprint", "a client application holds no permissions of its own (R27)"))
     if spec.identity_type == IdentityType.AGENT_IDENTITY:
-        if blueprint.publisher_kind not in settings.AGENT_IDENTITY_PUBLISHER_KINDS:
+        # An OAuth client application's identity carries no permission (checked above), so R2's guard on who
+        # gets a dedicated identity does not concern it (docs/oauth.md, "Client registration").
+        if (blueprint.publisher_kind not in settings.AGENT_IDENTITY_PUBLISHER_KINDS
+                and spec.kind != AgentKind.CLIENT_APPLICATION):
             problems.append(("identity_type", f"agent identities are offered only for blueprints published by "
                                               f"{', '.join(settings.AGENT_IDENTITY_PUBLISHER_KINDS)}; "
                                               f"run it as an existing user account"))
@@ -220,7 +226,7 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
         batch = specs[start:start + BATCH]
         agents = Agent.objects.bulk_create([
             Agent(workspace=workspace, blueprint=s.blueprint, name=s.name.strip(), scope=s.scope,
-                  kind=s.blueprint.kind, identity_type=s.identity_type, run_as_user=s.run_as_user,
+                  kind=s.kind or s.blueprint.kind, identity_type=s.identity_type, run_as_user=s.run_as_user,
                   status=_first_status(s.blueprint, workspace), created_by=actor, created_at=now,
                   expires_at=s.expires_at, schedule_period_seconds=poll_period(s.blueprint))
             for s in batch
