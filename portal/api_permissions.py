@@ -10,7 +10,34 @@ widens that to every workspace (R13). Tokens never write through the API.
 
 from __future__ import annotations
 
+from django.conf import settings
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+#: Where the portal API's protected-resource metadata is (RFC 9728; docs/oauth.md, "Resource indicators").
+PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
+
+
+def bearer_challenge(*, error: str = "", scope: str = "", description: str = "") -> str:
+    """RFC 6750 §3 / RFC 9728 §5.1: the ``WWW-Authenticate`` value that sends a client to the API's
+    protected-resource metadata (and from there to this authorization server)."""
+    parts = ['realm="portal-api"']
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append('error_description="{}"'.format(description.replace('"', "'").replace("\\", "/")))
+    if scope:
+        parts.append(f'scope="{scope}"')
+    parts.append(f'resource_metadata="{settings.PORTAL_BASE_URL}{PROTECTED_RESOURCE_PATH}"')
+    return "Bearer " + ", ".join(parts)
+
+
+class InsufficientScope(PermissionDenied):
+    """RFC 6750 §3.1 ``insufficient_scope``: a 403 whose challenge names the scopes that would do."""
+
+    def __init__(self, detail: str, scopes) -> None:
+        super().__init__(detail, code="insufficient_scope")
+        self.auth_header = bearer_challenge(error="insufficient_scope", scope=" ".join(scopes))
 
 
 def token_scopes(request) -> frozenset[str] | None:
@@ -51,7 +78,9 @@ class ScopedAccess(BasePermission):
             self.message = "Access tokens are read-only on the portal API."
             return False
         if not scopes & set(accepted):
-            self.message = (f"The token lacks a scope this endpoint accepts: {' or '.join(accepted)}." if accepted
-                            else "This endpoint does not accept access tokens.")
-            return False
+            if not accepted:
+                self.message = "This endpoint does not accept access tokens."
+                return False
+            raise InsufficientScope(f"The token lacks a scope this endpoint accepts: {' or '.join(accepted)}.",
+                                    accepted)
         return True

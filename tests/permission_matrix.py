@@ -370,3 +370,9 @@ CASES += _run_cases.CASES
 from tests.matrix_cases import attributes as _attribute_cases  # noqa: E402
 
 CASES += _attribute_cases.CASES
+
+# --- discovery, the API's protected-resource metadata, agents as resources -------------------------------------
+
+from tests.matrix_cases import resources as _resource_cases  # noqa: E402
+
+CASES += _resource_cases.CASES

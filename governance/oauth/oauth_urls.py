@@ -9,4 +9,5 @@ urlpatterns = [
     path("introspect/", signin_oauth.introspect, name="oauth-introspect"),
     path("revoke/", signin_oauth.revoke, name="oauth-revoke"),
     path("", include("governance.signing.urls")),
+    path("", include("governance.oauth.client_urls")),
 ]

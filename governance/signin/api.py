@@ -13,6 +13,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import APIException
 
 from governance.signin import resources, tokens
+from portal import api_permissions
 
 
 class AgentPrincipal:
@@ -41,12 +42,20 @@ class InvalidToken(APIException):
     default_detail = "The access token is unknown, expired or revoked."
     default_code = "invalid_token"
 
+    def __init__(self, detail=None, code=None, *, error: str = "invalid_token") -> None:
+        super().__init__(detail, code)
+        # DRF's exception handler sends ``auth_header`` as WWW-Authenticate: the challenge points at the API's
+        # protected-resource metadata (RFC 9728 §5.1; docs/oauth.md, "Resource indicators").
+        self.auth_header = api_permissions.bearer_challenge(error=error)
+
 
 class BearerTokenAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
+        if header.strip() == self.keyword:  # the scheme without a token: a challenge with no error (RFC 6750 §3.1)
+            raise InvalidToken("Present an access token.", error="")
         if not header.startswith(f"{self.keyword} "):
             return None
         token = tokens.live_token(header[len(self.keyword) + 1:].strip())
@@ -56,7 +65,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         return principal, token
 
     def authenticate_header(self, request) -> str:
-        return 'Bearer realm="portal-api"'
+        return api_permissions.bearer_challenge()
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

@@ -15,6 +15,19 @@ class PersonalTokenForm(StyledForm):
 
 class ResourceServerForm(StyledForm):
     name = forms.CharField(max_length=150, label="Name", help_text="The service that will validate agents' tokens.")
+    identifier = forms.CharField(required=False, max_length=300, label="Identifier (optional)",
+                                 help_text="An absolute https URI: the audience of tokens issued for it (RFC 8707). "
+                                           "Empty: it only introspects.")
+    scopes = forms.CharField(required=False, max_length=2000, label="Scopes (optional)",
+                             help_text="Space-separated scopes it accepts; each joins the permission catalog.")
+
+
+class AgentResourceForm(StyledForm):
+    identifier = forms.CharField(max_length=300, label="Identifier",
+                                 help_text="An absolute https URI other agents name as the resource.")
+    scopes = forms.CharField(max_length=2000, label="Scopes",
+                             help_text="Space-separated scopes this agent accepts; each joins the permission "
+                                       "catalog, so other agents hold them through access packages.")
 
 
 class SignInFilterForm(StyledForm):

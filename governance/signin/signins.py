@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from agents import policy as agent_policy
 from governance.signin.choices import SignInOutcome
-from governance.signin.models import SignIn
+from governance.signin.models import ResourceServer, SignIn
 from portal import rbac
 
 # Directory roles that see every sign-in, whichever workspace the agent is in.
@@ -29,9 +29,13 @@ SIGNIN_READER_ROLES = frozenset({rbac.GLOBAL_ADMINISTRATOR, rbac.SECURITY_ADMINI
                                  rbac.COMPLIANCE_ADMINISTRATOR, rbac.GLOBAL_READER})
 
 # The export's columns, in order (``agent`` is the agent's name, ``subject`` the user's username).
+# ``resource`` is the audience asked for and ``resource_agent`` the agent's name when that resource is an agent
+# (an agent-to-agent token: both parties are in the row).
 EXPORT_COLUMNS = ("id", "at", "agent_id", "agent", "client_id", "actor_kind", "subject", "ip", "grant_type",
-                  "requested_scopes", "granted_scopes", "outcome", "error", "reason", "policies")
-_EXPORT_SOURCES = tuple({"agent": "agent__name", "subject": "subject__username"}.get(c, c) for c in EXPORT_COLUMNS)
+                  "requested_scopes", "granted_scopes", "outcome", "error", "reason", "policies", "resource",
+                  "resource_agent")
+_EXPORT_SOURCES = tuple({"agent": "agent__name", "subject": "subject__username"}.get(c, c)
+                        for c in EXPORT_COLUMNS if c != "resource_agent")
 
 
 def can_read_all_signins(user) -> bool:
@@ -97,13 +101,22 @@ def visible_agent_ids(user, agent_ids: Iterable[int]) -> set[int]:
 def export_rows(signins: QuerySet[SignIn], chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
     """Stream the filtered log as flat dicts, oldest first, without loading the whole set (a server-side cursor on
     PostgreSQL). Only the columns in ``EXPORT_COLUMNS``: no token, no secret."""
+    agent_resources = resource_agents()
     rows = signins.order_by("at", "pk").values_list(*_EXPORT_SOURCES).iterator(chunk_size=chunk_size)
     for row in rows:
-        item = dict(zip(EXPORT_COLUMNS, row, strict=True))
+        item = dict(zip(EXPORT_COLUMNS, row, strict=False))
         item["at"] = item["at"].isoformat()
         item["agent"] = item["agent"] or ""
         item["subject"] = item["subject"] or ""
+        item["resource_agent"] = agent_resources.get(item["resource"], "")
         yield item
+
+
+def resource_agents() -> dict[str, str]:
+    """``{identifier: agent name}`` of the resources that are agents, revoked ones too (one query; there are few):
+    the log names the agent a token was for."""
+    return dict(ResourceServer.objects.filter(agent__isnull=False, identifier__isnull=False)
+                .values_list("identifier", "agent__name"))
 
 
 def last_used(agent_ids: Iterable[int]) -> dict[int, datetime]:

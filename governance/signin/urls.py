@@ -12,4 +12,5 @@ urlpatterns = [
     path("tokens/resource-servers/", views.resource_server_list, name="resource-server-list"),
     path("tokens/resource-servers/<int:server_id>/revoke/", views.resource_server_revoke,
          name="resource-server-revoke"),
+    path("resource-servers/agent/<int:agent_id>/", views.agent_resource, name="agent-resource"),
 ]

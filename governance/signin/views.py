@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from governance.signin import signins, tokens
-from governance.signin.forms import PersonalTokenForm, ResourceServerForm, SignInFilterForm
+from agents import policy as agent_policy
+from governance.signin import resource_servers, signins, tokens
+from governance.signin.forms import AgentResourceForm, PersonalTokenForm, ResourceServerForm, SignInFilterForm
 from governance.signin.models import ResourceServer
 from portal import rbac
 from portal.viewutils import act, page, streamed_export
@@ -47,12 +50,15 @@ def resource_server_list(request):
     created = secret = None
     if request.method == "POST" and form.is_valid():
         try:
-            created, secret = tokens.resource_server_create(actor=request.user, name=form.cleaned_data["name"])
+            created, secret = tokens.resource_server_create(actor=request.user, name=form.cleaned_data["name"],
+                                                            identifier=form.cleaned_data["identifier"] or None,
+                                                            scopes=form.cleaned_data["scopes"])
             form = ResourceServerForm()
         except ValidationError as error:
             form.add_error(None, error)
     response = render(request, "governance/signin/resource_servers.html", {
-        "form": form, "servers": ResourceServer.objects.select_related("created_by"), "created": created,
+        "form": form, "page": page(request, ResourceServer.objects.select_related("created_by", "agent")),
+        "created": created,
         "secret": secret, "active": "tokens"})
     response["Cache-Control"] = "no-store"
     return response
@@ -67,6 +73,30 @@ def resource_server_revoke(request, server_id: int):
     act(request, tokens.resource_server_revoke, lambda s: f"{s.name} can no longer introspect tokens.",
         server=server)
     return redirect("resource-server-list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def agent_resource(request, agent_id: int):
+    """Make an agent a resource other agents get tokens for (R26): its workspace's owners set its identifier and
+    scopes (docs/oauth.md, "Resource indicators")."""
+    agent = get_object_or_404(agent_policy.agents_visible_to(request.user).select_related("workspace"), pk=agent_id)
+    rbac.require(resource_servers.can_make_resource(request.user, agent),
+                 "Only the owners of the agent's workspace make it a resource.")
+    server = ResourceServer.objects.filter(agent=agent).first()
+    initial = {"identifier": server.identifier, "scopes": " ".join(server.scopes)} if server else {}
+    form = AgentResourceForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            resource_servers.agent_resource_set(actor=request.user, agent=agent, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"{agent.name} is a resource at {form.cleaned_data['identifier']}.")
+            return redirect("agent-resource", agent_id=agent.pk)
+    return render(request, "governance/signin/agent_resource.html", {
+        "agent": agent, "server": server, "form": form, "jwks_url": settings.PORTAL_BASE_URL + "/oauth/jwks/",
+        "issuer": settings.PORTAL_BASE_URL})
 
 
 FORBIDDEN = "The sign-in log is open to workspace owners and security readers."
@@ -93,6 +123,9 @@ def signin_list(request):
     query.pop("format", None)
     signin_page = page(request, signins.signins_for_page(rows))
     linkable = signins.visible_agent_ids(request.user, (row.agent_id for row in signin_page))
+    agent_resources = signins.resource_agents() if any(row.resource for row in signin_page) else {}
+    for row in signin_page:
+        row.resource_agent = agent_resources.get(row.resource, "")
     return render(request, "governance/signin/signins.html", {
         "form": form, "page": signin_page, "query": query.urlencode(), "linkable": linkable,
     })
