@@ -376,3 +376,9 @@ CASES += _attribute_cases.CASES
 from tests.matrix_cases import resources as _resource_cases  # noqa: E402
 
 CASES += _resource_cases.CASES
+
+# --- OAuth client registration and the approval queue ------------------------------------------------------------
+
+from tests.matrix_cases import clients as _client_cases  # noqa: E402
+
+CASES += _client_cases.CASES
