@@ -382,3 +382,9 @@ CASES += _resource_cases.CASES
 from tests.matrix_cases import clients as _client_cases  # noqa: E402
 
 CASES += _client_cases.CASES
+
+# --- people's OAuth pages: authorization endpoint, connected apps ---------------------------------------------------
+
+from tests.matrix_cases import consent as _consent_cases  # noqa: E402
+
+CASES += _consent_cases.CASES

@@ -2,12 +2,14 @@
 
 from django.urls import include, path
 
+from governance.oauth import endpoints
 from governance.signin import oauth as signin_oauth
 
 urlpatterns = [
-    path("token/", signin_oauth.token, name="oauth-token"),
+    path("token/", endpoints.token, name="oauth-token"),
     path("introspect/", signin_oauth.introspect, name="oauth-introspect"),
-    path("revoke/", signin_oauth.revoke, name="oauth-revoke"),
+    path("revoke/", endpoints.revoke, name="oauth-revoke"),
     path("", include("governance.signing.urls")),
+    path("", include("governance.oauth.urls")),
     path("", include("governance.oauth.client_urls")),
 ]

@@ -8,6 +8,8 @@ class GrantType(models.TextChoices):
     TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange", "Token exchange"
     PORTAL = "portal", "Issued to a signed-in person"
     RUN = "run", "Issued to a run of the agent"
+    AUTHORIZATION_CODE = "authorization_code", "Authorization code (a person's consent)"
+    REFRESH_TOKEN = "refresh_token", "Refresh token"
 
 
 class ActorKind(models.TextChoices):
