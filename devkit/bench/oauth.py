@@ -665,19 +665,12 @@ def _over_http(kind: str, n: int) -> tuple[Measured, str, tuple[float, int]]:
     return measured, baseline_name, baseline
 
 
-@scenario("token_issue")
-def token_issue(n):
-    """n client-credentials tokens over HTTP (20 agents, 10 conditional-access policies in force) vs. n requests of
-    a trivial signed-in page on the same server."""
-    return _over_http("token_issue", n)
-
-
+# token_issue is registered by devkit.bench.oauth_jwt: this run, then a django-oauth-toolkit baseline.
 @scenario("introspect")
 def introspect(n):
     """n RFC 7662 introspections of live tokens by a resource server vs. n requests of a trivial signed-in page."""
     return _over_http("introspect", n)
 
 
-token_issue.default_n = 4000
 introspect.default_n = 8000
-token_issue.serves_http = introspect.serves_http = True
+introspect.serves_http = True

@@ -1,0 +1,332 @@
+"""Benchmarks of the JWT authorization server (docs/oauth.md), registered with ``devkit.bench``.
+
+``token_issue``: the portal's client-credentials endpoint over HTTP (``devkit.bench.oauth``: gunicorn with 2 sync
+workers, 20 agents, 10 conditional-access policies in force), then, in the same run and driven by the same load
+generator, a stock django-oauth-toolkit server doing the same grant (``devkit.bench.dot_baseline``: a minimal Django
+project in a database of its own, an application with a plain client secret, no policies). ``baseline`` is that DOT
+server; its figures go into ``extra`` as ``dot_*``, beside ``tokens_per_second_vs_dot`` (ours ÷ DOT's tokens/s).
+
+``jwks_verify``: an outside library verifying the portal's tokens offline against the published JWKS (signature,
+``typ``, issuer, audience, expiry), as a resource server does: PyJWT (measured) and joserfc (in ``extra``), in CPU
+seconds of this one process, against the floor of the same work — the bare ECDSA P-256 verifications with
+``cryptography``.
+
+``code_exchange``: authorization codes exchanged for tokens over HTTP by the load generator (PKCE verified, consent
+found), once the authorization-code grant is installed (``governance.oauth``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from urllib.parse import quote, urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from devkit.bench import oauth
+from devkit.bench.portal import scenario
+from governance.signin import tokens
+from governance.signing import keys as signing
+
+DOT_APPLICATIONS = oauth.AGENTS
+DOT_BASELINE_NAME = "django-oauth-toolkit client credentials"
+DOT_SETTINGS = "devkit.bench.dot_baseline.settings"
+TARGET_VS_DOT = 1.2
+TARGET_P99_MS = 30.0
+
+
+# --- the django-oauth-toolkit baseline --------------------------------------------------------------------------
+class DotServer(oauth.Server):
+    """gunicorn serving ``devkit.bench.dot_baseline`` with the portal server's options (workers, class, keep-alive)."""
+
+    def __init__(self, database_url: str):
+        super().__init__()
+        self.database_url = database_url
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "gunicorn", "devkit.bench.dot_baseline.wsgi:application",
+                   "--bind", f"fd://{self.listener.fileno()}", "--workers", str(oauth.WORKERS),
+                   "--worker-class", oauth.WORKER_CLASS, "--keep-alive", "75", "--graceful-timeout", "5",
+                   "--log-level", "warning", "--chdir", str(settings.BASE_DIR)]
+        if oauth.WORKER_CLASS == "gthread":
+            command += ["--threads", str(oauth.THREADS)]
+        self.process = subprocess.Popen(command, env=_dot_env(self.database_url), cwd=settings.BASE_DIR,
+                                        stdout=self.log, stderr=subprocess.STDOUT, pass_fds=[self.listener.fileno()],
+                                        start_new_session=True)
+
+
+def _dot_env(database_url: str) -> dict:
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    return {**env, "DJANGO_SETTINGS_MODULE": DOT_SETTINGS, "DOT_BASELINE_DATABASE_URL": database_url}
+
+
+def _pg_admin():
+    """A connection to the maintenance database of the portal's PostgreSQL server (autocommit)."""
+    import psycopg
+
+    s = connection.settings_dict
+    return psycopg.connect(dbname="postgres", user=s.get("USER") or None, password=s.get("PASSWORD") or None,
+                           host=s.get("HOST") or None, port=s.get("PORT") or None, autocommit=True)
+
+
+class DotDatabase:
+    """The baseline's own database: created empty (PostgreSQL: ``<portal database>_dot``; SQLite: a temporary
+    file), dropped when the run ends."""
+
+    def __init__(self):
+        self.tmp = None
+        if connection.vendor == "postgresql":
+            self.name = f"{connection.settings_dict['NAME']}_dot"[:63]
+            portal = urlsplit(oauth._database_url())
+            self.url = portal._replace(path="/" + quote(self.name, safe="")).geturl()
+        else:
+            self.tmp = tempfile.TemporaryDirectory(prefix="dot-baseline-")
+            self.name = ""
+            self.url = f"sqlite:///{self.tmp.name}/dot.sqlite3"
+
+    def create(self) -> None:
+        if self.tmp is None:
+            with _pg_admin() as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+                admin.execute(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+            return
+        with _pg_admin() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+SETUP = """
+import json, sys
+import django
+django.setup()
+from django.db import connection, reset_queries
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from oauth2_provider.models import Application
+pairs = json.load(sys.stdin)
+for client_id, secret in pairs:
+    Application.objects.create(name=client_id, client_id=client_id, client_secret=secret, hash_client_secret=False,
+                               client_type=Application.CLIENT_CONFIDENTIAL,
+                               authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS)
+client = Client()
+def call():
+    return client.post("/o/token/", "grant_type=client_credentials", content_type="application/x-www-form-urlencoded",
+                       secure=True, HTTP_AUTHORIZATION=sys.argv[1])
+call()
+reset_queries()
+with CaptureQueriesContext(connection) as ctx:
+    response = call()
+assert response.status_code == 200, response.content[:300]
+print(len(ctx.captured_queries))
+"""
+
+
+def _dot_prepare(database: DotDatabase) -> tuple[list[str], int]:
+    """Migrate the baseline's database, add its applications; their ``Basic`` headers and the SQL queries of one
+    token request."""
+    env = _dot_env(database.url)
+    migrate = subprocess.run([sys.executable, "-m", "django", "migrate", "--noinput", "-v0"], env=env,
+                             cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=300, check=False)
+    if migrate.returncode != 0:
+        raise ImproperlyConfigured(f"the DOT baseline's migrate failed: {migrate.stderr[-2000:]}")
+    pairs = [(f"dot-{secrets.token_hex(8)}", secrets.token_urlsafe(32)) for _ in range(DOT_APPLICATIONS)]
+    basics = [oauth._basic(client_id, secret) for client_id, secret in pairs]
+    setup = subprocess.run([sys.executable, "-c", SETUP, basics[0]], input=json.dumps(pairs), env=env,
+                           cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=300, check=False)
+    if setup.returncode != 0:
+        raise ImproperlyConfigured(f"the DOT baseline's set-up failed: {setup.stderr[-2000:]}")
+    return basics, int(setup.stdout.split()[-1])
+
+
+def _drive(server: oauth.Server, database: str, host: str, phases: list[dict],
+           processes: oauth.Processes) -> dict[str, dict]:
+    """The load generator of ``devkit.bench.oauth`` against ``server`` (its probe: ``/bench/ping/``, no cookie)."""
+    spec = {"port": server.port, "server_group": server.process.pid, "database": database,
+            "probe": f"GET /bench/ping/ HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-Proto: https\r\n\r\n",
+            "connections": oauth.CONNECTIONS, "workers": oauth.WORKERS, "phases": phases}
+    code = "import django; django.setup(); from devkit.bench.oauth import loadgen_main; loadgen_main()"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "portal.settings")}
+    processes.loadgen = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, env=env, cwd=settings.BASE_DIR)
+    try:
+        out, err = processes.loadgen.communicate(json.dumps(spec), timeout=oauth.LOADGEN_TIMEOUT)
+    finally:
+        if processes.loadgen.poll() is None:
+            processes.loadgen.kill()
+            processes.loadgen.wait()
+    if processes.loadgen.returncode != 0:
+        raise ImproperlyConfigured(f"the load generator failed ({processes.loadgen.returncode}): {err[-2000:]}")
+    return {result["name"]: result for result in json.loads(out)}
+
+
+def _dot_run(n: int) -> tuple[dict, int]:
+    """n client-credentials tokens from the DOT baseline: the load generator's figures, and queries per token."""
+    host = oauth._host()
+    database = DotDatabase()
+    processes = oauth.Processes()
+    server = None
+    try:
+        database.create()
+        basics, queries = _dot_prepare(database)
+        requests = [oauth._post(host, "/o/token/", basic, "grant_type=client_credentials") for basic in basics]
+        server = processes.server = DotServer(database.url)
+        server.start()
+        server.wait_ready(host)
+        warm = min(2000, max(n // 5, min(n, 200)))
+        results = _drive(server, database.name, host, [
+            {"name": "warm", "n": warm, "requests": requests, "expect": '"access_token"'},
+            {"name": "dot", "n": n, "requests": requests, "expect": '"access_token"'}], processes)
+    except BaseException:
+        processes.abort()
+        raise
+    finally:
+        if server is not None:
+            server.stop()
+        database.drop()
+    return results["dot"], queries
+
+
+@scenario("token_issue")
+def token_issue(n):
+    """n client-credentials tokens over HTTP (20 agents, 10 conditional-access policies in force) vs. n tokens from
+    a stock django-oauth-toolkit server (plain client secret, no policies) on the same machine, same load."""
+    measured, ping_name, ping = oauth._over_http("token_issue", n)
+    dot, dot_queries = _dot_run(n)
+    ours = measured.extra["tokens_per_second"]
+    extra = {
+        **measured.extra,
+        "dot_tokens_per_second": round(dot["rps"], 1), "dot_p50_ms": round(dot["p50_ms"], 2),
+        "dot_p99_ms": round(dot["p99_ms"], 2), "dot_errors": dot["errors"], "dot_error_kinds": dot["error_kinds"],
+        "dot_queries_per_request": dot_queries,
+        "dot_server_cpu_ms_per_request": round(dot["server_cpu_ms_per_request"], 2),
+        "dot_postgres_cpu_ms_per_request": round(dot["postgres_cpu_ms_per_request"], 2),
+        "dot_server": f"{oauth._describe_server()}; django-oauth-toolkit, plain client secret, no middleware",
+        "tokens_per_second_vs_dot": round(ours / dot["rps"], 2) if dot["rps"] else None,
+        "target_tokens_per_second_vs_dot": TARGET_VS_DOT, "target_p99_ms": TARGET_P99_MS,
+        "ping_baseline": ping_name, "ping_baseline_seconds": round(ping[0], 4),
+    }
+    versus = {key: value for key, value in extra.items() if key.startswith(("dot_", "tokens_per", "target"))}
+    print(json.dumps({"scenario": "token_issue_dot_baseline", **versus}), file=sys.stderr)
+    return oauth.Measured(measured[0], measured[1], extra), DOT_BASELINE_NAME, (dot["seconds"], dot_queries * n)
+
+
+token_issue.default_n = 4000
+token_issue.serves_http = True
+
+
+# --- offline verification against the published JWKS -----------------------------------------------------------
+RESOURCE = "https://bench.invalid/mcp"
+
+
+def _published_jwks() -> dict:
+    """The JWKS as a resource server fetches it: from the metadata's ``jwks_uri`` when the URL is installed."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        url = reverse("oauth-jwks")
+    except NoReverseMatch:
+        return signing.jwks()
+    response = Client(HTTP_HOST=oauth._host()).get(url, secure=True)
+    if response.status_code != 200:
+        raise ImproperlyConfigured(f"{url} answered {response.status_code}")
+    return response.json()
+
+
+def _cpu(work) -> float:
+    started = time.process_time()
+    work()
+    return time.process_time() - started
+
+
+@scenario("jwks_verify")
+def jwks_verify(n):
+    """n of the portal's tokens verified offline by PyJWT against the published JWKS (CPU seconds of one process)
+    vs. the bare ECDSA P-256 verifications of the same tokens (the floor); joserfc's figure in ``extra``."""
+    import jwt
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import KeySet
+
+    now = timezone.now()
+    values = [tokens.mint(at=now, expires_at=now + timedelta(minutes=10), client_id=f"bench-{i % 20}",
+                          audience=RESOURCE, scopes=["Agent.Read"])[0] for i in range(n)]
+    jwks = _published_jwks()
+    issuer = settings.PORTAL_BASE_URL
+    by_kid = {jwk["kid"]: jwt.PyJWK(jwk) for jwk in jwks["keys"]}
+    joserfc_keys = KeySet.import_key_set(jwks)
+    raw_keys = {kid: key.key for kid, key in by_kid.items()}
+
+    def pyjwt_all():
+        for value in values:
+            header = jwt.get_unverified_header(value)
+            if header.get("typ") != "at+jwt":
+                raise ImproperlyConfigured("not an access token")
+            jwt.decode(value, by_kid[header["kid"]], algorithms=["ES256"], audience=RESOURCE, issuer=issuer,
+                       options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]})
+
+    def joserfc_all():
+        registry = jose_jwt.JWTClaimsRegistry(iss={"essential": True, "value": issuer},
+                                              aud={"essential": True, "value": RESOURCE}, exp={"essential": True})
+        for value in values:
+            token = jose_jwt.decode(value, joserfc_keys, algorithms=["ES256"])
+            if token.header.get("typ") != "at+jwt":
+                raise ImproperlyConfigured("not an access token")
+            registry.validate(token.claims)
+
+    def floor():
+        for value in values:
+            head, payload, signature = value.rsplit(".", 2)[0], value.split(".")[1], value.rsplit(".", 1)[1]
+            kid = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))["kid"]
+            raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+            der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+            try:
+                raw_keys[kid].verify(der, f"{head}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
+            except InvalidSignature as error:
+                raise ImproperlyConfigured("a bench token did not verify") from error
+
+    floor()  # warm: imports, key objects
+    floor_seconds, pyjwt_seconds, joserfc_seconds = _cpu(floor), _cpu(pyjwt_all), _cpu(joserfc_all)
+
+    measured = oauth.Measured(pyjwt_seconds, 0, {
+        "pyjwt_tokens_per_cpu_second": round(n / pyjwt_seconds, 1),
+        "joserfc_tokens_per_cpu_second": round(n / joserfc_seconds, 1),
+        "ecdsa_floor_tokens_per_cpu_second": round(n / floor_seconds, 1),
+        "libraries": f"PyJWT {jwt.__version__}, joserfc {_version('joserfc')}, cryptography {_version('cryptography')}",
+        "checks": "signature (kid from the JWKS), typ at+jwt, iss, aud, exp",
+        "keys_published": len(jwks["keys"]), "cpu": "one process, time.process_time",
+    })
+    return measured, "ecdsa_p256_verify_same_tokens", (floor_seconds, 0)
+
+
+jwks_verify.default_n = 5000
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+# --- authorization code → token ---------------------------------------------------------------------------------
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
