@@ -37,6 +37,10 @@ class PolicyForm(StyledForm):
     time_windows = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
                                    label="Time windows (UTC)", help_text="One per line: days HH:MM-HH:MM, e.g. "
                                                                          "0,1,2,3,4 08:00-18:00 (Monday = 0).")
+    resources = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                                label="When the resource is one of",
+                                help_text="Resource identifiers (token audiences), one per line; the portal API is "
+                                          "the portal's base URL. Empty: any resource.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,6 +66,9 @@ class PolicyForm(StyledForm):
     def clean_ip_ranges(self):
         return self._lines(self.cleaned_data["ip_ranges"])
 
+    def clean_resources(self):
+        return list(dict.fromkeys(self._lines(self.cleaned_data["resources"])))
+
     def clean_time_windows(self):
         windows = []
         for line in self._lines(self.cleaned_data["time_windows"]):
@@ -81,3 +88,5 @@ class WhatIfForm(StyledForm):
                              widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     scopes = forms.CharField(required=False, label="Scopes requested",
                              help_text="Space-separated permission names; empty means all the agent holds.")
+    resource = forms.CharField(required=False, max_length=300, label="Resource",
+                               help_text="The resource identifier asked for; empty means the portal API.")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -218,7 +219,17 @@ def _unmet_conditions(policy: ConditionalAccessPolicy, facts: AgentFacts, contex
         at = context.at or timezone.now()
         if not any(_in_window(w, at) for w in policy.time_windows):
             unmet.append(f"{at.astimezone(UTC):%a %H:%M} UTC is outside the policy's time windows")
+    if policy.resources:
+        resource = context_resource(context)
+        if resource not in policy.resources:
+            unmet.append(f"the resource {resource} is not one of {', '.join(policy.resources)}")
     return unmet
+
+
+def context_resource(context: AccessContext) -> str:
+    """The resource a request is for (R26): the audience asked for, or the portal API (``PORTAL_BASE_URL``, its
+    identifier) when none is named — a run's token and a request without ``resource`` are for the portal API."""
+    return context.resource or settings.PORTAL_BASE_URL
 
 
 def _verdict(policy: ConditionalAccessPolicy, facts: AgentFacts, context: AccessContext) -> PolicyVerdict:
@@ -279,6 +290,11 @@ def validate_policy(policy: ConditionalAccessPolicy) -> None:
             problems.append(f"Time window {window!r}: days 0–6 (Monday = 0), start and end as HH:MM.")
     if policy.min_risk_level and policy.min_risk_level not in RISK_ORDER:
         problems.append(f"Unknown risk level '{policy.min_risk_level}'.")
+    for resource in policy.resources or []:
+        if not isinstance(resource, str) or not resource or len(resource) > 300 \
+                or any(ord(c) <= 0x20 or ord(c) >= 0x7f for c in resource) or "://" not in resource:
+            problems.append(f"'{str(resource)[:60]}' is not a resource identifier (an absolute URI, e.g. "
+                            f"https://api.example.com).")
     if problems:
         raise ValidationError(problems)
 
@@ -287,7 +303,7 @@ def validate_policy(policy: ConditionalAccessPolicy) -> None:
 # --- policy services (audited) --------------------------------------------------------------------------------------
 
 POLICY_FIELDS = ("name", "description", "state", "grant", "all_agents", "agent_kinds", "publisher_kinds",
-                 "attribute_rules", "min_risk_level", "ip_ranges", "time_windows")
+                 "attribute_rules", "min_risk_level", "ip_ranges", "time_windows", "resources")
 
 
 def can_manage_policies(user) -> bool:

@@ -59,6 +59,7 @@ def policy_edit(request, policy_id: int | None = None):
             "ip_ranges": "\n".join(policy.ip_ranges),
             "time_windows": "\n".join(f"{','.join(str(d) for d in w['days'])} {w['start']}-{w['end']}"
                                       for w in policy.time_windows),
+            "resources": "\n".join(policy.resources),
         })
     form = PolicyForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -82,7 +83,7 @@ def policy_what_if(request):
     """Evaluate every policy for an agent and a context, with each verdict's reason and the decision (R20)."""
     _require_policy_reader(request.user)
     form = WhatIfForm(request.GET or None)
-    evaluation = agent = None
+    evaluation = agent = resource = None
     attribute_rows = []
     if form.is_bound and form.is_valid():
         agent = agent_policy.agents_visible_to(request.user).select_related("blueprint").filter(
@@ -91,13 +92,15 @@ def policy_what_if(request):
             form.add_error("agent", "No agent you can see has that name.")
         else:
             facts = conditional_access.agent_facts(agent)
-            evaluation = conditional_access.evaluate(
-                facts,
-                conditional_access.AccessContext(ip=form.cleaned_data["ip"] or None, at=form.cleaned_data["at"],
-                                                 scopes=frozenset(form.cleaned_data["scopes"].split())))
+            context = conditional_access.AccessContext(
+                ip=form.cleaned_data["ip"] or None, at=form.cleaned_data["at"],
+                scopes=frozenset(form.cleaned_data["scopes"].split()), resource=form.cleaned_data["resource"].strip())
+            resource = conditional_access.context_resource(context)
+            evaluation = conditional_access.evaluate(facts, context)
             # The attributes the decision saw, each with its set and whether its owners could have changed it (R20).
             protection = agent_attributes.attribute_protection(facts.attributes)
             attribute_rows = [{"key": key, "value": value, "protection": protection[key]}
                               for key, value in sorted(facts.attributes.items())]
     return render(request, "governance/conditional_access/policy_what_if.html", {"form": form, "evaluation": evaluation,
-                                                              "agent": agent, "attribute_rows": attribute_rows})
+                                                              "agent": agent, "attribute_rows": attribute_rows,
+                                                              "resource": resource})
