@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
 from agents import policy as agent_policy
 from agents import registry
 from agents.choices import AgentKind, AgentStatus, IdentityType
-from agents.models import Credential
+from agents.models import Agent, AgentUserObjectPermission, Credential
 from governance.oauth import clients, registration
 from governance.oauth.choices import ClientApproval, ClientSource
-from governance.oauth.models import OAuthClient
+from governance.oauth.models import OAuthClient, RefreshToken
 from portal.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +114,171 @@ def test_r27_registration_in_approval_mode_waits_for_an_administrator(reg, clien
     assert oauth_client.agent.status == AgentStatus.ACTIVE
     assert clients.may_get_tokens(oauth_client) == ""
     assert AuditEvent.objects.filter(action="oauth.client_approve").count() == 1
+
+
+def test_r27_registration_approval_by_an_administrator_when_nobody_holds_the_client(reg, client):
+    """The requester-less flow: nobody signed in to register; if the client is left without an active sponsor or
+    owner, the approving administrator becomes both (R7)."""
+    oauth_client = clients.resolve_client(_register(client, MCP_SDK_METADATA).json()["client_id"])
+    agent = oauth_client.agent
+    assert agent.created_by is None
+    AgentUserObjectPermission.objects.filter(content_object=agent, user__in=[reg.owner, reg.owner_b]).delete()
+    registration.client_approve(actor=reg.ga, client=oauth_client)
+    people = registry.people_of(agent)
+    assert [u.username for u in people[agent_policy.OWN_AGENT]] == ["ga"]
+    assert [u.username for u in people[agent_policy.SPONSOR_AGENT]] == ["ga"]
+    assert clients.may_get_tokens(clients.resolve_client(oauth_client.client_id)) == ""
+
+
+def test_r27_denied_client_stays_disabled_and_needs_a_reason(reg, client):
+    oauth_client = clients.resolve_client(_register(client, MCP_SDK_METADATA).json()["client_id"])
+    with pytest.raises(ValidationError):
+        registration.client_deny(actor=reg.inherited, client=oauth_client, reason="  ")
+    registration.client_deny(actor=reg.inherited, client=oauth_client, reason="Unknown vendor")
+    oauth_client = clients.resolve_client(oauth_client.client_id)
+    assert oauth_client.approval == ClientApproval.DENIED and oauth_client.decision_reason == "Unknown vendor"
+    assert oauth_client.agent.status == AgentStatus.DISABLED
+    assert "denied" in clients.may_get_tokens(oauth_client)
+    with pytest.raises(ValidationError):
+        registration.client_approve(actor=reg.ga, client=oauth_client)
+
+
+def test_r27_open_registration_only_for_loopback_redirects(reg, client, settings):
+    settings.OAUTH_DYNAMIC_REGISTRATION = "open"
+    loopback = clients.resolve_client(_register(client, MCP_SDK_METADATA).json()["client_id"])
+    assert loopback.approval == ClientApproval.APPROVED and loopback.agent.status == AgentStatus.ACTIVE
+    web = _register(client, {"client_name": "Web app", "redirect_uris": ["https://app.example.test/callback"],
+                             "token_endpoint_auth_method": "none"})
+    assert web.status_code == 201
+    web_client = clients.resolve_client(web.json()["client_id"])
+    assert web_client.approval == ClientApproval.PENDING  # not on the user's machine: an administrator decides
+    assert web_client.agent.status == AgentStatus.PENDING_APPROVAL and clients.may_get_tokens(web_client)
+    mixed = _register(client, {**MCP_SDK_METADATA, "redirect_uris": ["http://127.0.0.1/cb", "https://x.test/cb"]})
+    assert clients.resolve_client(mixed.json()["client_id"]).approval == ClientApproval.PENDING
+
+
+def test_r27_registration_off_is_refused(reg, client, settings):
+    settings.OAUTH_DYNAMIC_REGISTRATION = "off"
+    response = _register(client, MCP_SDK_METADATA)
+    assert response.status_code == 403
+    assert response.json()["error"] == "access_denied"
+    assert not OAuthClient.objects.exists() and not Agent.objects.exists()
+    # Administrators still register static clients.
+    settings.OAUTH_DYNAMIC_REGISTRATION = "off"
+    from governance.oauth.client_metadata import parse
+
+    static = registration.client_register(actor=reg.ga, source=ClientSource.STATIC, metadata=parse(
+        {"client_name": "Static", "redirect_uris": ["https://static.example.test/cb"]}))
+    assert static.client.approval == ClientApproval.APPROVED
+
+
+def test_r27_confidential_client_gets_its_secret_once(reg, client, settings):
+    settings.OAUTH_DYNAMIC_REGISTRATION = "open"
+    response = _register(client, {"client_name": "Server app", "redirect_uris": ["https://srv.example.test/cb"],
+                                  "token_endpoint_auth_method": "client_secret_post"})
+    assert response.status_code == 201
+    body = response.json()
+    secret = body["client_secret"]
+    assert secret and body["client_secret_expires_at"] > body["client_id_issued_at"]
+    oauth_client = OAuthClient.objects.get(client_id=body["client_id"])
+    credential = Credential.objects.get(identity__agent=oauth_client.agent, revoked_at__isnull=True)
+    from agents import credentials
+
+    assert credential.secret_hash == credentials.hash_secret(secret)  # kept hashed, as every agent secret
+    assert secret not in json.dumps(oauth_client.metadata) and oauth_client.registration_token_hash != secret
+    read = client.get(body["registration_client_uri"].removeprefix(settings.PORTAL_BASE_URL),
+                      HTTP_AUTHORIZATION=f"Bearer {body['registration_access_token']}")
+    assert read.status_code == 200 and "client_secret" not in read.json()  # shown once, never again
+    assert secret not in read.content.decode()
+    events = json.dumps(list(AuditEvent.objects.values_list("before", "after")), default=str)
+    assert secret not in events and body["registration_access_token"] not in events
+
+
+def test_r27_rfc7592_read_and_delete_with_the_registration_token(reg, client, settings):
+    settings.OAUTH_DYNAMIC_REGISTRATION = "open"
+    body = _register(client, {**MCP_SDK_METADATA, "token_endpoint_auth_method": "client_secret_basic"}).json()
+    url = body["registration_client_uri"].removeprefix(settings.PORTAL_BASE_URL)
+    token = body["registration_access_token"]
+    wrong = client.get(url, HTTP_AUTHORIZATION="Bearer not-the-token")
+    assert wrong.status_code == 401 and 'error="invalid_token"' in wrong["WWW-Authenticate"]
+    assert client.get(url).status_code == 401
+    assert client.delete(url, HTTP_AUTHORIZATION="Bearer not-the-token").status_code == 401
+    other = _register(client, MCP_SDK_METADATA).json()
+    assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {other['registration_access_token']}").status_code == 401
+    read = client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert read.status_code == 200
+    assert read.json()["client_id"] == body["client_id"] and read.json()["redirect_uris"] == body["redirect_uris"]
+    oauth_client = OAuthClient.objects.get(client_id=body["client_id"])
+    RefreshToken.objects.create(token_hash="f" * 64, family="fam", client=oauth_client, user=reg.owner,
+                                resource="https://api.example.test", expires_at=oauth_client.created_at.replace(
+                                    year=oauth_client.created_at.year + 1))
+    deleted = client.delete(url, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert deleted.status_code == 204
+    oauth_client.refresh_from_db()
+    agent = Agent.objects.get(pk=oauth_client.agent_id)
+    assert agent.status == AgentStatus.RETIRED  # retired through the registry (R5)
+    assert not Credential.objects.filter(identity__agent=agent, revoked_at__isnull=True).exists()
+    assert not RefreshToken.objects.filter(client=oauth_client, revoked_at__isnull=True).exists()
+    assert "retired" in clients.may_get_tokens(oauth_client)
+    assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401  # the token is gone too
+    assert AuditEvent.objects.filter(action="agent.retire", target_id=str(agent.pk)).exists()
+
+
+@pytest.mark.parametrize(("body", "content_type", "error"), [
+    ({**MCP_SDK_METADATA, "redirect_uris": ["https://app.example.test/cb#fragment"]}, None, "invalid_redirect_uri"),
+    ({**MCP_SDK_METADATA, "redirect_uris": ["http://app.example.test/cb"]}, None, "invalid_redirect_uri"),
+    ({**MCP_SDK_METADATA, "application_type": "web", "redirect_uris": ["http://127.0.0.1:9/cb"]}, None,
+     "invalid_redirect_uri"),
+    ({**MCP_SDK_METADATA, "redirect_uris": ["/relative/cb"]}, None, "invalid_redirect_uri"),
+    ({**MCP_SDK_METADATA, "redirect_uris": []}, None, "invalid_redirect_uri"),
+    ({**MCP_SDK_METADATA, "grant_types": ["authorization_code", "password"]}, None, "invalid_client_metadata"),
+    ({**MCP_SDK_METADATA, "response_types": ["token"]}, None, "invalid_client_metadata"),
+    ({**MCP_SDK_METADATA, "token_endpoint_auth_method": "private_key_jwt"}, None, "invalid_client_metadata"),
+    ({**MCP_SDK_METADATA, "client_name": ["not", "a", "string"]}, None, "invalid_client_metadata"),
+    ("this is not json", None, "invalid_client_metadata"),
+    ("[1, 2, 3]", None, "invalid_client_metadata"),
+    (json.dumps(MCP_SDK_METADATA), "application/x-www-form-urlencoded", "invalid_client_metadata"),
+    ({**MCP_SDK_METADATA, "client_uri": "x" * 20_000}, None, "invalid_client_metadata"),  # too large
+], ids=["fragment", "http-non-loopback", "web-loopback-http", "relative", "no-redirects", "unknown-grant",
+        "implicit", "unsupported-auth", "bad-name", "non-json", "not-an-object", "form-encoded", "too-large"])
+def test_r27_bad_metadata_is_invalid_client_metadata(reg, client, body, content_type, error):
+    response = _register(client, body, **({"content_type": content_type} if content_type else {}))
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == error
+    assert response.json()["error_description"]
+    assert not OAuthClient.objects.exists() and not Agent.objects.exists()
+
+
+def test_r27_loopback_http_follows_the_setting_for_web_clients(reg, client, settings):
+    settings.OAUTH_ALLOW_LOOPBACK_HTTP = True
+    web = {**MCP_SDK_METADATA, "application_type": "web", "redirect_uris": ["http://127.0.0.1:9/cb"]}
+    assert _register(client, web).status_code == 201
+
+
+def test_r27_registration_is_rate_limited_per_address(reg, client, settings):
+    settings.OAUTH_REGISTRATION_RATE_PER_IP = 2
+    assert _register(client, MCP_SDK_METADATA).status_code == 201
+    assert _register(client, MCP_SDK_METADATA).status_code == 201
+    limited = _register(client, MCP_SDK_METADATA)
+    assert limited.status_code == 429 and int(limited["Retry-After"]) > 0
+    assert OAuthClient.objects.count() == 2
+    assert client.get(reverse("oauth-register")).status_code == 405
+
+
+def test_r27_conditional_access_covers_a_client_because_it_is_an_agent(reg, client, settings):
+    from governance.conditional_access import services as conditional_access
+
+    settings.OAUTH_DYNAMIC_REGISTRATION = "open"
+    oauth_client = clients.resolve_client(_register(client, MCP_SDK_METADATA).json()["client_id"])
+    agent = oauth_client.agent
+    facts = conditional_access.agent_facts(agent)
+    assert conditional_access.evaluate(facts, conditional_access.AccessContext()).allowed
+    conditional_access.policy_save(actor=reg.ga, agents=[agent], data={
+        "name": "Block the MCP client", "state": "on", "grant": "block"})
+    evaluation = conditional_access.evaluate(facts, conditional_access.AccessContext())
+    assert not evaluation.allowed and evaluation.blocked_by == "Block the MCP client"
+    conditional_access.policy_save(actor=reg.ga, data={
+        "name": "Client applications", "state": "report_only", "grant": "block",
+        "agent_kinds": [AgentKind.CLIENT_APPLICATION]})
+    verdicts = {v.name: v for v in conditional_access.evaluate(facts, conditional_access.AccessContext()).verdicts}
+    assert verdicts["Client applications"].outcome == "block"
