@@ -12,11 +12,13 @@ class SigninConfig(AppConfig):
     def ready(self) -> None:
         from agents import signals as agents
         from governance.access import signals as access
-        from governance.signin import signins, tokens
+        from governance.signin import signins, tokens, views
 
         agents.agent_disabled.connect(lambda agent, **_: tokens.revoke_for_disabled_agent(agent),
                                       weak=False, dispatch_uid="signin.agent_disabled")
         agents.last_used.connect(lambda agent_ids, **_: signins.last_used(agent_ids),
                                  weak=False, dispatch_uid="signin.last_used")
+        agents.detail_panels.connect(lambda user, agent, **_: views.agent_resource_panels(user, agent),
+                                     weak=False, dispatch_uid="signin.agent_resource")
         access.assignments_ended.connect(lambda assignments, reason, **_: tokens.revoke_tokens_carrying(
             assignments, reason), weak=False, dispatch_uid="signin.assignments_ended")

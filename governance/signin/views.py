@@ -99,6 +99,17 @@ def agent_resource(request, agent_id: int):
         "issuer": settings.PORTAL_BASE_URL})
 
 
+def agent_resource_panels(user, agent) -> list[dict]:
+    """The agent page's "As a resource" card (``agents.signals.detail_panels``): the identifier and scopes when the
+    agent is a resource, and the link to change them for its workspace's owners (one query)."""
+    server = ResourceServer.objects.filter(agent=agent).only("identifier", "scopes", "revoked_at", "agent_id").first()
+    can_manage = resource_servers.can_make_resource(user, agent)
+    if server is None and not can_manage:
+        return []
+    return [{"template": "governance/signin/agent_resource_panel.html", "slot": "side", "agent": agent,
+             "server": server, "can_manage": can_manage}]
+
+
 FORBIDDEN = "The sign-in log is open to workspace owners and security readers."
 
 

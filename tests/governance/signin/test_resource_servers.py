@@ -242,3 +242,17 @@ def test_r26_only_owners_may_make_their_agent_a_resource(client, registry_world)
     server.refresh_from_db()
     assert server.scopes == ["matrix.invoke", "matrix.read"]
     assert ResourceServer.objects.filter(agent=w.agent).count() == 1
+
+
+def test_r26_the_agent_page_links_owners_to_the_resource_page(client, registry_world):
+    w = registry_world
+    detail, link = reverse("agent-detail", args=[w.agent.pk]), reverse("agent-resource", args=[w.agent.pk])
+    client.force_login(w.contributor)
+    assert link not in client.get(detail).content.decode()  # not a resource, and not theirs to make one
+    client.force_login(w.owner)
+    page = client.get(detail).content.decode()
+    assert 'id="agent-resource-panel"' in page and link in page
+    resource_servers.agent_resource_set(actor=w.owner, agent=w.agent, identifier=AGENT_RESOURCE, scopes="m.invoke")
+    client.force_login(w.contributor)
+    page = client.get(detail).content.decode()
+    assert AGENT_RESOURCE in page and link not in page
