@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("governance.conditional_access.urls")),
     path("", include("governance.signin.urls")),
     path("", include("governance.risk.urls")),
+    path("", include("governance.signing.page_urls")),
 ]

@@ -29,6 +29,7 @@ JOB_SCHEDULES = {
     "evaluate_risk": crontab(minute="*/5"),
     "run_scheduled_agents": schedule(run_every=timedelta(seconds=AGENT_SCHEDULER_SECONDS)),
     "expire_runs": crontab(),  # every minute
+    "rotate_signing_keys": crontab(minute=20, hour=1),  # daily (docs/oauth.md, "Signing keys")
 }
 
 

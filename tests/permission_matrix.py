@@ -388,3 +388,9 @@ CASES += _client_cases.CASES
 from tests.matrix_cases import consent as _consent_cases  # noqa: E402
 
 CASES += _consent_cases.CASES
+
+# --- signing keys: the JWKS and the signing-keys page -----------------------------------------------------------
+
+from tests.matrix_cases import signing as _signing_cases  # noqa: E402
+
+CASES += _signing_cases.CASES

@@ -13,6 +13,7 @@ class SigninConfig(AppConfig):
         from agents import signals as agents
         from governance.access import signals as access
         from governance.signin import signins, tokens, views
+        from governance.signing import signals as signing
 
         agents.agent_disabled.connect(lambda agent, **_: tokens.revoke_for_disabled_agent(agent),
                                       weak=False, dispatch_uid="signin.agent_disabled")
@@ -20,5 +21,7 @@ class SigninConfig(AppConfig):
                                  weak=False, dispatch_uid="signin.last_used")
         agents.detail_panels.connect(lambda user, agent, **_: views.agent_resource_panels(user, agent),
                                      weak=False, dispatch_uid="signin.agent_resource")
+        signing.live_tokens.connect(lambda windows, now, **_: tokens.live_tokens_signed_in(windows, now),
+                                    weak=False, dispatch_uid="signin.live_tokens")
         access.assignments_ended.connect(lambda assignments, reason, **_: tokens.revoke_tokens_carrying(
             assignments, reason), weak=False, dispatch_uid="signin.assignments_ended")

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import DateTimeField, Value
+from django.db.models import Count, DateTimeField, Q, Value
 from django.utils import timezone
 
 from agents import credentials as credential_hashing
@@ -476,6 +476,18 @@ def revoke_for_disabled_agent(agent: Agent) -> None:
     revoke_agent_tokens(agent, f"agent {agent.status}")
 
 
+
+
+def live_tokens_signed_in(windows, now: datetime) -> dict[int, int]:
+    """For signing-key rotation (docs/oauth.md, "Signing keys"): per ``(key_id, start, end)`` window, the token
+    rows, revoked or not, issued in it and not yet expired (``end`` None: still signing). One query."""
+    if not windows:
+        return {}
+    counts = {f"k{key_id}": Count("pk", filter=Q(issued_at__gte=start) if end is None else
+                                  Q(issued_at__gte=start, issued_at__lte=end))
+              for key_id, start, end in windows}
+    row = AccessToken.objects.filter(expires_at__gt=now).aggregate(**counts)
+    return {int(name[1:]): count for name, count in row.items()}
 
 
 # --- resource servers ---------------------------------------------------------------------------------------------

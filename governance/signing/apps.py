@@ -8,3 +8,6 @@ class SigningConfig(AppConfig):
     label = "signing"
     verbose_name = "Signing keys"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from governance.signing import rotation  # noqa: F401  (the rotation job registers on import)

@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from governance.signing.choices import KeyState
 from governance.signing.models import SigningKey
+from portal import audit
 
 ALG = "ES256"
 ACCESS_TOKEN_TYP = "at+jwt"
@@ -64,19 +65,51 @@ def public_jwk(public_key: ec.EllipticCurvePublicKey, kid: str) -> dict:
             "y": _b64(numbers.y.to_bytes(32, "big")), "kid": kid, "alg": ALG, "use": "sig"}
 
 
-def new_key(*, actor=None, state: str = KeyState.PUBLISHED) -> SigningKey:
+def new_key(*, actor=None, state: str = KeyState.PUBLISHED, now=None) -> SigningKey:
     """Generate a key pair and store it (the private half encrypted). The caller audits and sets the state's
     times; this only makes the row."""
     private = ec.generate_private_key(ec.SECP256R1())
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     kid = secrets.token_urlsafe(12)
-    now = timezone.now()
+    now = now or timezone.now()
     key = SigningKey.objects.create(kid=kid, alg=ALG, public_jwk=public_jwk(private.public_key(), kid),
                                     private_key=_fernet().encrypt(pem), state=state, created_by=actor,
                                     created_at=now, activated_at=now if state == KeyState.ACTIVE else None)
     forget()
     return key
+
+
+def can_decrypt(private_key) -> bool:
+    """Whether a stored private key opens under the current secret (it does not after ``SIGNING_KEY_SECRET`` or
+    ``SECRET_KEY`` changed: docs/oauth.md, "Signing keys")."""
+    try:
+        _fernet().decrypt(bytes(private_key))
+    except InvalidToken:
+        return False
+    return True
+
+
+def remove_unusable(*, now=None) -> int:
+    """Remove, at once, every published, active or retired key whose private half no longer opens under the current
+    secret (docs/oauth.md, "Signing keys"): a changed secret is treated like a compromise, so the tokens those keys
+    signed stop verifying. One audit event per key; the caller makes a new active key. Runs in the caller's
+    transaction."""
+    now = now or timezone.now()
+    removed = 0
+    for key in SigningKey.objects.select_for_update().filter(state__in=_VERIFYING_STATES).order_by("pk"):
+        if can_decrypt(key.private_key):
+            continue
+        before = key.state
+        key.state, key.private_key, key.removed_at = KeyState.REMOVED, b"", now
+        key.save(update_fields=["state", "private_key", "removed_at"])
+        audit.record(actor=None, action="signing_key.remove", target=key,
+                     before={"state": before}, after={"state": key.state, "kid": key.kid,
+                                                      "reason": "unreadable under the current secret"})
+        removed += 1
+    if removed:
+        forget()
+    return removed
 
 
 # --- the process's view of the keys -------------------------------------------------------------------------------
@@ -126,8 +159,9 @@ def _signer() -> _Signer:
     state = _fresh(time.monotonic())
     if state["signer"] is None:  # no active key yet (a new installation): make the first one
         with transaction.atomic():
+            remove_unusable()  # an active key encrypted under an earlier secret cannot sign: replace it
             if not SigningKey.objects.select_for_update().filter(state=KeyState.ACTIVE).exists():
-                new_key(state=KeyState.ACTIVE)
+                new_key(state=KeyState.ACTIVE)  # the first key of an installation (the job audits the ones it makes)
         forget()
         state = _fresh(time.monotonic())
         if state["signer"] is None:

@@ -27,8 +27,12 @@ class SigningKey(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        # One key signs and at most one waits to take over, so two workers rotating at once cannot both publish
+        # (docs/oauth.md, "Signing keys").
         constraints = [models.UniqueConstraint(fields=["state"], condition=models.Q(state="active"),
-                                               name="one_active_signing_key")]
+                                               name="one_active_signing_key"),
+                       models.UniqueConstraint(fields=["state"], condition=models.Q(state="published"),
+                                               name="one_waiting_signing_key")]
 
     def __str__(self) -> str:
         return f"{self.alg} key {self.kid} ({self.get_state_display().lower()})"
