@@ -84,6 +84,17 @@ def _clear_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _forget_signing_keys():
+    """Each process keeps the signing keys it read (governance.signing.keys); a key made in a test's rolled-back
+    transaction must not sign, or be trusted, in the next test."""
+    from governance.signing import keys
+
+    keys.forget()
+    yield
+    keys.forget()
+
+
 @dataclass
 class World:
     """Two workspaces and one user per persona of the permission matrix.

@@ -63,7 +63,7 @@ from governance.conditional_access import services as conditional_access
 from governance.conditional_access.choices import PolicyGrant, PolicyState, RiskLevel
 from governance.conditional_access.models import ConditionalAccessPolicy
 from governance.risk.models import RiskDetection
-from governance.signin import tokens
+from governance.signin import resources, tokens
 from governance.signin.choices import ActorKind, GrantType
 from governance.signin.models import AccessToken, ResourceServer, SignIn
 from portal.models import Permission, User, Workspace
@@ -207,14 +207,19 @@ def _create(tag: str, *, tokens_for_introspection: bool) -> Fixture:
         server = ResourceServer.objects.create(name=f"{tag} resource server", client_id="rs-" + secrets.token_hex(12),
                                                secret_hash=credentials.hash_secret(server_secret))
         fixture.server_basic = _basic(server.client_id, server_secret)
-        fixture.token_values = [tokens.new_token() for _ in range(INTROSPECTED_TOKENS)]
         names = sorted(p.name for p in scopes)
+        expires_at = now + timedelta(hours=1)
+        minted = [tokens.mint(at=now, expires_at=expires_at, client_id=identities[i % AGENTS].client_id,
+                              audience=resources.portal_identifier(), scopes=names, agent_id=agents[i % AGENTS].pk,
+                              blueprint_id=blueprint.pk)
+                  for i in range(INTROSPECTED_TOKENS)]  # JWTs (docs/oauth.md, "Access tokens are JWTs")
+        fixture.token_values = [value for value, _ in minted]
         AccessToken.objects.bulk_create(
-            AccessToken(token_hash=tokens.hash_token(value), agent=agents[i % AGENTS],
+            AccessToken(token_hash=token_hash, agent=agents[i % AGENTS],
                         client_id=identities[i % AGENTS].client_id, actor_kind=ActorKind.AGENT,
                         grant_type=GrantType.CLIENT_CREDENTIALS, scopes=names, issued_at=now,
-                        expires_at=now + timedelta(hours=1))
-            for i, value in enumerate(fixture.token_values))
+                        expires_at=expires_at, audience=resources.portal_identifier())
+            for i, (_, token_hash) in enumerate(minted))
     return fixture
 
 

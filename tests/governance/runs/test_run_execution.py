@@ -113,7 +113,9 @@ def test_an_external_executor_on_loopback_receives_the_run_and_posts_its_outputs
         request = executor.requests[0]
         assert request["run_id"] == run.pk and request["inputs"] == {"Keywords": "laptop"}
         assert request["callback_url"] == f"{live_server.url}/api/v1/runs/{run.pk}/outputs/"
-        assert request["scopes"] == ["User.Read.All"] and request["access_token"].startswith("aipt_")
+        assert request["scopes"] == ["User.Read.All"]
+        claims = tokens.claims_of(request["access_token"])  # a JWT the portal signed (docs/oauth.md)
+        assert claims is not None and claims["scope"] == "User.Read.All" and claims["agent_id"] == agent.pk
         finished = _wait(lambda: Run.objects.filter(pk=run.pk, status="succeeded").first())
         for thread in executor.threads:
             thread.join(10)

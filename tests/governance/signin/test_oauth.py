@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from datetime import timedelta
 
@@ -79,8 +80,9 @@ def test_r22_client_credentials_by_basic_and_by_form_give_the_effective_permissi
         body = _token(client, client_id, secret, basic=basic).json()
         assert body["token_type"] == "Bearer" and body["expires_in"] <= 600
         assert set(body["scope"].split()) == {"User.Read.All", "SecurityIncident.ReadWrite.All"}  # ∪ the package
-        assert body["access_token"].startswith("aipt_")
-        stored = AccessToken.objects.get(token_hash=tokens.hash_token(body["access_token"]))
+        claims = tokens.claims_of(body["access_token"])  # a JWT signed by the portal (docs/oauth.md)
+        assert claims is not None and claims["client_id"] == client_id
+        stored = AccessToken.objects.get(token_hash=tokens.hash_token(claims["jti"]))
         assert stored.agent == w.agent and stored.subject is None
 
 
@@ -181,13 +183,14 @@ def test_r22_disabled_agent_token_is_inactive_at_once_and_stays_so_after_enablin
 
 
 def test_r22_expired_token_is_inactive(client, registry_world, resource_server, settings):
-    settings.ACCESS_TOKEN_TTL = 1
+    # Two seconds: the JWT's exp is a whole second (RFC 7519 NumericDate, rounded down, so never later than the row)
+    settings.ACCESS_TOKEN_TTL = 2
     w = registry_world
     client_id, secret = _secret(w.agent)
     body = _token(client, client_id, secret).json()
-    assert body["expires_in"] == 1
+    assert body["expires_in"] == 2
     assert _introspect(client, resource_server, body["access_token"])["active"] is True
-    time.sleep(1.1)
+    time.sleep(2.1)
     assert _introspect(client, resource_server, body["access_token"]) == {"active": False}
 
 
@@ -234,7 +237,7 @@ def test_r18_expiry_job_revokes_the_tokens_of_the_assignments_it_ends(client, ap
     client_id, secret = _secret(w.agent)
     _approve(w)
     carrying = _token(client, client_id, secret).json()["access_token"]
-    token = AccessToken.objects.get(token_hash=tokens.hash_token(carrying))
+    token = AccessToken.objects.get(token_hash=tokens.hash_token(tokens.claims_of(carrying)["jti"]))
     AccessToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() + timedelta(minutes=5))
     Assignment.objects.filter(pk=w.assignment.pk).update(starts_at=timezone.now() - timedelta(minutes=2),
                                                          expires_at=timezone.now() - timedelta(seconds=1))
@@ -262,7 +265,9 @@ def test_r1_user_account_agent_token_speaks_for_its_user_with_at_most_the_users_
     body = _token(client, client_id, secret).json()
     assert body["scope"] == "User.Read.All"  # Policy.Read.All is the agent's, not the user's
     claims = _introspect(client, resource_server, body["access_token"])
-    assert claims["sub"] == "runner" and claims["actor_kind"] == "user_account"
+    # a client-credentials token's sub is the client id (docs/oauth.md); introspection names the user it runs as
+    assert claims["sub"] == client_id and claims["username"] == "runner"
+    assert claims["actor_kind"] == "user_account"
     asked = _token(client, client_id, secret, scope="Policy.Read.All")
     assert asked.json()["error"] == "invalid_scope"
     directory.user_deactivate(actor=world.ga, user=runner)
@@ -294,7 +299,8 @@ def test_r13_exchange_gives_the_user_as_subject_and_the_agent_as_actor_with_the_
     assert body["scope"] == "User.Read.All"  # agent {User, Policy} ∩ user {User, AuditLog}
     assert body["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
     claims = _introspect(client, resource_server, body["access_token"])
-    assert claims["sub"] == "analyst" and claims["act"] == {"sub": client_id}
+    assert claims["sub"] == str(person.oauth_subject) and claims["username"] == "analyst"
+    assert claims["act"] == {"sub": client_id}
     sign_in = SignIn.objects.get(token__isnull=False, actor_kind="on_behalf_of")
     assert sign_in.subject == person and sign_in.agent == agent
     nothing = _token(client, client_id, secret, **EXCHANGE, subject_token=subject_token, scope="AuditLog.Read.All")
@@ -466,7 +472,9 @@ def test_r22_personal_token_page_shows_the_token_once(client, world):
     assert issued.status_code == 200 and issued["Cache-Control"] == "no-store"
     token = AccessToken.objects.get(subject=person)
     assert 'id="personal-token-value"' in issued.content.decode() and token.scopes == ["User.Read.All"]
-    assert client.get("/governance/tokens/").content.decode().count("aipt_") == 0
+    [value] = re.findall(r'id="personal-token-value">([^<]+)<', issued.content.decode())
+    assert tokens.claims_of(value)["sub"] == str(person.oauth_subject)  # the JWT, shown once
+    assert value not in client.get("/governance/tokens/").content.decode()
     refused = client.post("/governance/tokens/", {"scopes": "Mail.Read"})
     assert "You do not hold Mail.Read" in refused.content.decode() and AccessToken.objects.count() == 1
 
@@ -521,7 +529,8 @@ def test_r13_an_exchanged_token_never_carries_a_right_the_user_lacks(client, wor
         assert granted == expected
         assert granted <= user_rights and not granted & set(PRIVILEGED)
         claims = _introspect(client, resource_server, response.json()["access_token"])
-        assert claims["sub"] == person.username and claims["act"] == {"sub": client_id}
+        assert claims["sub"] == str(person.oauth_subject) and claims["username"] == person.username
+        assert claims["act"] == {"sub": client_id}
     finally:
         transaction.savepoint_rollback(savepoint)
 

@@ -142,11 +142,14 @@ def test_r22_a_repeated_token_parameter_is_invalid_request(client, agent_client,
     assert SignIn.objects.get().error == "invalid_request" and not AccessToken.objects.exists()
 
 
-def test_r22_rfc8693_resource_and_audience_may_repeat(client, agent_client):
+def test_r22_rfc8693_audience_may_repeat_but_several_resources_are_invalid_target(client, agent_client):
+    """RFC 8693's audience is not used and may repeat; a token has one resource (R26, docs/oauth.md, "Resource
+    indicators"), so several are ``invalid_target``."""
     client_id, secret = agent_client
     body = _form(grant_type="client_credentials", client_id=client_id, client_secret=secret)
-    response = _post(client, "/oauth/token/", body + "&audience=a&audience=b&resource=https://a&resource=https://b")
-    assert response.status_code == 200
+    assert _post(client, "/oauth/token/", body + "&audience=a&audience=b").status_code == 200
+    response = _post(client, "/oauth/token/", body + "&resource=https://a&resource=https://b")
+    _assert_oauth_error(response, "invalid_target")
 
 
 @pytest.mark.parametrize("name", ["token", "token_type_hint", "client_id", "client_secret", "unknown_extension"])
