@@ -8,6 +8,7 @@ redirects, a 5 s timeout, and at most 5 KiB read as a stream (a bigger body is r
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -59,8 +60,25 @@ def check_url(url: str) -> None:
     elif parts.scheme != "https":
         raise ClientError("invalid_client", "a client ID metadata document is fetched over https only")
     allowed = [h.strip().lower() for h in settings.OAUTH_CIMD_ALLOWED_HOSTS if h.strip()]
-    if allowed and host not in allowed and parts.netloc.lower() not in allowed:
+    listed = host in allowed or parts.netloc.lower() in allowed
+    if allowed and not listed:
         raise ClientError("invalid_client", f"client ID metadata documents are not accepted from {host[:100]}")
+    if not listed and _internal_address(host):
+        raise ClientError("invalid_client", "a client ID metadata document is not fetched from an internal address")
+
+
+def _internal_address(host: str) -> bool:
+    """A literal private, link-local or reserved address (loopback only when ``OAUTH_ALLOW_LOOPBACK_HTTP``): the
+    fetch must not become a way into the portal's own network. Names are not resolved here; list the hosts in
+    ``OAUTH_CIMD_ALLOWED_HOSTS`` to close that too."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if address.is_loopback:
+        return not settings.OAUTH_ALLOW_LOOPBACK_HTTP
+    return (address.is_private or address.is_link_local or address.is_reserved or address.is_multicast
+            or address.is_unspecified)
 
 
 def cache_seconds(cache_control: str) -> int:

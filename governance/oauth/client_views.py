@@ -89,9 +89,10 @@ def register(request: HttpRequest) -> HttpResponse:
         return _error("invalid_client_metadata", f"the client metadata is larger than {MAX_BODY_BYTES} bytes")
     try:
         raw = json.loads(body)
-        registered = registration.client_register(actor=None, metadata=parse(raw), source=ClientSource.DYNAMIC)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return _error("invalid_client_metadata", "the body is not JSON")
+    try:
+        registered = registration.client_register(actor=None, metadata=parse(raw), source=ClientSource.DYNAMIC)
     except ClientError as error:
         return _error(error.error, error.description, 403 if error.error == "access_denied" else 400)
     client = registered.client

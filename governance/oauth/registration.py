@@ -165,8 +165,15 @@ def client_register(*, actor: User | None, metadata: ClientMetadata, source: str
                               sponsors=people, owners=people, with_agent_user=False,
                               kind=AgentKind.CLIENT_APPLICATION,
                               justification=f"OAuth client registered ({source}).")
-    provisioned = registry.agent_create(actor=None if source != ClientSource.STATIC else actor,
-                                        workspace=workspace, spec=spec)
+    try:
+        provisioned = registry.agent_create(actor=None if source != ClientSource.STATIC else actor,
+                                            workspace=workspace, spec=spec)
+    except ValidationError as error:
+        if source == ClientSource.STATIC:
+            raise
+        # e.g. a registration workspace left without an owner to hold the client (R7): say so, never a 5xx
+        raise ClientError("invalid_client_metadata",
+                          "the client cannot be set up: " + "; ".join(error.messages)[:150]) from error
     agent = provisioned.agent
     confidential = metadata.token_endpoint_auth_method != AuthMethod.NONE
     credential = Credential.objects.get(identity__agent=agent)

@@ -178,6 +178,10 @@ def test_r27_cimd_http_refused_unless_loopback_allowed(policy, server, settings)
                 "https://example.com/app.json#frag", "https://" + "a" * 300 + ".com/x"):
         with pytest.raises(clients.ClientError):
             cimd.check_url(bad)
+    for internal in ("https://10.0.0.5/app.json", "https://169.254.169.254/latest/app.json",
+                     "https://[fd00::1]/app.json"):
+        with pytest.raises(clients.ClientError):
+            cimd.check_url(internal)  # no fetch into the portal's own network
     assert clients.resolve_client(url).source == ClientSource.METADATA_DOCUMENT
     # An unknown id that is not a URL is simply no client.
     assert clients.resolve_client("no-such-client") is None

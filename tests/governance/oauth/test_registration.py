@@ -237,10 +237,12 @@ def test_r27_rfc7592_read_and_delete_with_the_registration_token(reg, client, se
     ({**MCP_SDK_METADATA, "client_name": ["not", "a", "string"]}, None, "invalid_client_metadata"),
     ("this is not json", None, "invalid_client_metadata"),
     ("[1, 2, 3]", None, "invalid_client_metadata"),
+    ("[" * 8000 + "]" * 8000, None, "invalid_client_metadata"),
     (json.dumps(MCP_SDK_METADATA), "application/x-www-form-urlencoded", "invalid_client_metadata"),
     ({**MCP_SDK_METADATA, "client_uri": "x" * 20_000}, None, "invalid_client_metadata"),  # too large
 ], ids=["fragment", "http-non-loopback", "web-loopback-http", "relative", "no-redirects", "unknown-grant",
-        "implicit", "unsupported-auth", "bad-name", "non-json", "not-an-object", "form-encoded", "too-large"])
+        "implicit", "unsupported-auth", "bad-name", "non-json", "not-an-object", "deeply-nested", "form-encoded",
+        "too-large"])
 def test_r27_bad_metadata_is_invalid_client_metadata(reg, client, body, content_type, error):
     response = _register(client, body, **({"content_type": content_type} if content_type else {}))
     assert response.status_code == 400, response.content
