@@ -26,25 +26,35 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connection, reset_queries, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
+from agents.models import Agent
 from devkit.bench import oauth
 from devkit.bench.portal import scenario
-from governance.signin import tokens
+from governance.access.models import AccessPackage
+from governance.oauth import authorize
+from governance.oauth.choices import AuthMethod, ClientApproval, ClientSource
+from governance.oauth.models import AuthorizationCode, Consent, OAuthClient, RefreshToken
+from governance.signin import resources, tokens
+from governance.signin.models import AccessToken, SignIn
 from governance.signing import keys as signing
+from portal.models import DirectoryRole, DirectoryRoleAssignment, User
 
 DOT_APPLICATIONS = oauth.AGENTS
 DOT_BASELINE_NAME = "django-oauth-toolkit client credentials"
 DOT_SETTINGS = "devkit.bench.dot_baseline.settings"
 TARGET_VS_DOT = 1.2
 TARGET_P99_MS = 30.0
+TARGET_EXCHANGES = 300.0
 
 
 # --- the django-oauth-toolkit baseline --------------------------------------------------------------------------
@@ -116,6 +126,7 @@ import django
 django.setup()
 from django.db import connection, reset_queries
 from django.test import Client
+from django.test.utils import CaptureQueriesContext, override_settings
 from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import Application
 pairs = json.load(sys.stdin)
@@ -326,7 +337,151 @@ def _version(name: str) -> str:
 
 
 # --- authorization code → token ---------------------------------------------------------------------------------
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+CODE_LIFETIME = timedelta(minutes=30)  # the bench's codes outlive set-up and warm-up on a busy machine
+
+
 def _pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
+
+
+@transaction.atomic
+def _codes_create(fixture: oauth.Fixture, count: int) -> list[str]:
+    """A public client (one of the bench agents, approved), a person who holds the bench scopes through a directory
+    role and has consented, and ``count`` authorization codes for the portal API as ``authorize.code_issue`` makes
+    them (S256 challenge, only the hash stored, a family each, ``offline_access`` for a refresh token too) — written
+    in bulk rather than one audited request each. Returns the token requests' bodies."""
+    agent = Agent.objects.filter(workspace__slug=fixture.tag).order_by("name").first()
+    scopes = list(AccessPackage.objects.get(workspace__slug=fixture.tag).permissions.all())
+    now = timezone.now()
+    client = OAuthClient.objects.create(
+        agent=agent, client_id=f"{fixture.tag}-public", source=ClientSource.DYNAMIC, client_name="Bench client",
+        application_type="native", redirect_uris=[REDIRECT_URI], grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"], token_endpoint_auth_method=AuthMethod.NONE, approval=ClientApproval.APPROVED,
+        decided_at=now, created_at=now)
+    person = User.objects.get(username=f"{fixture.tag}-reader")
+    role = DirectoryRole.objects.create(key=f"{fixture.tag}-role", name=f"{fixture.tag} role")
+    role.permissions.set(scopes)
+    DirectoryRoleAssignment.objects.create(user=person, role=role)
+    resource = resources.portal_identifier()
+    names = sorted(p.name for p in scopes)
+    Consent.objects.create(user=person, client=client, resource=resource, scopes=names, granted_at=now)
+    bodies, rows = [], []
+    for _ in range(count):
+        code, (verifier, challenge) = secrets.token_urlsafe(32), _pkce()
+        rows.append(AuthorizationCode(
+            code_hash=authorize.hash_value(code), client=client, user=person, redirect_uri=REDIRECT_URI,
+            resource=resource, scopes=names, offline_access=True, code_challenge=challenge,
+            family=secrets.token_hex(16), created_at=now, expires_at=now + CODE_LIFETIME))
+        bodies.append(urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+                                 "code_verifier": verifier, "client_id": client.client_id}))
+    AuthorizationCode.objects.bulk_create(rows, batch_size=2000)
+    return bodies
+
+
+@transaction.atomic
+def _codes_delete(tag: str) -> None:
+    clients = OAuthClient.objects.filter(agent__workspace__slug=tag)
+    families = AuthorizationCode.objects.filter(client__in=clients).values_list("family", flat=True)
+    AccessToken.objects.filter(family__in=families).delete()
+    SignIn.objects.filter(client_id__in=clients.values_list("client_id", flat=True)).delete()
+    RefreshToken.objects.filter(client__in=clients).delete()
+    AuthorizationCode.objects.filter(client__in=clients).delete()
+    Consent.objects.filter(client__in=clients).delete()
+    clients.delete()
+    DirectoryRoleAssignment.objects.filter(role__key=f"{tag}-role").delete()
+    DirectoryRole.objects.filter(key=f"{tag}-role").delete()
+
+
+def _public_post(host: str, body: str) -> str:
+    return (f"POST /oauth/token/ HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-Proto: https\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+
+
+def _queries_per_exchange(fixture: oauth.Fixture, bodies: list[str]) -> int:
+    """SQL queries of one exchange through the same stack in this process (the first warms the caches)."""
+    client = Client(HTTP_HOST=fixture.host)
+    raised = int(oauth.RAISED_LIMIT)
+    with override_settings(OAUTH_RATE_LIMIT_PER_CLIENT=raised, OAUTH_RATE_LIMIT_PER_IP=raised):
+        client.post("/oauth/token/", bodies[0], secure=True, content_type="application/x-www-form-urlencoded")
+        reset_queries()
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.post("/oauth/token/", bodies[1], secure=True,
+                                   content_type="application/x-www-form-urlencoded")
+    if response.status_code != 200:
+        raise ImproperlyConfigured(f"code_exchange: the endpoint answered {response.status_code}: "
+                                   f"{response.content[:300]!r}")
+    return len(ctx.captured_queries)
+
+
+def _exchange_run(n: int, processes: oauth.Processes) -> tuple[oauth.Measured, str, tuple[float, int]]:
+    """In a thread of its own (its own connection, autocommit): data, server, load, clean-up."""
+    tag = f"oauthbench-{secrets.token_hex(4)}"
+    fixture = server = None
+    warm = min(1000, max(n // 5, min(n, 100)))
+    try:
+        fixture = oauth._create(tag, tokens_for_introspection=False)
+        bodies = _codes_create(fixture, 2 + warm + n)
+        queries = _queries_per_exchange(fixture, bodies[:2])
+        requests = [_public_post(fixture.host, body) for body in bodies[2:]]
+        ping = {"requests": [oauth._ping(fixture)], "expect": "ok "}
+        processes.check()
+        server = processes.server = oauth.Server()
+        server.start()
+        processes.check()
+        server.wait_ready(fixture.host)
+        results = oauth._load(processes, fixture, [
+            {"name": "warm_ping", "n": warm, **ping},
+            {"name": "warm", "n": warm, "requests": requests[:warm], "expect": '"refresh_token"'},
+            {"name": "ping", "n": n, **ping},
+            {"name": "code_exchange", "n": n, "requests": requests[warm:], "expect": '"refresh_token"'}])
+    finally:
+        if server is not None:
+            server.stop()
+        try:
+            _codes_delete(tag)
+            oauth._delete(tag, fixture)
+        finally:
+            connection.close()
+    measured, base = results["code_exchange"], results["ping"]
+    extra = {
+        "exchanges_per_second": round(measured["rps"], 1), "p50_ms": round(measured["p50_ms"], 2),
+        "p99_ms": round(measured["p99_ms"], 2), "max_ms": round(measured["max_ms"], 2),
+        "errors": measured["errors"] + base["errors"],
+        "error_kinds": {**base["error_kinds"], **measured["error_kinds"]},
+        "target_exchanges_per_second": TARGET_EXCHANGES,
+        "baseline_requests_per_second": round(base["rps"], 1), "baseline_p99_ms": round(base["p99_ms"], 2),
+        "server_cpu_ms_per_request": round(measured["server_cpu_ms_per_request"], 2),
+        "postgres_cpu_ms_per_request": round(measured["postgres_cpu_ms_per_request"], 2),
+        "machine_busy_cpus": round(measured["machine_busy_cpus"], 2), "machine_cpus": os.cpu_count(),
+        "queries_per_request": queries, "warmup_requests": warm, "server": oauth._describe_server(),
+        "flow": "public client, PKCE S256 verified, consent on record, access + refresh token, sign-in logged",
+        "policies_in_force": fixture.policies_in_force,
+    }
+    return (oauth.Measured(measured["seconds"], queries * n, extra), "trivial_authenticated_view_same_server",
+            (base["seconds"], 0))
+
+
+@scenario("code_exchange")
+def code_exchange(n):
+    """n authorization codes exchanged for tokens over HTTP (PKCE, consent, refresh token) vs. n requests of a
+    trivial signed-in page on the same server."""
+    if connection.vendor == "sqlite" and connection.in_atomic_block:
+        connection.close()  # the server writes: release SQLite's write lock (as devkit.bench.oauth does)
+    processes = oauth.Processes()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oauth-bench")
+    try:
+        measured, baseline_name, baseline = pool.submit(_exchange_run, n, processes).result()
+    except BaseException:
+        processes.abort()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    print(json.dumps({"scenario": "code_exchange", **measured.extra}), file=sys.stderr)
+    return measured, baseline_name, baseline
+
+
+code_exchange.default_n = 2000
+code_exchange.serves_http = True
