@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance.conditional_access import services as conditional_access
-from governance.oauth.choices import ClientApproval
+from governance.oauth import clients
 from governance.oauth.models import AuthorizationCode, OAuthClient
 from governance.signin import resources, tokens
 from portal import audit
@@ -68,50 +68,34 @@ class AuthorizationRequest:
 
 # --- clients ---------------------------------------------------------------------------------------------------------
 def find_client(client_id: str) -> OAuthClient | None:
-    """The OAuth client with this client id, or None."""
+    """The known OAuth client with this client id, or None. The token and revocation endpoints look clients up
+    here, without fetching: a client reaches them only after the authorization endpoint resolved it."""
     if not client_id or len(client_id) > LIMITS["client_id"]:
         return None
     return OAuthClient.objects.select_related("agent__blueprint__publisher", "agent__workspace") \
         .filter(client_id=client_id).first()
 
 
-def _loopback(host: str | None) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1")
-
-
-def redirect_uri_matches(client: OAuthClient, uri: str) -> bool:
-    """Exact match against a registered redirect URI, except that a loopback URI may use any port (RFC 8252 §7.3)."""
-    if not uri:
-        return False
-    registered = list(client.redirect_uris or [])
-    if uri in registered:
-        return True
+def resolve_client(client_id: str) -> OAuthClient:
+    """The client an authorization request names (``clients.resolve_client``: a client ID metadata document URL not
+    yet known is fetched and registered); unknown or unusable → an error page, never a redirect."""
     try:
-        asked = urlsplit(uri)
-        asked.port  # noqa: B018 - a malformed port raises
-    except ValueError:
-        return False
-    if asked.scheme != "http" or not _loopback(asked.hostname) or asked.fragment:
-        return False
-    for candidate in registered:
-        try:
-            known = urlsplit(candidate)
-            known.port  # noqa: B018 - a malformed port raises
-        except ValueError:
-            continue
-        if (known.scheme, known.hostname, known.path, known.query) == \
-                (asked.scheme, asked.hostname, asked.path, asked.query):
-            return True
-    return False
+        client = clients.resolve_client(client_id)
+    except clients.ClientError as error:
+        raise AuthorizeError(error.error, f"The client cannot be used: {error.description}", redirect=False) \
+            from None
+    if client is None:
+        raise AuthorizeError("invalid_client", "The client is not known to this authorization server.",
+                             redirect=False)
+    return client
 
 
 def client_refusal(client: OAuthClient, now: datetime) -> str:
-    """Why this client may get no code or token now ("" when it may): not approved, or its agent may get no token
-    (``tokens.refusal``: disabled, retired, expired)."""
-    if client.approval == ClientApproval.PENDING:
-        return "the client is waiting for an administrator's approval"
-    if client.approval == ClientApproval.DENIED:
-        return "an administrator denied this client"
+    """Why this client may get no code or token now ("" when it may): not approved, or its agent may not act
+    (``clients.may_get_tokens``, ``tokens.refusal``: disabled, retired, expired)."""
+    why = clients.may_get_tokens(client)
+    if why:
+        return why
     why = tokens.refusal(client.agent, now)
     return f"the client's registry entry is not active ({why})" if why else ""
 
@@ -123,13 +107,10 @@ def read_request(query) -> AuthorizationRequest:
         if len(query.getlist(name)) > 1 and name in ("client_id", "redirect_uri"):
             raise AuthorizeError("invalid_request", f"The {name} parameter is repeated.", redirect=False)
     client_id, redirect_uri = query.get("client_id", ""), query.get("redirect_uri", "")
-    client = find_client(client_id)
-    if client is None:
-        raise AuthorizeError("invalid_client", "The client is not known to this authorization server.",
-                             redirect=False)
+    client = resolve_client(client_id)
     if not redirect_uri and len(client.redirect_uris or []) == 1:
         redirect_uri = client.redirect_uris[0]
-    if len(redirect_uri) > LIMITS["redirect_uri"] or not redirect_uri_matches(client, redirect_uri):
+    if len(redirect_uri) > LIMITS["redirect_uri"] or not clients.redirect_uri_matches(client, redirect_uri):
         raise AuthorizeError("invalid_request", "The redirect URI is not one the client registered.", redirect=False)
     state = query.get("state", "")
     if len(state) > MAX_STATE:

@@ -130,5 +130,5 @@ def consent_revoke(*, actor: User, consent: Consent) -> Consent:
     audit.record(actor=actor, action="oauth.consent.revoke", target=client.agent, workspace=client.agent.workspace,
                  before={"scopes": consent.scopes},
                  after={"client_id": client.client_id, "resource": consent.resource, "person": consent.user.username,
-                        "refresh_tokens_revoked": refresh, "access_tokens_revoked": access})
+                        "revoked_refresh": refresh, "revoked_access": access})
     return consent

@@ -227,15 +227,16 @@ def _refresh_token(request: GrantRequest, client: OAuthClient) -> GrantOutcome:
     if request.resource and request.resource != old.resource:
         return _refuse(request, client, Refusal("invalid_target", "The resource differs from the authorized one.",
                                                 "resource differs from the refresh token's"), user_id=old.user_id)
-    wider = sorted(set(request.scopes or ()) - set(old.scopes))
+    asked = {name for name in request.scopes or () if name != authorize.OFFLINE_ACCESS}  # clients repeat it
+    wider = sorted(asked - set(old.scopes))
     if wider:
         return _refuse(request, client, Refusal("invalid_scope", f"Not in the original grant: {', '.join(wider)}.",
                                                 ("wider than granted: " + ", ".join(wider))[:280]),
-                       user_id=old.user_id, requested=tuple(sorted(request.scopes)))
+                       user_id=old.user_id, requested=tuple(sorted(asked)))
     old.used_at = request.at
     old.save(update_fields=["used_at"])
     person = old.user
-    granted, policies, refusal = _still_allowed(request, client, person, request.scopes or old.scopes, old.resource)
+    granted, policies, refusal = _still_allowed(request, client, person, sorted(asked) or old.scopes, old.resource)
     if refusal is not None:
         return _refuse(request, client, refusal, user_id=person.pk, policies=policies)
     return _issue(request, client, person, scopes=granted, resource=old.resource, family=old.family,
@@ -253,7 +254,7 @@ def token_revoke(*, client: OAuthClient, value: str, hint: str = "") -> bool:
         refresh = RefreshToken.objects.filter(token_hash=authorize.hash_value(value), client=client).first()
         if refresh is not None:
             refresh_count, access_count = revoke_families([refresh.family], "revoked by the client", now)
-            revoked = {"refresh_tokens": refresh_count, "access_tokens": access_count}
+            revoked = {"revoked_refresh": refresh_count, "revoked_access": access_count}
     if not revoked:
         claims = tokens.claims_of(value)
         if claims is None or claims.get("client_id") != client.client_id:
@@ -261,7 +262,7 @@ def token_revoke(*, client: OAuthClient, value: str, hint: str = "") -> bool:
         count = AccessToken.objects.filter(token_hash=tokens.hash_token(claims["jti"]), agent_id=client.agent_id,
                                            revoked_at__isnull=True, expires_at__gt=now) \
             .update(revoked_at=now, revoked_reason="revoked by the client")
-        revoked = {"refresh_tokens": 0, "access_tokens": count}
+        revoked = {"revoked_refresh": 0, "revoked_access": count}
     if not any(revoked.values()):
         return False
     audit.record(actor=None, action="oauth.token.revoke", target=client.agent, workspace=client.agent.workspace,
