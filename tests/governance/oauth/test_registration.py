@@ -95,6 +95,7 @@ def test_r27_registered_client_is_an_agent_in_the_registry(reg, client):
     client.force_login(reg.owner)
     page = client.get(reverse("agent-list"))
     assert page.status_code == 200 and agent.name in page.content.decode()
+    assert client.get(reverse("agent-detail", args=[agent.pk])).status_code == 200
 
 
 def test_r27_registration_in_approval_mode_waits_for_an_administrator(reg, client):
@@ -284,3 +285,20 @@ def test_r27_conditional_access_covers_a_client_because_it_is_an_agent(reg, clie
         "agent_kinds": [AgentKind.CLIENT_APPLICATION]})
     verdicts = {v.name: v for v in conditional_access.evaluate(facts, conditional_access.AccessContext()).verdicts}
     assert verdicts["Client applications"].outcome == "block"
+
+
+def test_r27_a_client_application_identity_holds_no_permission(reg):
+    """The registry gives client applications a dedicated identity whatever their publisher only because that
+    identity carries no permission; a blueprint with permissions cannot make one (and R2 still holds for others)."""
+    from tests.factories import agent_spec, make_blueprint
+
+    with_permissions = make_blueprint("OrgTool", publisher_kind="organisation", permissions=("User.Read.All",))
+    with pytest.raises(ValidationError) as refused:
+        registry.agent_create(actor=reg.owner, workspace=reg.alpha, spec=agent_spec(
+            with_permissions, "org-client", sponsors=[reg.owner], owners=[reg.owner],
+            kind=AgentKind.CLIENT_APPLICATION))
+    assert "no permissions of its own" in str(refused.value)
+    with pytest.raises(ValidationError) as r2:
+        registry.agent_create(actor=reg.owner, workspace=reg.alpha, spec=agent_spec(
+            with_permissions, "org-agent", sponsors=[reg.owner], owners=[reg.owner]))
+    assert "agent identities are offered only" in str(r2.value)
