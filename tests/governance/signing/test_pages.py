@@ -124,3 +124,31 @@ def test_r25_readers_and_others_cannot_change_keys_and_missing_keys_are_404(clie
     # Activating a key that is not published is refused with a message.
     response = client.post(reverse("signing-key-activate", args=[active_key.pk]), follow=True)
     assert response.status_code == 200 and b"Only a published key can be activated" in response.content
+
+
+def _queries_for_list(client) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(reverse("signing-key-list")).status_code == 200
+    return len(captured)
+
+
+def test_r25_the_keys_page_needs_the_same_queries_for_few_and_many_keys(client, world, active_key):
+    from django.utils import timezone
+
+    client.force_login(world.ga)
+
+    def add_retired(n):
+        now = timezone.now()
+        SigningKey.objects.bulk_create(SigningKey(kid=f"old-{SigningKey.objects.count()}-{i}", public_jwk={},
+                                                  private_key=b"", state=KeyState.RETIRED, activated_at=now,
+                                                  retired_at=now, created_by=world.ga) for i in range(n))
+
+    client.get(reverse("signing-key-list"))  # the session's first page does its one-off work
+    add_retired(2)
+    few = _queries_for_list(client)
+    add_retired(60)  # past one page of 50
+    many = _queries_for_list(client)
+    assert few == many
