@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import base64
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.db import OperationalError, connection
 from django.test import Client
+from django.utils import timezone
+
+from governance.signin import resources, tokens
 
 pytestmark = pytest.mark.django_db
 
@@ -53,8 +57,11 @@ def test_the_token_endpoint_answers_a_json_503_with_retry_after_when_the_databas
 
 
 def test_an_api_call_answers_a_json_503_whether_the_database_fails_in_the_view_or_before_it(world):
+    now = timezone.now()  # a well-signed JWT, so that its row is what the view reads (docs/oauth.md)
+    value, _hash = tokens.mint(at=now, expires_at=now + timedelta(minutes=5), client_id="aip-some-client",
+                               audience=resources.portal_identifier(), scopes=["Portal.Agents.Read.All"])
     with database_lost():  # bearer token: read in the view
-        response = Client().get("/api/v1/agents/", HTTP_AUTHORIZATION="Bearer aipt_unknown")
+        response = Client().get("/api/v1/agents/", HTTP_AUTHORIZATION=f"Bearer {value}")
     assert "temporarily unavailable" in _unavailable_json(response)["detail"]
 
     signed_in = Client(raise_request_exception=False)
