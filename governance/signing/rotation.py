@@ -105,7 +105,15 @@ def _activate(key: SigningKey, now: datetime) -> SigningKey | None:
     return current
 
 
+def _lock_keys() -> None:
+    """Lock every key still in the JWKS, in one order (by id) for the job and every service, so two changes at
+    once wait for each other instead of deadlocking."""
+    list(SigningKey.objects.select_for_update().filter(
+        state__in=(KeyState.PUBLISHED, KeyState.ACTIVE, KeyState.RETIRED)).order_by("pk").values_list("pk"))
+
+
 def _locked(key: SigningKey) -> SigningKey:
+    _lock_keys()
     return SigningKey.objects.select_for_update().get(pk=key.pk)
 
 
@@ -114,6 +122,7 @@ def signing_key_rotate(*, actor: User) -> SigningKey:
     """Publish a new key now; the job activates it once it has been published for ``SIGNING_KEY_PUBLISH_SECONDS``
     (an administrator may activate it sooner). Refused while another key is already waiting."""
     rbac.require(can_manage_signing_keys(actor), MANAGE_FORBIDDEN)
+    _lock_keys()
     waiting = SigningKey.objects.select_for_update().filter(state=KeyState.PUBLISHED).first()
     if waiting is not None:
         raise ValidationError(f"Key {waiting.kid} is already waiting to sign; activate or retire it first.")
