@@ -127,7 +127,7 @@ class LoadBalancer:
             return type(error).__name__
         head, _, body = response.partition(b"\r\n\r\n")
         status = head.split(b" ", 2)[1].decode() if head.startswith(b"HTTP/") else "no answer"
-        if status == "200" and not json.loads(body).get("access_token", "").startswith("aipt_"):
+        if status == "200" and not json.loads(body).get("access_token", "").startswith("ey"):  # a JWT (docs/oauth.md)
             return "200 without a token"
         return status
 

@@ -177,6 +177,7 @@ def test_r22_disabled_agent_token_is_inactive_at_once_and_stays_so_after_enablin
     value = _token(client, client_id, secret).json()["access_token"]
     registry.agent_disable(actor=w.owner, agent=w.agent)
     assert _introspect(client, resource_server, value) == {"active": False}
+    assert tokens.claims_of(value) is not None  # R25: the JWT still verifies; its row, found by jti, is revoked
     registry.agent_enable(actor=w.owner, agent=w.agent)
     assert _introspect(client, resource_server, value) == {"active": False}  # revoked, not just hidden
     assert AccessToken.objects.get().revoked_reason.startswith("agent")
@@ -200,6 +201,7 @@ def test_r5_retirement_revokes_every_token(client, registry_world, resource_serv
     values = [_token(client, client_id, secret).json()["access_token"] for _ in range(2)]
     registry.agent_retire(actor=w.owner, agent=w.agent)
     assert all(_introspect(client, resource_server, v) == {"active": False} for v in values)
+    assert all(tokens.claims_of(v) is not None for v in values)  # R25: inactive by jti, not by signature
     assert not AccessToken.objects.filter(revoked_at__isnull=True).exists()
 
 
@@ -227,6 +229,7 @@ def test_r18_ending_an_assignment_revokes_the_tokens_that_carried_it(client, app
     not_carrying = _token(client, client_id, secret, scope="User.Read.All").json()["access_token"]
     access_packages.assignment_revoke(actor=w.owner, assignment=w.assignment, reason="done")
     assert _introspect(client, resource_server, carrying) == {"active": False}
+    assert tokens.claims_of(carrying) is not None  # R25: inactive by jti, not by signature
     assert _introspect(client, resource_server, not_carrying)["active"] is True
 
 
