@@ -37,6 +37,7 @@ MAX_STATE = 500
 _PKCE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256, no padding (RFC 7636 §4.2)
 _PKCE_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 §4.1
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_PRINTABLE = re.compile(r"[\x20-\x7e]+")  # RFC 6749 Appendix A: a client id is printable ASCII
 PARAMETERS = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
               "code_challenge_method", "resource")
 LIMITS = {"client_id": 300, "redirect_uri": 2000, "scope": 2000, "state": MAX_STATE, "code_challenge": 128,
@@ -70,7 +71,7 @@ class AuthorizationRequest:
 def find_client(client_id: str) -> OAuthClient | None:
     """The known OAuth client with this client id, or None. The token and revocation endpoints look clients up
     here, without fetching: a client reaches them only after the authorization endpoint resolved it."""
-    if not client_id or len(client_id) > LIMITS["client_id"]:
+    if not client_id or len(client_id) > LIMITS["client_id"] or not _PRINTABLE.fullmatch(client_id):
         return None
     return OAuthClient.objects.select_related("agent__blueprint__publisher", "agent__workspace") \
         .filter(client_id=client_id).first()
@@ -79,6 +80,9 @@ def find_client(client_id: str) -> OAuthClient | None:
 def resolve_client(client_id: str) -> OAuthClient:
     """The client an authorization request names (``clients.resolve_client``: a client ID metadata document URL not
     yet known is fetched and registered); unknown or unusable → an error page, never a redirect."""
+    if not _PRINTABLE.fullmatch(client_id or ""):  # NUL and other control characters never reach the database
+        raise AuthorizeError("invalid_client", "The client is not known to this authorization server.",
+                             redirect=False)
     try:
         client = clients.resolve_client(client_id)
     except clients.ClientError as error:
@@ -100,6 +104,15 @@ def client_refusal(client: OAuthClient, now: datetime) -> str:
     return f"the client's registry entry is not active ({why})" if why else ""
 
 
+def _well_formed(uri: str) -> bool:
+    """A URI whose port, if any, is a port (a loopback URI matches on any port, not on any text after the colon)."""
+    try:
+        urlsplit(uri).port  # noqa: B018 - raises for a port that is not one
+    except ValueError:
+        return False
+    return True
+
+
 # --- reading the request ---------------------------------------------------------------------------------------------
 def read_request(query) -> AuthorizationRequest:
     """Check an authorization request (a QueryDict); raise ``AuthorizeError`` on the first problem."""
@@ -110,7 +123,8 @@ def read_request(query) -> AuthorizationRequest:
     client = resolve_client(client_id)
     if not redirect_uri and len(client.redirect_uris or []) == 1:
         redirect_uri = client.redirect_uris[0]
-    if len(redirect_uri) > LIMITS["redirect_uri"] or not clients.redirect_uri_matches(client, redirect_uri):
+    if len(redirect_uri) > LIMITS["redirect_uri"] or not _well_formed(redirect_uri) \
+            or not clients.redirect_uri_matches(client, redirect_uri):
         raise AuthorizeError("invalid_request", "The redirect URI is not one the client registered.", redirect=False)
     state = query.get("state", "")
     if len(state) > MAX_STATE:

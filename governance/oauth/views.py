@@ -63,15 +63,17 @@ def authorize_view(request):
                                                          scopes=grantable.scopes, resource=auth.resource.identifier)
     if not evaluation.allowed:
         return _refuse(auth, "access_denied", f"Blocked by conditional access policy: {evaluation.blocked_by}.")
+    # a consent remembers offline_access too: staying connected is something the person agreed to, or not
+    consented = (*grantable.scopes, authorize.OFFLINE_ACCESS) if auth.offline_access else grantable.scopes
     if request.method == "POST":
         if request.POST.get("decision") == "approve":
             consent.consent_grant(actor=person, client=auth.client, resource=auth.resource.identifier,
-                                  scopes=grantable.scopes)
+                                  scopes=consented)
             return _code(request, auth, grantable.scopes)
         consent.consent_deny(actor=person, client=auth.client, resource=auth.resource.identifier,
-                             scopes=grantable.scopes)
+                             scopes=consented)
         return _refuse(auth, "access_denied", "The person declined.")
-    if consent.remembered(person, auth.client, auth.resource.identifier, grantable.scopes) is not None:
+    if consent.remembered(person, auth.client, auth.resource.identifier, consented) is not None:
         return _code(request, auth, grantable.scopes)
     return _consent_page(request, auth, grantable)
 

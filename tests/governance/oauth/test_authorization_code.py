@@ -271,3 +271,19 @@ def test_r27_anonymous_person_is_sent_to_sign_in_and_back(client):
     response = client.get("/oauth/authorize/", authorize_params(oauth_client, challenge))
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     assert "next=/oauth/authorize/%3Fresponse_type%3Dcode" in response["Location"]
+
+
+def test_r27_malformed_authorization_and_token_input_is_refused_never_a_server_error(client):
+    oauth_client, _ = make_client()
+    client.force_login(make_person())
+    _v, challenge = pkce_pair()
+    for bad in ({"client_id": "a\x00b"}, {"client_id": "x" * 400}, {"redirect_uri": "http://127.0.0.1:x/callback"},
+                {"scope": "User.Read.All\x00"}, {"state": "s" * 600}, {"resource": "\x00"},
+                {"code_challenge": "short"}):
+        response = client.get("/oauth/authorize/", {**authorize_params(oauth_client, challenge), **bad})
+        assert response.status_code in (302, 400), (bad, response.status_code)
+    for data in ({"grant_type": "authorization_code", "client_id": "a\x00b", "code": "c"},
+                 {"grant_type": "refresh_token", "client_id": oauth_client.client_id, "refresh_token": "\x00"},
+                 {"grant_type": "authorization_code", "client_id": oauth_client.client_id, "code": "x" * 500}):
+        assert client.post("/oauth/token/", data).status_code == 400
+    assert client.post("/oauth/revoke/", {"client_id": "a\x00b", "token": "t"}).status_code in (400, 401)

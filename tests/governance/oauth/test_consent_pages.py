@@ -101,3 +101,14 @@ def test_r27_client_administrators_may_revoke_a_persons_consent(client):
     assert consent.revoked_by == secadmin
     event = AuditEvent.objects.get(action="oauth.consent.revoke")
     assert event.after["person"] == person.username and event.after["revoked_access"] == 1
+
+
+def test_r27_a_remembered_consent_without_offline_access_asks_again_for_it(client):
+    oauth_client, _ = make_client()
+    person = make_person()
+    get_code(client, oauth_client, person, scope="User.Read.All")
+    _v, challenge = pkce_pair()
+    covered = client.get("/oauth/authorize/", authorize_params(oauth_client, challenge, scope="User.Read.All"))
+    assert covered.status_code == 302 and "code" in query_of(covered["Location"])
+    wider = client.get("/oauth/authorize/", authorize_params(oauth_client, challenge))  # adds offline_access
+    assert wider.status_code == 200 and "stay connected" in wider.content.decode()
