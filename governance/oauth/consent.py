@@ -83,6 +83,15 @@ def consents_of(person: User) -> QuerySet[Consent]:
         .select_related("client__agent").order_by("-granted_at", "-pk")
 
 
+def consents_of_client(user, client: OAuthClient) -> QuerySet[Consent]:
+    """The live consents people gave this client, for its administrators (none for anyone else): what a client's
+    page lists, each revocable through ``consent_revoke``."""
+    if not can_administer_consents(user, client):
+        return Consent.objects.none()
+    return Consent.objects.filter(client=client, revoked_at__isnull=True).select_related("user") \
+        .order_by("-granted_at", "-pk")
+
+
 def consent_get(user, consent_id: int) -> Consent:
     """A live consent the user may revoke; any other is invisible (404)."""
     from django.http import Http404

@@ -112,3 +112,13 @@ def test_r27_a_remembered_consent_without_offline_access_asks_again_for_it(clien
     assert covered.status_code == 302 and "code" in query_of(covered["Location"])
     wider = client.get("/oauth/authorize/", authorize_params(oauth_client, challenge))  # adds offline_access
     assert wider.status_code == 200 and "stay connected" in wider.content.decode()
+
+
+def test_r27_a_clients_consents_are_listed_for_its_administrators_only(client):
+    oauth_client, _ = make_client(name="listed")
+    person = make_person()
+    get_code(client, oauth_client, person)
+    owner = oauth_client.agent.workspace.memberships.filter(role="owner").first().user
+    assert [c.user for c in consents.consents_of_client(owner, oauth_client)] == [person]
+    assert not consents.consents_of_client(person, oauth_client).exists()
+    assert not consents.consents_of_client(UserFactory(username="outsider"), oauth_client).exists()
