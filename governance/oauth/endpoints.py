@@ -26,9 +26,10 @@ from governance.oauth import authorize, grants
 from governance.signin import oauth as signin_oauth
 from governance.signin.issuance import Refusal
 
-GRANT_PARAMETERS = ("grant_type", "scope", "client_secret", "resource", "code", "redirect_uri", "code_verifier",
-                    "refresh_token")
+GRANT_PARAMETERS = ("grant_type", "scope", "client_secret", "resource")  # checked by read_parameters
 REVOKE_PARAMETERS = ("token", "token_type_hint", "client_secret")
+# The parameters only these grants read, with their longest values (checked here, like read_parameters' own).
+GRANT_LIMITS = {"code": 128, "redirect_uri": 2000, "code_verifier": 128, "refresh_token": 256}
 MAX_CLIENT_ID = 300
 
 
@@ -42,28 +43,41 @@ def _form_value(request: HttpRequest, name: str) -> str:
         return ""
 
 
-@sensitive_variables("parameters")
-def _read(request: HttpRequest, names: tuple[str, ...]) -> signin_oauth.Parameters:
-    """``read_parameters`` for these names, plus the form's ``client_id`` up to ``MAX_CLIENT_ID`` characters."""
+@sensitive_variables("parameters", "values")
+def _read(request: HttpRequest, names: tuple[str, ...], extra: dict[str, int] | None = None
+          ) -> signin_oauth.Parameters:
+    """``read_parameters`` for ``names``; then each of ``extra`` (name → longest value) checked the same way, and the
+    form's ``client_id`` up to ``MAX_CLIENT_ID`` characters (HTTP Basic keeps the agents' limit)."""
+    extra = extra or {}
     parameters = signin_oauth.read_parameters(request, names)
-    if parameters.malformed is not None or request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("basic "):
-        return parameters
-    client_id = _form_value(request, "client_id")
+    values = {**parameters.values, **dict.fromkeys(extra, "")}
+    if parameters.malformed is not None:
+        return signin_oauth.Parameters(values, parameters.client_id, "", parameters.malformed)
     problem = ""
-    if len(request.POST.getlist("client_id")) > 1:
-        problem = "Duplicate client_id parameter."
-    elif len(client_id) > MAX_CLIENT_ID or not signin_oauth._VSCHAR.fullmatch(client_id):
-        problem = f"client_id is too long (at most {MAX_CLIENT_ID} characters) or holds a character that is not " \
-                  f"allowed."
+    for name, limit in extra.items():
+        values[name] = _form_value(request, name)
+        if len(values[name]) > limit or not signin_oauth._VSCHAR.fullmatch(values[name]):
+            problem = f"{name} is too long (at most {limit} characters) or holds a character that is not allowed."
+            break
+    client_id, secret = parameters.client_id, parameters.secret
+    if not problem and not request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("basic "):
+        client_id, secret = _form_value(request, "client_id"), values.get("client_secret", "")
+        if len(request.POST.getlist("client_id")) > 1:
+            problem = "Duplicate client_id parameter."
+        elif len(client_id) > MAX_CLIENT_ID or not signin_oauth._VSCHAR.fullmatch(client_id):
+            problem = f"client_id is too long (at most {MAX_CLIENT_ID} characters) or holds a character that is " \
+                      f"not allowed."
     if problem:
-        return signin_oauth.Parameters(parameters.values, signin_oauth.printable(client_id, MAX_CLIENT_ID), "",
+        kept = {name: "" if name in extra or name in signin_oauth.SECRET_PARAMETERS else value
+                for name, value in values.items()}
+        return signin_oauth.Parameters(kept, signin_oauth.printable(client_id, MAX_CLIENT_ID), "",
                                        Refusal("invalid_request", problem, f"malformed request: {problem}"))
-    return signin_oauth.Parameters(parameters.values, client_id, parameters.values.get("client_secret", ""), None)
+    return signin_oauth.Parameters(values, client_id, secret, None)
 
 
 @sensitive_variables("parameters", "form")
 def read_grant_request(request: HttpRequest) -> grants.GrantRequest:
-    parameters = _read(request, GRANT_PARAMETERS)
+    parameters = _read(request, GRANT_PARAMETERS, GRANT_LIMITS)
     form, malformed = parameters.values, parameters.malformed
     if malformed is None and len(request.POST.getlist("resource")) > 1:
         malformed = Refusal("invalid_target", "A token is issued for one resource only.", "several resources")

@@ -71,10 +71,7 @@ SECRET_PARAMETERS = frozenset({"client_secret", "subject_token", "token"})  # ne
 # most 64 characters where it is stored, so a longer one names no client (refused, not cut to one that might);
 # the others leave room for any value this server issues or understands. The whole body is capped before it is read.
 MAX_LENGTHS = {"client_id": 64, "client_secret": 256, "grant_type": 255, "scope": 2000, "subject_token": 4096,
-               "subject_token_type": 255, "token": 4096, "token_type_hint": 64, "resource": 300,
-               # authorization code and refresh token grants (docs/oauth.md, "Authorization code, consent and
-               # refresh tokens"); their client id, up to 300 characters, is read by governance.oauth.endpoints
-               "code": 128, "redirect_uri": 2000, "code_verifier": 128, "refresh_token": 256}
+               "subject_token_type": 255, "token": 4096, "token_type_hint": 64, "resource": 300}
 MAX_BODY_BYTES = 16 * 1024
 MAX_BASIC_CHARS = 2048  # base64 of the longest client id and secret with every character percent-encoded (1,284)
 MAX_DESCRIPTION = 200  # error_description: a short excerpt, never a value sent back at length

@@ -114,3 +114,16 @@ def test_r27_other_grants_still_reach_the_agents_endpoint(client):
     long_ok = client.post("/oauth/token/", {"grant_type": "refresh_token", "refresh_token": "nope",
                                             "client_id": "https://a.example/" + "x" * 200})
     assert long_ok.status_code == 401 and long_ok.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("field", ["code", "redirect_uri", "code_verifier", "refresh_token"])
+def test_r27_grant_values_over_their_limit_are_invalid_request(client, field):
+    from governance.oauth.endpoints import GRANT_LIMITS
+
+    oauth_client, _ = make_client()
+    grant = "refresh_token" if field == "refresh_token" else "authorization_code"
+    data = {"grant_type": grant, "client_id": oauth_client.client_id, field: "A" * (GRANT_LIMITS[field] + 1)}
+    response = client.post("/oauth/token/", data)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert field in response.json()["error_description"] and "A" * 50 not in response.content.decode()
+    assert SignIn.objects.get().error == "invalid_request"
