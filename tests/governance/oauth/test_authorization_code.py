@@ -287,3 +287,21 @@ def test_r27_malformed_authorization_and_token_input_is_refused_never_a_server_e
                  {"grant_type": "authorization_code", "client_id": oauth_client.client_id, "code": "x" * 500}):
         assert client.post("/oauth/token/", data).status_code == 400
     assert client.post("/oauth/revoke/", {"client_id": "a\x00b", "token": "t"}).status_code in (400, 401)
+
+
+def test_r27_denied_client_or_disabled_agent_gets_no_code_and_its_refresh_fails(client):
+    from agents import registry
+
+    oauth_client, _ = make_client()
+    person = make_person()
+    code, verifier = get_code(client, oauth_client, person)
+    body = redeem(client, oauth_client, code, verifier).json()
+    registry.agent_disable(actor=None, agent=oauth_client.agent, reason="test")
+    _v, challenge = pkce_pair()
+    response = client.get("/oauth/authorize/", authorize_params(oauth_client, challenge))
+    assert query_of(response["Location"])["error"] == "unauthorized_client"
+    assert refresh(client, oauth_client, body["refresh_token"]).json()["error"] == "unauthorized_client"
+    other, _ = make_client(approval=ClientApproval.DENIED)
+    denied = client.get("/oauth/authorize/", authorize_params(other, challenge))
+    query = query_of(denied["Location"])
+    assert query["error"] == "unauthorized_client" and "denied" in query["error_description"]
