@@ -171,6 +171,9 @@ def grant_issue(request: GrantRequest) -> GrantOutcome:
     if client is None:
         failed = "" if why == "unknown client" else request.client_id
         return _refuse(request, None, Refusal("invalid_client", reason=why), failed=failed)
+    if client.grant_types and request.grant_type not in client.grant_types:
+        return _refuse(request, client, Refusal("unauthorized_client", f"The client did not register the "
+                                                f"{request.grant_type} grant.", "grant type not registered"))
     with transaction.atomic():
         if request.grant_type == AUTHORIZATION_CODE:
             return _authorization_code(request, client)

@@ -127,3 +127,11 @@ def test_r27_grant_values_over_their_limit_are_invalid_request(client, field):
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
     assert field in response.json()["error_description"] and "A" * 50 not in response.content.decode()
     assert SignIn.objects.get().error == "invalid_request"
+
+
+def test_r27_a_client_without_the_refresh_token_grant_gets_no_refresh_token(client):
+    oauth_client, _ = make_client(grant_types=("authorization_code",))
+    body = _tokens(client, oauth_client, make_person())
+    assert "refresh_token" not in body and not RefreshToken.objects.exists()
+    refused = refresh(client, oauth_client, "aiprt_anything")
+    assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
