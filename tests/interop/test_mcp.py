@@ -125,7 +125,8 @@ class Person:
 
     def __init__(self, portal_url: str, username: str, password: str):
         self.portal_url, self.username, self.password = portal_url, username, password
-        self.browser = httpx2.AsyncClient(follow_redirects=False, timeout=TIMEOUT)
+        self.cookies = httpx2.Cookies()  # the browser's, kept between visits
+        self.browser: httpx2.AsyncClient | None = None
         self.redirected_to: asyncio.Future | None = None
         self.consent_pages = 0
 
@@ -141,6 +142,12 @@ class Person:
     async def open(self, authorization_url: str) -> None:
         """The client's redirect handler: the person's browser opens the authorization URL."""
         self.redirected_to = asyncio.get_running_loop().create_future()
+        async with httpx2.AsyncClient(follow_redirects=False, timeout=TIMEOUT, cookies=self.cookies) as browser:
+            self.browser = browser
+            await self._visit(authorization_url)
+            self.cookies = browser.cookies
+
+    async def _visit(self, authorization_url: str) -> None:
         page = await self._follow(await self.browser.get(authorization_url))
         if self.redirected_to.done():
             return  # consent given before: straight back to the client
