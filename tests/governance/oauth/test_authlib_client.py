@@ -25,7 +25,6 @@ _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 def _sign_in_and_consent(base: str, authorization_url: str, username: str) -> str:
     """What the person's browser does: sign in, approve; returns where the portal sent it back to."""
     browser = requests.Session()
-    browser.headers["Connection"] = "close"  # no keep-alive thread left in the live server after the test
     login = browser.get(f"{base}/accounts/login/")
     signed_in = browser.post(f"{base}/accounts/login/", allow_redirects=False, data={
         "username": username, "password": PASSWORD, "csrfmiddlewaretoken": _CSRF.search(login.text).group(1)})
@@ -49,7 +48,6 @@ def test_r27_authlib_client_does_code_with_pkce_and_refresh_rotation(live_server
     person = make_person("carol")
     session = OAuth2Session(oauth_client.client_id, redirect_uri=CALLBACK, scope="User.Read.All offline_access",
                             code_challenge_method="S256", token_endpoint_auth_method="none")
-    session.headers["Connection"] = "close"
     verifier = generate_token(64)
     url, state = session.create_authorization_url(f"{live_server.url}/oauth/authorize/", code_verifier=verifier)
     back = _sign_in_and_consent(live_server.url, url, person.username)
