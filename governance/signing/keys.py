@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from governance.signing.choices import KeyState
@@ -158,10 +158,13 @@ def _fresh(now: float) -> dict:
 def _signer() -> _Signer:
     state = _fresh(time.monotonic())
     if state["signer"] is None:  # no active key yet (a new installation): make the first one
-        with transaction.atomic():
-            remove_unusable()  # an active key encrypted under an earlier secret cannot sign: replace it
-            if not SigningKey.objects.select_for_update().filter(state=KeyState.ACTIVE).exists():
-                new_key(state=KeyState.ACTIVE)  # the first key of an installation (the job audits the ones it makes)
+        try:
+            with transaction.atomic():
+                remove_unusable()  # an active key encrypted under an earlier secret cannot sign: replace it
+                if not SigningKey.objects.select_for_update().filter(state=KeyState.ACTIVE).exists():
+                    new_key(state=KeyState.ACTIVE)  # an installation's first key (the job audits the ones it makes)
+        except IntegrityError:  # another process made the first key at the same moment (one active key): use it
+            pass
         forget()
         state = _fresh(time.monotonic())
         if state["signer"] is None:
