@@ -282,6 +282,7 @@ OAUTH_DYNAMIC_REGISTRATION = env.str("OAUTH_DYNAMIC_REGISTRATION", default="appr
 OAUTH_CIMD_ALLOWED_HOSTS = env.list("OAUTH_CIMD_ALLOWED_HOSTS", default=[])  # empty: any https host
 OAUTH_ALLOW_LOOPBACK_HTTP = env.bool("OAUTH_ALLOW_LOOPBACK_HTTP", default=DEBUG)
 OAUTH_REGISTRATION_WORKSPACE = env.str("OAUTH_REGISTRATION_WORKSPACE", default="")  # slug; empty: the first
+OAUTH_REGISTRATION_RATE_PER_IP = env.int("OAUTH_REGISTRATION_RATE_PER_IP", default=20)  # registrations a minute
 if OAUTH_DYNAMIC_REGISTRATION not in ("approval", "open", "off"):
     raise ImproperlyConfigured("OAUTH_DYNAMIC_REGISTRATION must be approval, open or off.")
 # Runs (sessions and runs): where a run's API reads go (empty: the portal in-process), how long a run may take,
