@@ -17,6 +17,7 @@ import asyncio
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -238,6 +239,13 @@ def _person_holding(scopes: list[str], username: str = "mcp-user"):
     return person
 
 
+def _run(coroutine):
+    """Run the MCP client's coroutine on an event loop of its own thread: this thread may already run a loop (the
+    browser tests' Playwright keeps one for the session), and asyncio.run cannot nest."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 # --- tests ------------------------------------------------------------------------------------------------------
 def test_r27_a_real_mcp_client_discovers_registers_consents_and_calls_a_tool(portal):
     with Served(lambda base_url: notes_server(portal, base_url)) as mcp_server:
@@ -247,7 +255,7 @@ def test_r27_a_real_mcp_client_discovers_registers_consents_and_calls_a_tool(por
         person = Person(portal, user.username, PASSWORD)
         storage = MemoryStorage()
 
-        result = asyncio.run(asyncio.wait_for(call_tool(mcp_url, person, storage, "whoami", {}), TIMEOUT))
+        result = _run(asyncio.wait_for(call_tool(mcp_url, person, storage, "whoami", {}), TIMEOUT))
 
         assert not result.is_error, result
         called = result.structured_content
@@ -258,7 +266,7 @@ def test_r27_a_real_mcp_client_discovers_registers_consents_and_calls_a_tool(por
         assert storage.tokens.refresh_token  # the client can stay connected without the person
 
         # A second connection reuses the stored token: no new sign-in or consent.
-        again = asyncio.run(asyncio.wait_for(call_tool(mcp_url, person, storage, "whoami", {}), TIMEOUT))
+        again = _run(asyncio.wait_for(call_tool(mcp_url, person, storage, "whoami", {}), TIMEOUT))
         assert again.structured_content == called and person.consent_pages == 1
 
 
