@@ -35,7 +35,7 @@ MAX_CLIENT_ID = 300
 
 def _form_value(request: HttpRequest, name: str) -> str:
     """A form value, or "" when the body cannot be read as a form (``read_parameters`` then says why)."""
-    if signin_oauth._content_length(request) > signin_oauth.MAX_BODY_BYTES or request.META.get("QUERY_STRING"):
+    if signin_oauth.content_length(request) > signin_oauth.MAX_BODY_BYTES or request.META.get("QUERY_STRING"):
         return ""
     try:
         return request.POST.get(name, "")
@@ -56,7 +56,7 @@ def _read(request: HttpRequest, names: tuple[str, ...], extra: dict[str, int] | 
     problem = ""
     for name, limit in extra.items():
         values[name] = _form_value(request, name)
-        if len(values[name]) > limit or not signin_oauth._VSCHAR.fullmatch(values[name]):
+        if len(values[name]) > limit or not signin_oauth.VSCHAR.fullmatch(values[name]):
             problem = f"{name} is too long (at most {limit} characters) or holds a character that is not allowed."
             break
     client_id, secret = parameters.client_id, parameters.secret
@@ -64,7 +64,7 @@ def _read(request: HttpRequest, names: tuple[str, ...], extra: dict[str, int] | 
         client_id, secret = _form_value(request, "client_id"), values.get("client_secret", "")
         if len(request.POST.getlist("client_id")) > 1:
             problem = "Duplicate client_id parameter."
-        elif len(client_id) > MAX_CLIENT_ID or not signin_oauth._VSCHAR.fullmatch(client_id):
+        elif len(client_id) > MAX_CLIENT_ID or not signin_oauth.VSCHAR.fullmatch(client_id):
             problem = f"client_id is too long (at most {MAX_CLIENT_ID} characters) or holds a character that is " \
                       f"not allowed."
     if problem:
@@ -91,12 +91,12 @@ def read_grant_request(request: HttpRequest) -> grants.GrantRequest:
 def _token_response(result: grants.GrantOutcome) -> HttpResponse:
     outcome = result.outcome
     if outcome.refusal is not None:
-        return signin_oauth._error(outcome.refusal)
+        return signin_oauth.error_response(outcome.refusal)
     body = {"access_token": outcome.access_token, "expires_in": outcome.expires_in, "token_type": "Bearer",
             "scope": outcome.scope}
     if result.refresh_token:
         body["refresh_token"] = result.refresh_token
-    return signin_oauth._no_store(HttpResponse(json.dumps(body), content_type="application/json"))
+    return signin_oauth.no_store(HttpResponse(json.dumps(body), content_type="application/json"))
 
 
 @csrf_exempt
@@ -110,7 +110,7 @@ def token(request: HttpRequest) -> HttpResponse:
     client_id = grant_request.client_id if grant_request.malformed is None else ""
     gate = signin_oauth.request_gate(grant_request.ip, client_id)
     if gate.retry_after:
-        return signin_oauth._too_many_requests(gate.retry_after)
+        return signin_oauth.too_many_requests(gate.retry_after)
     if gate.locked:
         result = grants.grant_issue(grants.GrantRequest(
             grant_type=grant_request.grant_type, client_id=client_id, secret="", at=grant_request.at,
@@ -118,7 +118,7 @@ def token(request: HttpRequest) -> HttpResponse:
     else:
         result = grants.grant_issue(grant_request)
     if result.failed_authentication:
-        signin_oauth._failed_authentication(client_id, grant_request.ip)
+        signin_oauth.failed_authentication(client_id, grant_request.ip)
     return _token_response(result)
 
 
@@ -140,15 +140,15 @@ def revoke(request: HttpRequest) -> HttpResponse:
     ip = signin_oauth.client_ip(request)
     gate = signin_oauth.request_gate(ip, "" if parameters.malformed else parameters.client_id)
     if gate.retry_after:
-        return signin_oauth._too_many_requests(gate.retry_after)
+        return signin_oauth.too_many_requests(gate.retry_after)
     if parameters.malformed is not None:
-        return signin_oauth._error(parameters.malformed)
+        return signin_oauth.error_response(parameters.malformed)
     value = parameters.values["token"]
     if not value:
-        return signin_oauth._error(Refusal("invalid_request", "Missing token parameter."))
+        return signin_oauth.error_response(Refusal("invalid_request", "Missing token parameter."))
     client, _why = (None, "locked") if gate.locked else grants.authenticate(parameters.client_id, parameters.secret,
                                                                             timezone.now())
     if client is None:
-        return signin_oauth._error(Refusal("invalid_client"))
+        return signin_oauth.error_response(Refusal("invalid_client"))
     grants.token_revoke(client=client, value=value, hint=parameters.values["token_type_hint"])
     return HttpResponse("", content_type="application/json")

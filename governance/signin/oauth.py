@@ -79,7 +79,7 @@ MAX_DESCRIPTION = 200  # error_description: a short excerpt, never a value sent 
 # RFC 6749 Appendix A: client ids, secrets and the other values are printable ASCII (VSCHAR); a scope is scope
 # tokens (NQCHAR: no space, quote or backslash) separated by spaces. Anything else (NUL, other control characters,
 # characters outside ASCII, text that was not UTF-8) makes the request malformed.
-_VSCHAR = re.compile(r"[\x20-\x7e]*")
+VSCHAR = re.compile(r"[\x20-\x7e]*")
 _SCOPE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _NOT_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6749 §5.2's error_description characters
 
@@ -186,7 +186,7 @@ def _lock(source: str) -> None:
     cache.set(_lock_key(source), 1, settings.OAUTH_LOCK_SECONDS)
 
 
-def _failed_authentication(client_id: str, ip: str | None) -> None:
+def failed_authentication(client_id: str, ip: str | None) -> None:
     """Count a failed client authentication of a known client id, per client id and per client id at this address
     (one round trip). Past ``OAUTH_FAILED_AUTH_LOCK`` failures from one address in 15 minutes, the client id is
     locked out at that address for ``OAUTH_LOCK_SECONDS``: anyone who knows a client id can fail on purpose, and
@@ -226,7 +226,7 @@ def printable(value: str, limit: int) -> str:
     ``\\x00``), at most ``limit`` characters. PostgreSQL refuses NUL in text; people reading the log need no
     terminal escapes."""
     value = value[:limit]
-    if _VSCHAR.fullmatch(value):
+    if VSCHAR.fullmatch(value):
         return value
     return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in value)[:limit]
 
@@ -254,13 +254,13 @@ def decode_basic(payload: str) -> tuple[str, str, str]:
     except UnicodeDecodeError:
         return client_id, "", "The Basic credentials are not form-encoded UTF-8."
     for part, value, name in (("client id", client_id, "client_id"), ("secret", secret, "client_secret")):
-        if len(value) > MAX_LENGTHS[name] or not _VSCHAR.fullmatch(value):
+        if len(value) > MAX_LENGTHS[name] or not VSCHAR.fullmatch(value):
             return client_id, "", f"The {part} in the Basic credentials is too long or holds a character that is " \
                                   f"not allowed."
     return client_id, secret, ""
 
 
-def _content_length(request: HttpRequest) -> int:
+def content_length(request: HttpRequest) -> int:
     try:
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -272,7 +272,7 @@ def _invalid_value(values: dict[str, str]) -> str:
     for name, value in values.items():
         if len(value) > MAX_LENGTHS[name]:
             return f"{name} is too long (at most {MAX_LENGTHS[name]} characters)."
-        if not (_SCOPE if name == "scope" else _VSCHAR).fullmatch(value):
+        if not (_SCOPE if name == "scope" else VSCHAR).fullmatch(value):
             return f"{name} holds a character that is not allowed."
     return ""
 
@@ -288,7 +288,7 @@ def read_parameters(request: HttpRequest, names: tuple[str, ...]) -> Parameters:
     value (``invalid_client``, 401: the client's authentication cannot be read)."""
     values = dict.fromkeys(names, "")
     problem = ""
-    if _content_length(request) > MAX_BODY_BYTES:
+    if content_length(request) > MAX_BODY_BYTES:
         problem = f"The request body is too large (at most {MAX_BODY_BYTES} bytes)."
     elif request.META.get("QUERY_STRING"):
         problem = "URL query parameters are not allowed"
@@ -336,12 +336,12 @@ def read_token_request(request: HttpRequest) -> issuance.TokenRequest:
 
 
 # --- responses -------------------------------------------------------------------------------------------------
-def _no_store(response: HttpResponse) -> HttpResponse:
+def no_store(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"], response["Pragma"] = "no-store", "no-cache"
     return response
 
 
-def _too_many_requests(retry_after: int) -> HttpResponse:
+def too_many_requests(retry_after: int) -> HttpResponse:
     """429 (RFC 6585) with ``Retry-After``: the seconds until the rate window turns over. The body is RFC 6749's
     error shape with ``temporarily_unavailable`` (RFC 6749 §4.1.2.1: the server cannot serve the request now);
     ``slow_down`` is the device flow's answer to polling too fast (RFC 8628), and this server has no device flow."""
@@ -349,7 +349,7 @@ def _too_many_requests(retry_after: int) -> HttpResponse:
             "error_description": f"Too many requests; retry in {retry_after} seconds."}
     response = HttpResponse(json.dumps(body), status=429, content_type="application/json")
     response["Retry-After"] = str(retry_after)
-    return _no_store(response)
+    return no_store(response)
 
 
 def _description(text: str) -> str:
@@ -359,7 +359,7 @@ def _description(text: str) -> str:
     return text if len(text) <= MAX_DESCRIPTION else text[:MAX_DESCRIPTION - 3] + "..."
 
 
-def _error(refusal: Refusal) -> HttpResponse:
+def error_response(refusal: Refusal) -> HttpResponse:
     """RFC 6749 §5.2: 400 with the error and its description; 401 for a client that failed to authenticate, with
     the challenge oauthlib used to send (kept so that clients see no change)."""
     body = {"error": refusal.error}
@@ -369,13 +369,13 @@ def _error(refusal: Refusal) -> HttpResponse:
     response = HttpResponse(json.dumps(body), status=status, content_type="application/json")
     if status == 401:
         response["WWW-Authenticate"] = f'Bearer error="{refusal.error}"'
-    return _no_store(response)
+    return no_store(response)
 
 
 def _token_response(token_request: issuance.TokenRequest, outcome: issuance.Outcome) -> HttpResponse:
     """RFC 6749 §5.1 (with RFC 8693's ``issued_token_type`` for an exchange), never cached."""
     if outcome.refusal is not None:
-        return _error(outcome.refusal)
+        return error_response(outcome.refusal)
     body = {"access_token": outcome.access_token, "expires_in": outcome.expires_in, "token_type": "Bearer",
             "scope": outcome.scope}
     if token_request.grant_type == issuance.TOKEN_EXCHANGE:
@@ -396,10 +396,10 @@ def token(request: HttpRequest) -> HttpResponse:
     client_id = token_request.client_id if token_request.malformed is None else ""
     gate = request_gate(token_request.ip, client_id)
     if gate.retry_after:
-        return _too_many_requests(gate.retry_after)
+        return too_many_requests(gate.retry_after)
     outcome = issuance.token_issue(token_request, locked=gate.locked)
     if outcome.failed_authentication:
-        _failed_authentication(client_id, token_request.ip)
+        failed_authentication(client_id, token_request.ip)
     return _token_response(token_request, outcome)
 
 
@@ -413,9 +413,9 @@ def introspect(request: HttpRequest) -> HttpResponse:
     malformed = parameters.malformed
     gate = request_gate(client_ip(request), "" if malformed else parameters.client_id, introspection=True)
     if gate.retry_after:
-        return _too_many_requests(gate.retry_after)
+        return too_many_requests(gate.retry_after)
     if malformed is not None and malformed.error != "invalid_client":
-        return _error(malformed)
+        return error_response(malformed)
     if malformed is not None or tokens.authenticate_resource_server(parameters.client_id, parameters.secret) is None:
         response = JsonResponse({"error": "invalid_client"}, status=401)
         response["WWW-Authenticate"] = 'Basic realm="introspection"'
@@ -436,18 +436,18 @@ def revoke(request: HttpRequest) -> HttpResponse:
     ip, client_id = client_ip(request), parameters.client_id
     gate = request_gate(ip, "" if parameters.malformed else client_id)
     if gate.retry_after:
-        return _too_many_requests(gate.retry_after)
+        return too_many_requests(gate.retry_after)
     if parameters.malformed is not None:
-        return _error(parameters.malformed)
+        return error_response(parameters.malformed)
     value = parameters.values["token"]
     if not value:
-        return _error(Refusal("invalid_request", "Missing token parameter."))
+        return error_response(Refusal("invalid_request", "Missing token parameter."))
     client = None if gate.locked else tokens.authenticate_client(client_id, parameters.secret)
     if client is None:
         if not gate.locked:
-            _failed_authentication(client_id, ip)
-        return _error(Refusal("invalid_client"))
+            failed_authentication(client_id, ip)
+        return error_response(Refusal("invalid_client"))
     if parameters.values["token_type_hint"] == "refresh_token":  # there are no refresh tokens
-        return _error(Refusal("unsupported_token_type"))
+        return error_response(Refusal("unsupported_token_type"))
     tokens.token_revoke(client=client, value=value)
     return HttpResponse("", content_type="application/json")

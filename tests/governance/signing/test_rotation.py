@@ -194,10 +194,9 @@ def test_r25_the_job_runs_through_the_command(db):
     assert SigningKey.objects.filter(state=KeyState.ACTIVE).count() == 1
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_r25_two_workers_rotating_at_once_make_one_key(catalog):
-    if connection.vendor != "postgresql":
-        pytest.skip("Row locks and concurrent transactions need PostgreSQL (run with DATABASE_URL).")
+def test_r25_two_workers_rotating_at_once_make_one_key(catalog, postgres):
     rotation.rotate_signing_keys()
     due = timezone.now() + timedelta(days=settings.SIGNING_KEY_ROTATION_DAYS, seconds=1)
     barrier, results, errors = threading.Barrier(2), [], []
