@@ -22,6 +22,14 @@ class IdentityType(models.TextChoices):
     USER_ACCOUNT = "user_account", "Existing user account"
 
 
+class CredentialType(models.TextChoices):
+    """How an agent's client authenticates at the token endpoint (docs/oauth.md, "Agents without secrets")."""
+
+    SECRET = "secret", "Client secret"
+    KEY = "key", "Key (private_key_jwt)"
+    FEDERATED = "federated", "Federated credential"
+
+
 class AgentScope(models.TextChoices):
     WORKSPACE = "workspace", "Workspace"
     USER = "user", "User"

@@ -12,6 +12,7 @@ would have done, but never blocks.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time as clock
 from collections.abc import Sequence
@@ -190,6 +191,24 @@ def _target_reason(policy: ConditionalAccessPolicy, facts: AgentFacts) -> str | 
 
 
 # --- conditions --------------------------------------------------------------------------------------------------
+def _networks(policy: ConditionalAccessPolicy) -> tuple:
+    """A policy's address ranges, parsed once per loaded policy object (the token endpoint evaluates the cached
+    policies on every request)."""
+    networks = policy.__dict__.get("_networks")
+    if networks is None:
+        networks = policy.__dict__["_networks"] = tuple(ipaddress.ip_network(r, strict=False)
+                                                        for r in policy.ip_ranges)
+    return networks
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+
+
 def _parse_time(value: str) -> time:
     hours, minutes = value.split(":")
     return time(int(hours), int(minutes))
@@ -209,11 +228,8 @@ def _unmet_conditions(policy: ConditionalAccessPolicy, facts: AgentFacts, contex
     if policy.min_risk_level and RISK_ORDER[facts.risk_level] < RISK_ORDER[policy.min_risk_level]:
         unmet.append(f"agent risk {facts.risk_level} is below {policy.min_risk_level}")
     if policy.ip_ranges:
-        try:
-            address = ipaddress.ip_address(context.ip or "")
-        except ValueError:
-            address = None
-        if address is None or not any(address in ipaddress.ip_network(r, strict=False) for r in policy.ip_ranges):
+        address = _address(context.ip or "")
+        if address is None or not any(address in network for network in _networks(policy)):
             unmet.append(f"client address {context.ip or 'unknown'} is outside {', '.join(policy.ip_ranges)}")
     if policy.time_windows:
         at = context.at or timezone.now()

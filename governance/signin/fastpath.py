@@ -96,7 +96,8 @@ def authenticate(secret_hash: str, now: datetime) -> tuple | None:
 _TOKEN_COLUMNS = ("token_hash", "agent_id", "client_id", "subject_id", "actor_kind", "grant_type", "scopes",
                   "parent_id", "run_id", "issued_at", "expires_at", "revoked_reason", "audience", "family")
 _SIGN_IN_COLUMNS = ("at", "agent_id", "client_id", "actor_kind", "subject_id", "ip", "grant_type",
-                    "requested_scopes", "granted_scopes", "outcome", "error", "reason", "policies", "resource")
+                    "requested_scopes", "granted_scopes", "outcome", "error", "reason", "policies", "resource",
+                    "credential_type", "credential_issuer")
 _JSON = {"scopes", "requested_scopes", "granted_scopes", "policies"}
 
 

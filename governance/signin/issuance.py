@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agents.choices import IdentityType
+from agents.choices import CredentialType, IdentityType
 from governance.conditional_access import services as conditional_access
 from governance.signin import resources, tokens
 from governance.signin.choices import ActorKind, GrantType, SignInOutcome
@@ -93,6 +93,8 @@ class _Caller:
     subject_id: int | None = None
     blueprint_id: int | None = None
     subject_sub: str | None = None  # the person's opaque ``sub``, for a token that speaks for one
+    credential_type: str = ""  # how the client authenticated (agents.choices.CredentialType)
+    credential_issuer: str = ""  # a federated credential's issuer
 
 
 def token_issue(request: TokenRequest, *, locked: bool = False) -> Outcome:
@@ -117,10 +119,12 @@ def _decide(request: TokenRequest, locked: bool) -> Outcome:
                                 failed=True)
     agent = client.agent
     if exchange:  # the token will speak for the subject token's person, once that is known
-        caller = _Caller(client.client_id, agent.pk, ActorKind.ON_BEHALF_OF, blueprint_id=agent.blueprint_id)
+        caller = _Caller(client.client_id, agent.pk, ActorKind.ON_BEHALF_OF, blueprint_id=agent.blueprint_id,
+                         credential_type=CredentialType.SECRET)
     else:
         runs_as = agent.run_as_user_id if client.actor_kind == ActorKind.USER_ACCOUNT else None
-        caller = _Caller(client.client_id, agent.pk, client.actor_kind, runs_as, agent.blueprint_id)
+        caller = _Caller(client.client_id, agent.pk, client.actor_kind, runs_as, agent.blueprint_id,
+                         credential_type=CredentialType.SECRET)
     why = tokens.refusal(agent, request.at)
     if why:
         return _refuse(request, caller, Refusal("unauthorized_client", f"No token: {why}.", why))
@@ -148,7 +152,8 @@ def _unauthenticated(request: TokenRequest, exchange: bool, reason: str, *, fail
         kind = ActorKind.ON_BEHALF_OF
     else:
         kind = ActorKind.USER_ACCOUNT if agent.identity_type == IdentityType.USER_ACCOUNT else ActorKind.AGENT
-    caller = _Caller(client_id, agent.pk if agent else None, kind)
+    caller = _Caller(client_id, agent.pk if agent else None, kind,
+                     credential_type=CredentialType.SECRET if request.secret else "")
     return _refuse(request, caller, Refusal("invalid_client", reason=reason), failed=failed)
 
 
@@ -199,7 +204,7 @@ def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _
             "subject token is not an active person's token"))
     person = subject_token.subject
     caller = _Caller(caller.client_id, caller.agent_id, caller.actor_kind, person.pk, caller.blueprint_id,
-                     subject_token.claims["sub"])
+                     subject_token.claims["sub"], caller.credential_type, caller.credential_issuer)
     agent = client.agent
     held = tokens.effective_scopes(agent, request.at)
     allowed = resource.accepts(tokens.delegated_names(held.scopes) & tokens.user_rights(person)
@@ -240,7 +245,8 @@ def _refuse(request: TokenRequest, caller: _Caller, refusal: Refusal, *, request
         at=request.at, client_id=caller.client_id, grant_type=request.grant_type, ip=request.ip,
         agent_id=caller.agent_id, actor_kind=caller.actor_kind, subject_id=caller.subject_id, requested=requested,
         outcome=SignInOutcome.BLOCKED if refusal.blocked else SignInOutcome.FAILURE, error=refusal.error,
-        reason=refusal.reason, policies=policies, resource=request.resource)
+        reason=refusal.reason, policies=policies, resource=request.resource,
+        credential_type=caller.credential_type, credential_issuer=caller.credential_issuer)
     return Outcome(recorded, refusal=refusal, failed_authentication=failed)
 
 
@@ -257,6 +263,7 @@ def _issue(request: TokenRequest, caller: _Caller, granted: list[str], valid_unt
         at=request.at, client_id=caller.client_id, grant_type=request.grant_type, ip=request.ip,
         agent_id=caller.agent_id, actor_kind=caller.actor_kind, subject_id=caller.subject_id, requested=requested,
         granted=tuple(granted), outcome=SignInOutcome.SUCCESS, policies=policies, token_hash=token_hash,
-        expires_at=expires_at, parent_id=parent_id, resource=request.resource, audience=resource.identifier)
+        expires_at=expires_at, parent_id=parent_id, resource=request.resource, audience=resource.identifier,
+        credential_type=caller.credential_type, credential_issuer=caller.credential_issuer)
     return Outcome(recorded, access_token=value,
                    expires_in=max(1, int((expires_at - request.at).total_seconds())))

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from agents.choices import CredentialType
 from agents.models import Agent
 from governance.signin.choices import ActorKind, GrantType, SignInOutcome
 
@@ -101,6 +102,10 @@ class SignIn(models.Model):
                                 help_text="Each policy that applied: id, name, state, outcome, reason.")
     token = models.ForeignKey(AccessToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                               db_index=False)
+    credential_type = models.CharField(max_length=20, blank=True, choices=CredentialType.choices,
+                                       help_text="How the client authenticated (or tried to).")
+    credential_issuer = models.CharField(max_length=255, blank=True,
+                                         help_text="The issuer of a federated credential's token.")
 
     class Meta:
         ordering = ["-at", "-pk"]

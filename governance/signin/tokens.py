@@ -240,6 +240,8 @@ class Issuance:
     resource: str = ""  # the resource asked for (empty: none named, the portal API)
     audience: str = ""  # the audience of the issued token
     family: str = ""  # the authorization (code, refresh tokens) the token came from
+    credential_type: str = ""  # how the client authenticated (agents.choices.CredentialType), if it tried
+    credential_issuer: str = ""  # the issuer of a federated credential's token
 
 
 def issuance_record(issuance: Issuance) -> int | None:
@@ -254,7 +256,8 @@ def issuance_record(issuance: Issuance) -> int | None:
                "grant_type": issuance.grant_type[:60], "requested_scopes": list(issuance.requested),
                "granted_scopes": list(issuance.granted), "outcome": issuance.outcome, "error": issuance.error,
                "reason": issuance.reason[:300], "policies": list(issuance.policies),
-               "resource": issuance.resource[:300]}
+               "resource": issuance.resource[:300], "credential_type": issuance.credential_type,
+               "credential_issuer": issuance.credential_issuer[:255]}
     token = None
     if issuance.token_hash:
         token = {"token_hash": issuance.token_hash, "agent_id": issuance.agent_id, "client_id": sign_in["client_id"],
