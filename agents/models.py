@@ -287,6 +287,73 @@ class Credential(models.Model):
         return self.revoked_at is None and self.expires_at > now
 
 
+class KeyCredential(models.Model):
+    """A public key an agent signs its client assertions with (``private_key_jwt``, R28): only public members are
+    kept (a PEM is converted to a JWK on the way in), or a ``jwks_uri`` on an allowed host. Keys expire and rotate
+    with overlap: adding a key does not end the others (docs/oauth.md, "Agents without secrets")."""
+
+    identity = models.ForeignKey(AgentIdentity, on_delete=models.PROTECT, related_name="key_credentials")
+    kid = models.CharField(max_length=64)
+    public_jwk = models.JSONField(null=True, blank=True, help_text="The public key as a JWK (public members only).")
+    jwks_uri = models.URLField(blank=True, help_text="Where the agent publishes its keys (instead of public_jwk).")
+    thumbprint = models.CharField(max_length=43, help_text="RFC 7638 SHA-256 thumbprint (or of the jwks_uri).")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["identity", "thumbprint"], name="key_credential_unique_thumbprint"),
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")),
+                                   name="key_credential_expires_after_creation"),
+            models.CheckConstraint(condition=Q(public_jwk__isnull=False) | ~Q(jwks_uri=""),
+                                   name="key_credential_has_key_or_uri"),
+        ]
+
+    def __str__(self) -> str:
+        return f"key {self.kid} ({self.identity.agent.name})"
+
+    def is_active(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and self.expires_at > now
+
+
+class FederatedCredential(models.Model):
+    """A trust rule of workload identity federation (R28): a token from ``issuer`` whose ``sub`` matches
+    ``subject`` (exactly, or a ``*`` pattern an administrator allowed) and whose ``aud`` is ``audience``
+    authenticates the agent. On a blueprint it is a default trusted for every agent of that blueprint."""
+
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="federated_credentials")
+    blueprint = models.ForeignKey(Blueprint, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="federated_credentials")
+    name = models.CharField(max_length=120, blank=True)
+    issuer = models.URLField(max_length=255, help_text="The token's iss, exactly.")
+    subject = models.CharField(max_length=255, help_text="The token's sub, exactly (or a pattern with *).")
+    subject_is_pattern = models.BooleanField(default=False)
+    audience = models.CharField(max_length=255, help_text="The token's aud must contain this value.")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["issuer"], name="federated_credential_issuer")]
+        constraints = [
+            models.CheckConstraint(condition=Q(agent__isnull=False, blueprint__isnull=True)
+                                   | Q(agent__isnull=True, blueprint__isnull=False),
+                                   name="federated_credential_agent_xor_blueprint"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.issuer} {self.subject}"
+
+    def is_active(self, now=None) -> bool:
+        return self.revoked_at is None
+
+
 class AttributeValue(models.Model):
     """A custom security attribute on an agent, matched by conditional-access policies later."""
 

@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents import attributes, credentials, policy, signals
+from agents import attributes, credentials, policy, signals, trust
 from agents.choices import AgentKind, AgentScope, AgentStatus, DisabledBy, GrantSource, IdentityType
 from agents.models import (
     Agent,
@@ -430,6 +430,7 @@ def agent_retire(*, actor: User | None, agent: Agent) -> dict:
         .update(revoked_at=now),
         "grants_ended": PermissionGrant.objects.filter(identity__agent=agent)._end_for_retirement(now),
         "agent_users_disabled": _set_agent_user_active(agent, False),
+        **trust.revoke_for_retirement(agent, now),
     }
     signals.agent_disabled.send(sender=Agent, agent=agent)
     for ended in signals.answers(signals.agent_retired, agent=agent, now=now):
