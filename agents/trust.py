@@ -27,7 +27,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from agents.choices import AgentStatus, CredentialType
+from agents import credentials, policy
+from agents.choices import AgentStatus, CredentialType, IdentityType
 from agents.models import Agent, AgentIdentity, Blueprint, Credential, FederatedCredential, KeyCredential
 from portal import audit, rbac
 from portal.choices import UserKind
@@ -207,10 +208,20 @@ def parse_public_key(text: str) -> dict:
     return _check_public_jwk(raw)
 
 
-def _identity_for(actor: User | None, agent: Agent):
-    from agents import registry  # the client registration rules of secrets apply to keys and rules alike
-
-    return registry._identity_for_management(actor, agent, register=True)
+def _identity_for(actor: User | None, agent: Agent, *, register: bool = True) -> AgentIdentity:
+    """The agent's client registration, as for secrets (``registry.credential_rotate``): its owners and the
+    workspace's owners manage it; a retired agent gets nothing new; a user-account agent is registered (given a
+    client id) by its first credential."""
+    if actor is not None and not policy.can_manage_agent(actor, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners manage its credentials.")
+    if agent.status == AgentStatus.RETIRED:
+        raise ValidationError("A retired agent gets no new credentials.")
+    identity = AgentIdentity.objects.filter(agent=agent).first()
+    if identity is None and register and agent.identity_type == IdentityType.USER_ACCOUNT:
+        identity = AgentIdentity.objects.create(agent=agent, client_id=credentials.new_client_id())
+    if identity is None:
+        raise ValidationError("This agent has no client registration yet.")
+    return identity
 
 
 def _lock(agent: Agent) -> Agent:
@@ -261,9 +272,8 @@ def key_credential_add(*, actor: User | None, agent: Agent, jwk: dict | str | No
 @transaction.atomic
 def key_credential_revoke(*, actor: User | None, credential: KeyCredential) -> KeyCredential:
     agent = _lock(credential.identity.agent)
-    from agents import registry
-
-    registry._identity_for_management(actor, agent)
+    if actor is not None and not policy.can_manage_agent(actor, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners manage its credentials.")
     credential = KeyCredential.objects.select_for_update().get(pk=credential.pk)
     if credential.revoked_at is not None:
         return credential
@@ -341,8 +351,6 @@ def federated_credential_revoke(*, actor: User | None, credential: FederatedCred
         .get(pk=credential.pk)
     if credential.agent_id is not None:
         agent = _lock(credential.agent)
-        from agents import policy
-
         if actor is not None and not policy.can_manage_agent(actor, agent):
             raise PermissionDenied("Only the agent's owners and the workspace's owners manage its credentials.")
         target, workspace = agent, agent.workspace
