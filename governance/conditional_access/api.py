@@ -21,7 +21,7 @@ class PolicySerializer(serializers.ModelSerializer):
         model = ConditionalAccessPolicy
         fields = ["id", "name", "description", "state", "grant", "all_agents", "agent_kinds", "publisher_kinds",
                   "agents", "attribute_rules", "excluded_agents", "min_risk_level", "ip_ranges", "time_windows",
-                  "resources", "state_changed_at", "created_at"]
+                  "resources", "credential_types", "state_changed_at", "created_at"]
         read_only_fields = fields
 
     def get_agents(self, policy) -> list[str]:

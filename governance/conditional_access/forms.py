@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from agents.choices import PublisherKind
+from agents.choices import CredentialType, PublisherKind
 from governance.conditional_access.choices import PolicyGrant, PolicyState, RiskLevel
 from portal.forms import StyledForm
 
@@ -41,10 +41,14 @@ class PolicyForm(StyledForm):
                                 label="When the resource is one of",
                                 help_text="Resource identifiers (token audiences), one per line; the portal API is "
                                           "the portal's base URL. Empty: any resource.")
+    credential_types = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, choices=CredentialType.choices,
+        label="When the client authenticated with",
+        help_text="None ticked: any credential. A run start authenticates no client, so it matches no type.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for name in ("agent_kinds", "publisher_kinds"):
+        for name in ("agent_kinds", "publisher_kinds", "credential_types"):
             self.fields[name].widget.attrs.pop("class", None)
         self.fields["all_agents"].widget.attrs["class"] = "form-check-input"
 
@@ -90,3 +94,6 @@ class WhatIfForm(StyledForm):
                              help_text="Space-separated permission names; empty means all the agent holds.")
     resource = forms.CharField(required=False, max_length=300, label="Resource",
                                help_text="The resource identifier asked for; empty means the portal API.")
+    credential_type = forms.ChoiceField(required=False, label="Authenticated with",
+                                        choices=[("", "No client credential (a run start)"),
+                                                 *CredentialType.choices])

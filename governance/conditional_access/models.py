@@ -17,7 +17,8 @@ class ConditionalAccessPolicy(models.Model):
     publisher kinds, named agents, custom security attribute rules ``{"key", "op": equals|in|starts_with,
     "value"}``. Conditions (all must hold; an empty one always holds): agent risk at or above a level, client IP
     ranges (CIDR), UTC time windows ``{"days": [0-6, Monday = 0], "start": "HH:MM", "end": "HH:MM"}``, the resource
-    asked for is one of ``resources`` (identifiers, R26; the portal API is ``PORTAL_BASE_URL``).
+    asked for is one of ``resources`` (identifiers, R26; the portal API is ``PORTAL_BASE_URL``), the credential the
+    client authenticated with is one of ``credential_types`` (``agents.choices.CredentialType``, R28).
     """
 
     name = models.CharField(max_length=150, unique=True)
@@ -35,6 +36,8 @@ class ConditionalAccessPolicy(models.Model):
     time_windows = models.JSONField(default=list, blank=True)
     resources = models.JSONField(default=list, blank=True,
                                  help_text="Resource identifiers (token audiences); empty: any resource.")
+    credential_types = models.JSONField(default=list, blank=True,
+                                        help_text="Credential types (secret, key, federated); empty: any credential.")
     state_changed_at = models.DateTimeField(default=timezone.now,
                                             help_text="Since when the policy has been in its current state.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents import policy as agent_policy
+from agents.choices import CredentialType
 from agents.models import Agent, AgentUser, AttributeValue
 from governance.conditional_access.choices import PolicyGrant, PolicyState, RiskLevel
 from governance.conditional_access.models import ConditionalAccessPolicy
@@ -54,6 +55,7 @@ class AccessContext:
     at: datetime | None = None
     scopes: frozenset[str] = frozenset()
     resource: str = ""  # the audience asked for (R26): a policy can target resources
+    credential_type: str = ""  # how the client authenticated (R28): secret, key or federated; "" when unknown
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,9 @@ def _unmet_conditions(policy: ConditionalAccessPolicy, facts: AgentFacts, contex
         resource = context_resource(context)
         if resource not in policy.resources:
             unmet.append(f"the resource {resource} is not one of {', '.join(policy.resources)}")
+    if policy.credential_types and context.credential_type not in policy.credential_types:
+        unmet.append(f"credential type {context.credential_type or 'unknown'} is not one of "
+                     f"{', '.join(policy.credential_types)}")
     return unmet
 
 
@@ -311,6 +316,13 @@ def validate_policy(policy: ConditionalAccessPolicy) -> None:
                 or any(ord(c) <= 0x20 or ord(c) >= 0x7f for c in resource) or "://" not in resource:
             problems.append(f"'{str(resource)[:60]}' is not a resource identifier (an absolute URI, e.g. "
                             f"https://api.example.com).")
+    if not isinstance(policy.credential_types, list):
+        problems.append("Credential types are a list (secret, key, federated).")
+    else:
+        for credential_type in policy.credential_types:
+            if credential_type not in CredentialType.values:
+                problems.append(f"'{str(credential_type)[:60]}' is not a credential type (one of "
+                                f"{', '.join(CredentialType.values)}).")
     if problems:
         raise ValidationError(problems)
 
@@ -319,7 +331,7 @@ def validate_policy(policy: ConditionalAccessPolicy) -> None:
 # --- policy services (audited) --------------------------------------------------------------------------------------
 
 POLICY_FIELDS = ("name", "description", "state", "grant", "all_agents", "agent_kinds", "publisher_kinds",
-                 "attribute_rules", "min_risk_level", "ip_ranges", "time_windows", "resources")
+                 "attribute_rules", "min_risk_level", "ip_ranges", "time_windows", "resources", "credential_types")
 
 
 def can_manage_policies(user) -> bool:

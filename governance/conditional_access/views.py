@@ -94,7 +94,8 @@ def policy_what_if(request):
             facts = conditional_access.agent_facts(agent)
             context = conditional_access.AccessContext(
                 ip=form.cleaned_data["ip"] or None, at=form.cleaned_data["at"],
-                scopes=frozenset(form.cleaned_data["scopes"].split()), resource=form.cleaned_data["resource"].strip())
+                scopes=frozenset(form.cleaned_data["scopes"].split()), resource=form.cleaned_data["resource"].strip(),
+                credential_type=form.cleaned_data["credential_type"])
             resource = conditional_access.context_resource(context)
             evaluation = conditional_access.evaluate(facts, context)
             # The attributes the decision saw, each with its set and whether its owners could have changed it (R20).

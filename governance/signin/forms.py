@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from agents.choices import CredentialType
 from governance.signin.choices import ActorKind, SignInOutcome
 from portal.forms import StyledForm
 
@@ -38,6 +39,8 @@ class SignInFilterForm(StyledForm):
                                 label="Outcome")
     actor_kind = forms.ChoiceField(required=False, choices=[("", "Any kind"), *ActorKind.choices],
                                    label="Actor kind")
+    credential_type = forms.ChoiceField(required=False, choices=[("", "Any credential"), *CredentialType.choices],
+                                        label="Credential")
     ip = forms.GenericIPAddressField(required=False, label="IP address")
     scope = forms.CharField(required=False, max_length=200, label="Scope", help_text="Requested or granted.")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")

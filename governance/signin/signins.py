@@ -30,10 +30,11 @@ SIGNIN_READER_ROLES = frozenset({rbac.GLOBAL_ADMINISTRATOR, rbac.SECURITY_ADMINI
 
 # The export's columns, in order (``agent`` is the agent's name, ``subject`` the user's username).
 # ``resource`` is the audience asked for and ``resource_agent`` the agent's name when that resource is an agent
-# (an agent-to-agent token: both parties are in the row).
+# (an agent-to-agent token: both parties are in the row). ``credential_type`` is how the client authenticated
+# (secret, key, federated) and ``credential_issuer`` the issuer of a federated credential's token (R28).
 EXPORT_COLUMNS = ("id", "at", "agent_id", "agent", "client_id", "actor_kind", "subject", "ip", "grant_type",
                   "requested_scopes", "granted_scopes", "outcome", "error", "reason", "policies", "resource",
-                  "resource_agent")
+                  "credential_type", "credential_issuer", "resource_agent")
 _EXPORT_SOURCES = tuple({"agent": "agent__name", "subject": "subject__username"}.get(c, c)
                         for c in EXPORT_COLUMNS if c != "resource_agent")
 
@@ -65,14 +66,15 @@ def _start_of(day: date) -> datetime:
 def signins_filtered(signins: QuerySet[SignIn], filters: Mapping[str, Any]) -> QuerySet[SignIn]:
     """Narrow the log by the page's filters (the filter form's cleaned data; empty values are ignored):
 
-    ``agent`` (name or client id, contains), ``outcome``, ``actor_kind``, ``ip`` (exact), ``since`` and ``until``
+    ``agent`` (name or client id, contains), ``outcome``, ``actor_kind``, ``credential_type``, ``ip`` (exact),
+    ``since`` and ``until``
     (dates, both inclusive) and ``scope`` (a requested or granted scope, contains; matched on the JSON text so it
     runs the same on SQLite and PostgreSQL).
     """
     if filters.get("agent"):
         term = filters["agent"]
         signins = signins.filter(Q(agent__name__icontains=term) | Q(client_id__icontains=term))
-    for key in ("outcome", "actor_kind", "ip"):
+    for key in ("outcome", "actor_kind", "credential_type", "ip"):
         if filters.get(key):
             signins = signins.filter(**{key: filters[key]})
     if filters.get("since"):
