@@ -14,9 +14,9 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from agents import registry, selectors
+from agents import registry, selectors, trust
 from agents.choices import AgentScope, IdentityType
-from agents.models import Agent, Blueprint
+from agents.models import Agent, Blueprint, FederatedCredential, KeyCredential
 from portal import api as portal_api
 from portal import rbac
 from portal.api import router
@@ -86,6 +86,34 @@ class AgentCreateSerializer(serializers.Serializer):
         return workspace, spec
 
 
+class KeyCredentialSerializer(serializers.ModelSerializer):
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = KeyCredential
+        fields = ["id", "kid", "thumbprint", "public_jwk", "jwks_uri", "created_at", "expires_at", "revoked_at",
+                  "active"]
+        read_only_fields = fields
+
+    def get_active(self, credential) -> bool:
+        return credential.is_active()
+
+
+class KeyCredentialAddSerializer(serializers.Serializer):
+    public_jwk = serializers.JSONField(required=False, help_text="The public key as a JWK (public members only).")
+    pem = serializers.CharField(required=False, max_length=16 * 1024, help_text="Or the public key as a PEM.")
+    jwks_uri = serializers.CharField(required=False, max_length=255, help_text="Or where the agent publishes keys.")
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class FederatedCredentialSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FederatedCredential
+        fields = ["id", "name", "issuer", "subject", "subject_is_pattern", "audience", "created_at", "revoked_at"]
+        read_only_fields = ["id", "created_at", "revoked_at"]
+        extra_kwargs = {"issuer": {"validators": []}, "name": {"required": False}}
+
+
 class BlueprintViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = BlueprintSerializer
     read_scopes = ("Portal.Agents.Read.All",)
@@ -142,6 +170,55 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @action(detail=True, methods=["post"])
     def retire(self, request, pk=None):
         return self._lifecycle(registry.agent_retire, request)
+
+
+    # --- credentials without secrets (R28): keys and federated credentials of one agent --------------------
+
+    @extend_schema(methods=["GET"], request=None, responses={200: KeyCredentialSerializer(many=True)})
+    @extend_schema(methods=["POST"], request=KeyCredentialAddSerializer, responses={201: KeyCredentialSerializer})
+    @action(detail=True, methods=["get", "post"], url_path="key-credentials")
+    def key_credentials(self, request, pk=None):
+        agent = self.get_object()
+        if request.method == "GET":
+            rows = KeyCredential.objects.filter(identity__agent=agent).order_by("-created_at")
+            return Response(KeyCredentialSerializer(rows, many=True).data)
+        payload = KeyCredentialAddSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        credential = trust.key_credential_add(actor=request.user, agent=agent, jwk=data.get("public_jwk"),
+                                              pem=data.get("pem"), jwks_uri=data.get("jwks_uri") or "",
+                                              expires_at=data.get("expires_at"))
+        return Response(KeyCredentialSerializer(credential).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: KeyCredentialSerializer})
+    @action(detail=True, methods=["post"], url_path=r"key-credentials/(?P<credential_id>[0-9]+)/revoke")
+    def key_credential_revoke(self, request, pk=None, credential_id=None):
+        agent = self.get_object()
+        credential = get_object_or_404(KeyCredential, pk=credential_id, identity__agent=agent)
+        return Response(KeyCredentialSerializer(trust.key_credential_revoke(actor=request.user,
+                                                                            credential=credential)).data)
+
+    @extend_schema(methods=["GET"], request=None, responses={200: FederatedCredentialSerializer(many=True)})
+    @extend_schema(methods=["POST"], request=FederatedCredentialSerializer,
+                   responses={201: FederatedCredentialSerializer})
+    @action(detail=True, methods=["get", "post"], url_path="federated-credentials")
+    def federated_credentials(self, request, pk=None):
+        agent = self.get_object()
+        if request.method == "GET":
+            rows = FederatedCredential.objects.filter(agent=agent).order_by("-created_at")
+            return Response(FederatedCredentialSerializer(rows, many=True).data)
+        payload = FederatedCredentialSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        credential = trust.federated_credential_add(actor=request.user, agent=agent, **payload.validated_data)
+        return Response(FederatedCredentialSerializer(credential).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: FederatedCredentialSerializer})
+    @action(detail=True, methods=["post"], url_path=r"federated-credentials/(?P<credential_id>[0-9]+)/revoke")
+    def federated_credential_revoke(self, request, pk=None, credential_id=None):
+        agent = self.get_object()
+        credential = get_object_or_404(FederatedCredential, pk=credential_id, agent=agent)
+        return Response(FederatedCredentialSerializer(trust.federated_credential_revoke(
+            actor=request.user, credential=credential)).data)
 
 
 router.register("blueprints", BlueprintViewSet, basename="api-blueprint")

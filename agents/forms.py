@@ -152,3 +152,44 @@ class BulkUploadForm(StyledForm):
             return upload.name, upload.read().decode("utf-8-sig")
         except UnicodeDecodeError as error:
             raise forms.ValidationError("The file is not UTF-8 text.") from error
+
+
+class KeyCredentialForm(StyledForm):
+    """A public key (a JWK or a PEM, pasted or uploaded) or a ``jwks_uri`` (R28); ``agents.trust`` checks it."""
+
+    public_key = forms.CharField(required=False, max_length=16 * 1024, widget=forms.Textarea(attrs={
+        "rows": 4, "placeholder": '{"kty": "EC", "crv": "P-256", "x": "…", "y": "…"}  or  -----BEGIN PUBLIC KEY-----'}),
+        help_text="The public key only: a JWK or a PEM. A private key is refused.")
+    key_file = forms.FileField(required=False, help_text="Or upload the JWK or PEM file.")
+    jwks_uri = forms.URLField(required=False, max_length=255, assume_scheme="https",
+                              help_text="Or the https URL where the agent publishes its keys.")
+    expires_at = forms.DateTimeField(required=False, help_text="Empty: the longest lifetime allowed.")
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("key_file")
+        if upload is not None:
+            if upload.size > 16 * 1024:
+                raise forms.ValidationError("A key file is at most 16 KiB.")
+            try:
+                data["public_key"] = upload.read().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise forms.ValidationError("A key file is text (a JWK or a PEM).") from exc
+        if bool(data.get("public_key", "").strip()) == bool(data.get("jwks_uri")):
+            raise forms.ValidationError("Give a public key or a jwks_uri (one of them).")
+        expires_at = data.get("expires_at")
+        if expires_at is not None and timezone.is_naive(expires_at):
+            data["expires_at"] = timezone.make_aware(expires_at)
+        return data
+
+
+class FederatedCredentialForm(StyledForm):
+    """A trust rule: tokens from ``issuer`` for ``subject`` and ``audience`` authenticate the agent (R28)."""
+
+    name = forms.CharField(required=False, max_length=120, help_text="A label, e.g. the cluster's name.")
+    issuer = forms.CharField(max_length=255, help_text="The token's iss, exactly (an https URL).")
+    subject = forms.CharField(max_length=255,
+                              help_text="The token's sub, exactly, e.g. system:serviceaccount:NAMESPACE:NAME.")
+    subject_is_pattern = forms.BooleanField(
+        required=False, label="The subject is a pattern (* matches anything; administrators only)")
+    audience = forms.CharField(max_length=255, help_text="A value the token's aud must contain.")

@@ -347,8 +347,7 @@ def federated_credential_add(*, actor: User | None, agent: Agent | None = None, 
 
 @transaction.atomic
 def federated_credential_revoke(*, actor: User | None, credential: FederatedCredential) -> FederatedCredential:
-    credential = FederatedCredential.objects.select_for_update().select_related("agent", "blueprint") \
-        .get(pk=credential.pk)
+    credential = FederatedCredential.objects.select_for_update().get(pk=credential.pk)
     if credential.agent_id is not None:
         agent = _lock(credential.agent)
         if actor is not None and not policy.can_manage_agent(actor, agent):

@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from agents import attributes, bulk, catalog, manifests, policy, registry, selectors
+from agents import attributes, bulk, catalog, manifests, policy, registry, selectors, trust
 from agents.choices import AgentScope, AgentStatus, IdentityType, PublisherKind
 from agents.forms import (
     AgentSetupForm,
@@ -23,11 +23,22 @@ from agents.forms import (
     AttributeSetForm,
     BlueprintUploadForm,
     BulkUploadForm,
+    FederatedCredentialForm,
+    KeyCredentialForm,
     PersonForm,
     ResolveSkillForm,
     SkillMapForm,
 )
-from agents.models import AttributeSet, Blueprint, BlueprintSkill, BulkJob, Credential, Skill
+from agents.models import (
+    AttributeSet,
+    Blueprint,
+    BlueprintSkill,
+    BulkJob,
+    Credential,
+    FederatedCredential,
+    KeyCredential,
+    Skill,
+)
 from portal import rbac
 from portal.viewutils import act, flash_errors, flash_form_errors, page
 
@@ -229,6 +240,93 @@ def credential_revoke(request, agent_id: int, credential_id: int):
     credential = get_object_or_404(Credential, pk=credential_id, identity__agent=agent)
     act(request, registry.credential_revoke, lambda c: f"Credential {c.prefix}… revoked.", credential=credential)
     return redirect("agent-detail", agent_id=agent.pk)
+
+
+# --- credentials without secrets: keys and federated credentials (R28) -------------------------------------------
+
+
+def _credentials_page(request, agent, *, key_form=None, federated_form=None, status: int = 200):
+    from django.utils import timezone
+
+    now = timezone.now()
+    secrets = list(Credential.objects.filter(identity__agent=agent).order_by("-created_at"))
+    keys = list(KeyCredential.objects.filter(identity__agent=agent).order_by("-created_at"))
+    rules = list(FederatedCredential.objects.filter(agent=agent).order_by("-created_at"))
+    defaults = list(FederatedCredential.objects.filter(blueprint_id=agent.blueprint_id, revoked_at__isnull=True))
+    for row in (*secrets, *keys):
+        row.active_now = row.is_active(now)
+    return render(request, "agents/agent_credentials.html", {
+        "agent": agent, "secrets": secrets, "keys": keys, "rules": rules, "defaults": defaults,
+        "types": sorted(trust.credential_types(agent)),
+        "can_manage": policy.can_manage_agent(request.user, agent) and agent.status != AgentStatus.RETIRED,
+        "is_admin": trust.is_trust_administrator(request.user),
+        "key_form": key_form or KeyCredentialForm(), "federated_form": federated_form or FederatedCredentialForm(),
+    }, status=status)
+
+
+@login_required
+@require_GET
+def agent_credentials(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    return _credentials_page(request, agent)
+
+
+@login_required
+@require_POST
+def key_credential_add(request, agent_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    form = KeyCredentialForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _credentials_page(request, agent, key_form=form, status=400)
+    data = form.cleaned_data
+    try:
+        credential = trust.key_credential_add(actor=request.user, agent=agent, jwk=data["public_key"] or None,
+                                              jwks_uri=data["jwks_uri"] or "", expires_at=data["expires_at"])
+    except ValidationError as error:
+        form.add_error(None, error)
+        return _credentials_page(request, agent, key_form=form, status=400)
+    messages.success(request, f"Key {credential.kid} added; it works until {credential.expires_at:%Y-%m-%d}.")
+    return redirect("agent-credentials", agent_id=agent.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def federated_credential_add(request, agent_id: int):
+    """The form alone (GET: where the hygiene report's "add federated credential" leads) or its submission."""
+    agent = selectors.agent_get(request.user, agent_id)
+    if not policy.can_manage_agent(request.user, agent):
+        raise PermissionDenied("Only the agent's owners and the workspace's owners manage its credentials.")
+    if request.method == "GET":
+        return _credentials_page(request, agent)
+    form = FederatedCredentialForm(request.POST)
+    if not form.is_valid():
+        return _credentials_page(request, agent, federated_form=form, status=400)
+    try:
+        trust.federated_credential_add(actor=request.user, agent=agent, **form.cleaned_data)
+    except ValidationError as error:
+        form.add_error(None, error)
+        return _credentials_page(request, agent, federated_form=form, status=400)
+    messages.success(request, "Federated credential added.")
+    return redirect("agent-credentials", agent_id=agent.pk)
+
+
+@login_required
+@require_POST
+def key_credential_revoke(request, agent_id: int, credential_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    credential = get_object_or_404(KeyCredential, pk=credential_id, identity__agent=agent)
+    act(request, trust.key_credential_revoke, lambda c: f"Key {c.kid} revoked.", credential=credential)
+    return redirect("agent-credentials", agent_id=agent.pk)
+
+
+@login_required
+@require_POST
+def federated_credential_revoke(request, agent_id: int, credential_id: int):
+    agent = selectors.agent_get(request.user, agent_id)
+    credential = get_object_or_404(FederatedCredential, pk=credential_id, agent=agent)
+    act(request, trust.federated_credential_revoke, lambda c: "Federated credential removed.",
+        credential=credential)
+    return redirect("agent-credentials", agent_id=agent.pk)
 
 
 @login_required

@@ -394,3 +394,9 @@ CASES += _consent_cases.CASES
 from tests.matrix_cases import signing as _signing_cases  # noqa: E402
 
 CASES += _signing_cases.CASES
+
+# --- agents without secrets: keys and federated credentials --------------------------------------------------------
+
+from tests.matrix_cases import credentials as _credential_cases  # noqa: E402
+
+CASES += _credential_cases.CASES
