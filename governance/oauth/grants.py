@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from agents.models import AgentIdentity
 from governance.conditional_access.choices import RiskLevel
-from governance.oauth import authorize
+from governance.oauth import authorize, fastpath
 from governance.oauth.choices import AuthMethod
 from governance.oauth.consent import revoke_families
 from governance.oauth.models import AuthorizationCode, OAuthClient, RefreshToken
@@ -77,10 +77,17 @@ def authenticate(client_id: str, secret: str, at: datetime) -> tuple[OAuthClient
     if client.token_endpoint_auth_method == AuthMethod.NONE:
         return client, ""
     identity = AgentIdentity.objects.filter(agent_id=client.agent_id).only("client_id").first()
-    authenticated = tokens.authenticate_client(identity.client_id, secret, at) if identity and secret else None
+    why = _secret_refusal(client, identity.client_id if identity else None, secret, at)
+    return (None, why) if why else (client, "")
+
+
+def _secret_refusal(client: OAuthClient, identity_client_id: str | None, secret: str, at: datetime) -> str:
+    """"" when ``secret`` is a live secret of the client agent's credential; otherwise why not."""
+    authenticated = tokens.authenticate_client(identity_client_id, secret, at) if identity_client_id and secret \
+        else None
     if authenticated is None or authenticated.agent.pk != client.agent_id:
-        return None, "wrong client secret" if secret else "client secret missing"
-    return client, ""
+        return "wrong client secret" if secret else "client secret missing"
+    return ""
 
 
 # --- recording -------------------------------------------------------------------------------------------------------
@@ -110,14 +117,19 @@ def _issue(request: GrantRequest, client: OAuthClient, person, *, scopes: list[s
         actor_kind=ActorKind.ON_BEHALF_OF, subject_id=person.pk, requested=tuple(request.scopes or ()),
         granted=tuple(scopes), outcome=SignInOutcome.SUCCESS, policies=policies, token_hash=token_hash,
         expires_at=expires_at, resource=request.resource, audience=resource, family=family)
-    tokens.issuance_record(recorded)
     refresh_value = ""
-    if refresh_scopes is not None:
+    if refresh_scopes is None:
+        tokens.issuance_record(recorded)
+    else:
         refresh_value = "aiprt_" + secrets.token_urlsafe(32)
-        RefreshToken.objects.create(
-            token_hash=authorize.hash_value(refresh_value), family=family, client=client, user=person,
-            resource=resource, scopes=refresh_scopes, issued_at=request.at,
-            expires_at=request.at + timedelta(seconds=settings.REFRESH_TOKEN_TTL))
+        refresh = {"token_hash": authorize.hash_value(refresh_value), "family": family, "client_id": client.pk,
+                   "user_id": person.pk, "resource": resource, "scopes": refresh_scopes, "issued_at": request.at,
+                   "expires_at": request.at + timedelta(seconds=settings.REFRESH_TOKEN_TTL)}
+        if fastpath.enabled():  # one statement for the three rows
+            fastpath.issue(recorded, refresh)
+        else:
+            tokens.issuance_record(recorded)
+            RefreshToken.objects.create(**refresh)
     outcome = Outcome(recorded, access_token=value, expires_in=max(1, int((expires_at - request.at).total_seconds())))
     return GrantOutcome(outcome, refresh_token=refresh_value)
 
@@ -137,9 +149,15 @@ def _may_refresh(client: OAuthClient) -> bool:
     return not client.grant_types or REFRESH_TOKEN in client.grant_types
 
 
-def _still_allowed(request: GrantRequest, client: OAuthClient, person, scopes, resource_id: str
-                   ) -> tuple[list[str], tuple[dict, ...], Refusal | None]:
-    """The scopes the person may still delegate now, and conditional access's verdicts (or why nothing)."""
+def _rights(person) -> frozenset[str]:
+    """The person's data rights now, never a privileged one (R4, R13)."""
+    return tokens.user_rights(person) - authorize.privileged_names()
+
+
+def _still_allowed(request: GrantRequest, client: OAuthClient, person, scopes, resource_id: str,
+                   rights: frozenset[str]) -> tuple[list[str], tuple[dict, ...], Refusal | None]:
+    """The scopes the person may still delegate now (``rights``: their data rights, read with the code on
+    PostgreSQL), and conditional access's verdicts (or why nothing)."""
     if not person.is_active:
         return [], (), Refusal("invalid_grant", "The person is no longer active.", "person disabled")
     why = authorize.client_refusal(client, request.at)
@@ -148,7 +166,7 @@ def _still_allowed(request: GrantRequest, client: OAuthClient, person, scopes, r
     resource = resources.resolve(resource_id)
     if resource is None:
         return [], (), Refusal("invalid_target", "The resource is no longer registered.", "resource gone")
-    granted = sorted(set(resource.accepts(scopes)) & tokens.user_rights(person) - authorize.privileged_names())
+    granted = sorted(set(resource.accepts(scopes)) & rights)
     if not granted:
         return [], (), Refusal("invalid_grant", "The person no longer holds any of the consented scopes.",
                                "nothing consented is still the person's")
@@ -167,31 +185,69 @@ def grant_issue(request: GrantRequest) -> GrantOutcome:
     """Serve one authorization-code or refresh-token request; always one sign-in row."""
     if request.malformed is not None:
         return _refuse(request, None, request.malformed)
+    if request.grant_type == AUTHORIZATION_CODE:
+        with transaction.atomic():
+            return _authorization_code(request)
     client, why = authenticate(request.client_id, request.secret, request.at)
     if client is None:
         failed = "" if why == "unknown client" else request.client_id
         return _refuse(request, None, Refusal("invalid_client", reason=why), failed=failed)
     if client.grant_types and request.grant_type not in client.grant_types:
-        return _refuse(request, client, Refusal("unauthorized_client", f"The client did not register the "
-                                                f"{request.grant_type} grant.", "grant type not registered"))
+        return _unregistered_grant(request, client)
     with transaction.atomic():
-        if request.grant_type == AUTHORIZATION_CODE:
-            return _authorization_code(request, client)
         return _refresh_token(request, client)
 
 
-def _authorization_code(request: GrantRequest, client: OAuthClient) -> GrantOutcome:
-    if not request.code or not request.redirect_uri or not request.code_verifier:
+def _unregistered_grant(request: GrantRequest, client: OAuthClient) -> GrantOutcome:
+    return _refuse(request, client, Refusal("unauthorized_client", f"The client did not register the "
+                                            f"{request.grant_type} grant.", "grant type not registered"))
+
+
+def _redeem(client_id: str, code_hash: str | None, at: datetime, *, authenticated: bool) -> fastpath.Redemption:
+    """The client, and its code marked used (``fastpath.redeem``: one statement on PostgreSQL; here the ORM, the
+    reference): the code only when ``code_hash`` is given, the client is public or ``authenticated``, and it
+    registered the code grant (or none)."""
+    if fastpath.enabled():
+        return fastpath.redeem(client_id, code_hash, at, authenticated=authenticated)
+    client = authorize.find_client(client_id)
+    if client is None:
+        return fastpath.Redemption(client=None)
+    identity = AgentIdentity.objects.filter(agent_id=client.agent_id).values_list("client_id", flat=True).first()
+    may_redeem = (client.token_endpoint_auth_method == AuthMethod.NONE or authenticated) \
+        and (not client.grant_types or AUTHORIZATION_CODE in client.grant_types)
+    code = AuthorizationCode.objects.select_for_update().select_related("user") \
+        .filter(code_hash=code_hash, client=client).first() if code_hash and may_redeem else None
+    if code is None:
+        return fastpath.Redemption(client=client, identity_client_id=identity)
+    redeemed = AuthorizationCode.objects.filter(pk=code.pk, used_at__isnull=True).update(used_at=at) == 1
+    return fastpath.Redemption(client=client, identity_client_id=identity, code=code, redeemed=redeemed,
+                               person=code.user, rights=_rights(code.user))
+
+
+def _authorization_code(request: GrantRequest) -> GrantOutcome:
+    """The code grant: the client and its code are read, and the code marked used (single use, whatever follows),
+    in one step (``_redeem``); a confidential client's secret is checked before its code is looked at."""
+    complete = bool(request.code and request.redirect_uri and request.code_verifier)
+    code_hash = authorize.hash_value(request.code) if complete else None
+    found = _redeem(request.client_id, code_hash, request.at, authenticated=False)
+    client = found.client
+    if client is None:
+        return _refuse(request, None, Refusal("invalid_client", reason="unknown client"))
+    if client.token_endpoint_auth_method != AuthMethod.NONE:
+        why = _secret_refusal(client, found.identity_client_id, request.secret, request.at)
+        if why:
+            return _refuse(request, None, Refusal("invalid_client", reason=why), failed=request.client_id)
+        found = _redeem(request.client_id, code_hash, request.at, authenticated=True)
+    if client.grant_types and request.grant_type not in client.grant_types:
+        return _unregistered_grant(request, client)
+    if not complete:
         return _refuse(request, client, Refusal("invalid_request", "code, redirect_uri and code_verifier are "
                                                 "required.", "missing code, redirect_uri or code_verifier"))
-    code = AuthorizationCode.objects.select_for_update().select_related("user") \
-        .filter(code_hash=authorize.hash_value(request.code)).first()
-    if code is None or code.client_id != client.pk:
+    code = found.code
+    if code is None:
         return _refuse(request, client, Refusal("invalid_grant", "The code is not valid.", "unknown code"))
-    if code.used_at is not None:
+    if not found.redeemed:
         return _reuse(request, client, code.user_id, code.family, "authorization code")
-    code.used_at = request.at  # single use, whatever follows
-    code.save(update_fields=["used_at"])
     if code.expires_at <= request.at:
         return _refuse(request, client, Refusal("invalid_grant", "The code has expired.", "code expired"),
                        user_id=code.user_id)
@@ -204,8 +260,8 @@ def _authorization_code(request: GrantRequest, client: OAuthClient) -> GrantOutc
     if not authorize.pkce_matches(request.code_verifier, code.code_challenge):
         return _refuse(request, client, Refusal("invalid_grant", "The code_verifier does not match the challenge.",
                                                 "PKCE verification failed"), user_id=code.user_id)
-    person = code.user
-    granted, policies, refusal = _still_allowed(request, client, person, code.scopes, code.resource)
+    person = found.person
+    granted, policies, refusal = _still_allowed(request, client, person, code.scopes, code.resource, found.rights)
     if refusal is not None:
         return _refuse(request, client, refusal, user_id=person.pk, policies=policies)
     refresh = list(code.scopes) if code.offline_access and _may_refresh(client) else None
@@ -239,7 +295,8 @@ def _refresh_token(request: GrantRequest, client: OAuthClient) -> GrantOutcome:
     old.used_at = request.at
     old.save(update_fields=["used_at"])
     person = old.user
-    granted, policies, refusal = _still_allowed(request, client, person, sorted(asked) or old.scopes, old.resource)
+    granted, policies, refusal = _still_allowed(request, client, person, sorted(asked) or old.scopes, old.resource,
+                                                _rights(person))
     if refusal is not None:
         return _refuse(request, client, refusal, user_id=person.pk, policies=policies)
     return _issue(request, client, person, scopes=granted, resource=old.resource, family=old.family,

@@ -1,0 +1,170 @@
+"""The authorization-code exchange on PostgreSQL: two prepared statements instead of ten ORM queries
+(docs/oauth.md, "The exchange's fast path").
+
+``redeem`` reads everything the exchange decides on — the client, its agent and the facts conditional access looks
+at, the code, the person and the person's data rights — and marks the code used, in one statement; ``issue`` writes
+the access token, its sign-in row and the refresh token in one statement. The same pattern as
+``governance.signin.fastpath`` (whose statement runner they share): written once, sent with server-side binding,
+prepared by psycopg on each connection. The ORM versions in ``governance.oauth.grants`` stay the reference (and the
+SQLite path); the tests run both against the same assertions.
+
+The code is marked used by ``UPDATE … WHERE used_at IS NULL RETURNING``: of two requests presenting the same code at
+once, the second waits for the first's transaction and then finds the code used, so a code is redeemed once, and
+the second request's revocation of the family covers what the first issued.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import CharField, JSONField
+from psycopg.types.json import Jsonb
+
+from agents.models import Agent, AgentIdentity, AgentUser, AttributeValue, Blueprint
+from governance.oauth.models import AuthorizationCode, OAuthClient, RefreshToken
+from governance.signin import fastpath as signin_fastpath
+from governance.signin.models import AccessToken, SignIn
+from governance.signin.tokens import Issuance
+from portal.models import DirectoryRole, DirectoryRoleAssignment, Permission, User
+
+enabled = signin_fastpath.enabled
+_run = signin_fastpath._run  # the shared runner: health check, Django's errors, query log, prepared statements
+
+CLIENT_COLUMNS = ("id", "client_id", "agent_id", "token_endpoint_auth_method", "grant_types", "approval")
+CODE_COLUMNS = ("id", "client_id", "user_id", "redirect_uri", "resource", "scopes", "offline_access",
+                "code_challenge", "family", "created_at", "expires_at", "used_at")
+AGENT_COLUMNS = signin_fastpath.AGENT_COLUMNS
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """What one presentation of a code found: the client (None: unknown client id), the client agent's
+    identity's client id (a confidential client authenticates with its agent's credential), the code (None:
+    unknown, another client's, or not looked at), whether this request marked it used (``redeemed``; False with a
+    code: it was used before), the person it was issued to and their data rights now (never a privileged one)."""
+
+    client: OAuthClient | None
+    identity_client_id: str | None = None
+    code: AuthorizationCode | None = None
+    redeemed: bool = False
+    person: User | None = None
+    rights: frozenset[str] = frozenset()
+
+
+def _t(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+_REDEEM = None
+
+
+def _redeem_sql() -> str:
+    perm = _t(Permission)
+    role_permissions = _t(DirectoryRole.permissions.through)
+    client_cols = ", ".join(f"o.{c}" for c in CLIENT_COLUMNS)
+    code_cols = ", ".join(f"k.{c}" for c in CODE_COLUMNS)
+    return (
+        f"WITH cl AS (SELECT {client_cols} FROM {_t(OAuthClient)} o WHERE o.client_id = %s), "
+        f"code AS (SELECT {code_cols} FROM {_t(AuthorizationCode)} k JOIN cl ON cl.id = k.client_id "
+        f"WHERE k.code_hash = %s AND (cl.token_endpoint_auth_method = 'none' OR %s) "
+        f"AND (jsonb_array_length(cl.grant_types) = 0 OR cl.grant_types ? 'authorization_code')), "
+        f"used AS (UPDATE {_t(AuthorizationCode)} SET used_at = %s WHERE id = (SELECT id FROM code) "
+        f"AND used_at IS NULL RETURNING id) "
+        f"SELECT {', '.join(f'cl.{c}' for c in CLIENT_COLUMNS)}, {', '.join(f'a.{c}' for c in AGENT_COLUMNS)}, "
+        f"b.publisher_kind, r.username, r.is_active, i.client_id, "
+        f"ARRAY(SELECT v.key || '=' || v.value FROM {_t(AttributeValue)} v WHERE v.agent_id = a.id), "
+        f"EXISTS(SELECT 1 FROM {_t(AgentUser)} au WHERE au.identity_id = i.id), "
+        f"{', '.join(f'code.{c}' for c in CODE_COLUMNS)}, EXISTS(SELECT 1 FROM used), "
+        f"p.is_active, p.oauth_subject, "
+        f"ARRAY(SELECT DISTINCT pm.name FROM {_t(DirectoryRoleAssignment)} ra "
+        f"JOIN {role_permissions} rp ON rp.directoryrole_id = ra.role_id JOIN {perm} pm ON pm.id = rp.permission_id "
+        f"WHERE ra.user_id = p.id AND p.is_active AND NOT pm.privileged) "
+        f"FROM cl JOIN {_t(Agent)} a ON a.id = cl.agent_id JOIN {_t(Blueprint)} b ON b.id = a.blueprint_id "
+        f"LEFT JOIN {_t(User)} r ON r.id = a.run_as_user_id LEFT JOIN {_t(AgentIdentity)} i ON i.agent_id = a.id "
+        f"LEFT JOIN code ON TRUE LEFT JOIN {_t(User)} p ON p.id = code.user_id")
+
+
+_JSON_COLUMNS = frozenset({"grant_types", "scopes"})
+
+
+def _json(column: str, value):
+    """A JSON column's value as Python (Django has psycopg hand jsonb over as text, and decodes it itself)."""
+    return json.loads(value) if column in _JSON_COLUMNS and isinstance(value, str) else value
+
+
+def redeem(client_id: str, code_hash: str | None, at: datetime, *, authenticated: bool) -> Redemption:
+    """One statement: the client named ``client_id`` with its agent, and — when ``code_hash`` is given, the client
+    is public or ``authenticated``, and it registered the code grant (or no grant types) — its code with that hash,
+    marked used at ``at`` if it was unused, and the code's person with their data rights."""
+    global _REDEEM
+    if _REDEEM is None:
+        _REDEEM = _redeem_sql()
+    rows = _run(_REDEEM, (client_id, code_hash, authenticated, at))
+    if not rows:
+        return Redemption(client=None)
+    row = iter(rows[0])
+    client = OAuthClient(**{c: _json(c, next(row)) for c in CLIENT_COLUMNS})
+    agent = Agent(**{c: next(row) for c in AGENT_COLUMNS})
+    agent.publisher_kind = next(row)  # read by conditional access without loading the blueprint
+    username, user_active, identity_client_id = next(row), next(row), next(row)
+    if agent.run_as_user_id is not None:
+        agent.run_as_user = User(pk=agent.run_as_user_id, username=username, is_active=user_active)
+    agent.prefetched_attributes = dict(a.split("=", 1) for a in next(row))
+    agent.prefetched_has_agent_user = next(row)
+    client.agent = agent
+    code_values = {c: _json(c, next(row)) for c in CODE_COLUMNS}
+    redeemed, person_active, subject, rights = next(row), next(row), next(row), next(row)
+    if code_values["id"] is None:
+        return Redemption(client=client, identity_client_id=identity_client_id)
+    code = AuthorizationCode(**code_values)
+    person = User(pk=code.user_id, is_active=person_active, oauth_subject=subject)
+    code.user = person
+    return Redemption(client=client, identity_client_id=identity_client_id, code=code, redeemed=redeemed,
+                      person=person, rights=frozenset(rights))
+
+
+# --- writing ---------------------------------------------------------------------------------------------------------
+def _columns(model, names, issuance: Issuance, renamed: dict) -> tuple[str, ...]:
+    """The values of ``names`` for ``model``'s row, taken from the issuance as ``tokens.issuance_record`` takes
+    them (JSON lists for JSON columns, text cut to the column's length)."""
+    values = []
+    for name in names:
+        field = model._meta.get_field(name)
+        value = renamed[name] if name in renamed else getattr(issuance, name)
+        if isinstance(field, JSONField):
+            value = Jsonb(list(value))
+        elif isinstance(field, CharField) and isinstance(value, str) and field.max_length:
+            value = value[:field.max_length]
+        values.append(value)
+    return tuple(values)
+
+
+REFRESH_COLUMNS = ("token_hash", "family", "client_id", "user_id", "resource", "scopes", "issued_at", "expires_at",
+                   "revoked_reason")
+_ISSUE = None
+
+
+def _marks(names) -> str:
+    return ", ".join("%s" for _ in names)
+
+
+def issue(issuance: Issuance, refresh: dict) -> int:
+    """One statement: the access token and its sign-in row (the rows ``tokens.issuance_record`` writes) and the
+    refresh token issued with them; returns the access token's id."""
+    global _ISSUE
+    token_columns, sign_in_columns = signin_fastpath._TOKEN_COLUMNS, signin_fastpath._SIGN_IN_COLUMNS
+    if _ISSUE is None:
+        _ISSUE = (f"WITH r AS (INSERT INTO {_t(RefreshToken)} ({', '.join(REFRESH_COLUMNS)}) "
+                  f"VALUES ({_marks(REFRESH_COLUMNS)})), "
+                  f"t AS (INSERT INTO {_t(AccessToken)} ({', '.join(token_columns)}) VALUES ({_marks(token_columns)}) "
+                  f"RETURNING id) INSERT INTO {_t(SignIn)} ({', '.join(sign_in_columns)}, token_id) "
+                  f"SELECT {_marks(sign_in_columns)}, t.id FROM t RETURNING token_id")
+    token = _columns(AccessToken, token_columns, issuance,
+                     {"scopes": issuance.granted, "issued_at": issuance.at, "revoked_reason": ""})
+    sign_in = _columns(SignIn, sign_in_columns, issuance,
+                       {"requested_scopes": issuance.requested, "granted_scopes": issuance.granted})
+    refresh_row = tuple(Jsonb(refresh[c]) if c == "scopes" else refresh.get(c, "") for c in REFRESH_COLUMNS)
+    return _run(_ISSUE, refresh_row + token + sign_in)[0][0]
