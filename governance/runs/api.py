@@ -182,6 +182,17 @@ class _CredentialFact(serializers.Serializer):
     replaced = serializers.BooleanField(help_text="A newer secret replaced it (it lives out its rotation overlap).")
 
 
+class _KeyCredentialFact(serializers.Serializer):
+    kid = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
+class _FederatedCredentialFact(serializers.Serializer):
+    issuer = serializers.CharField()
+    subject = serializers.CharField()
+    from_blueprint = serializers.BooleanField(help_text="A default of the agent's blueprint.")
+
+
 class _PermissionFact(serializers.Serializer):
     name = serializers.CharField()
     source = serializers.ChoiceField(choices=["blueprint", "package"])
@@ -220,6 +231,9 @@ class AgentFactsSerializer(serializers.Serializer):
     orphaned_at = serializers.DateTimeField(allow_null=True)
     sponsors = serializers.IntegerField(help_text="Active sponsors.")
     credentials = _CredentialFact(many=True, required=False, help_text="Unrevoked secrets.")
+    key_credentials = _KeyCredentialFact(many=True, required=False, help_text="Active keys (with credentials).")
+    federated_credentials = _FederatedCredentialFact(many=True, required=False,
+                                                     help_text="Unrevoked federated credentials (with credentials).")
     permissions = _PermissionFact(many=True, required=False)
     run_as_admin = serializers.BooleanField(required=False)
     usage = _UsageFact(required=False)

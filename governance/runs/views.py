@@ -27,6 +27,7 @@ from agents.models import Agent, AgentIdentity
 from governance.runs import builtin as builtin_agents
 from governance.runs import policy as run_policy
 from governance.runs import services as runs
+from governance.runs.builtin.hygiene import LINK_ACTIONS
 from governance.runs.choices import RunStatus, RunTrigger
 from governance.runs.forms import (
     PERIOD_UNITS,
@@ -56,6 +57,7 @@ MANAGE_SCHEDULE = "Only the agent's owners change its schedule."
 #: How a finding's suggested action reads, and what an Apply that cannot be undone says before it goes ahead.
 ACTION_LABELS = {"rotate": "Rotate the client secret", "remove_grant": "End the access package assignment",
                  "add_sponsor": "Add a sponsor", "retire": "Retire the agent", "review": "Review (nothing to apply)",
+                 "add_federated_credential": "Add a federated credential",
                  "create_policy": "Create the suggested report-only policy", "enable_policy": "Turn the policy on"}
 CONFIRMS = {"rotate": "Issue a new client secret for {subject}? It is shown once; the current one stays valid for a "
                       "short overlap.",
@@ -98,7 +100,18 @@ def _period_initial(seconds: int) -> dict:
 
 def _applicable(finding: dict) -> bool:
     """A finding with something to carry out: an action other than "review", or a suggested policy."""
-    return bool(finding.get("suggested_policy")) or (finding.get("action") or "") not in NOTHING_TO_APPLY
+    action = finding.get("action") or ""
+    return bool(finding.get("suggested_policy")) or (action not in NOTHING_TO_APPLY and action not in LINK_ACTIONS)
+
+
+def _link(finding: dict) -> str:
+    """Where a person carries out a finding's action on a page (an agent's credentials page), or "": built from the
+    action and the agent's id, never from text in the output (a run's output is its executor's to write)."""
+    agent_id = finding.get("agent_id")
+    url_name = LINK_ACTIONS.get(finding.get("action") or "")
+    if url_name is None or not isinstance(agent_id, int) or isinstance(agent_id, bool) or agent_id <= 0:
+        return ""
+    return reverse(url_name, args=[agent_id])
 
 
 def finding_rows(findings) -> list[dict]:
@@ -117,7 +130,7 @@ def finding_rows(findings) -> list[dict]:
                      "subject": subject, "detail": finding.get("detail") or "", "action": action,
                      "action_label": ACTION_LABELS.get(action, action.replace("_", " ").capitalize() or "—"),
                      "confirm": CONFIRMS.get(action, "").format(subject=subject or "the agent"),
-                     "suggested_policy": suggested, "applicable": _applicable(finding),
+                     "suggested_policy": suggested, "applicable": _applicable(finding), "link": _link(finding),
                      "applied": finding.get("applied") if isinstance(finding.get("applied"), dict) else None})
     return sorted(rows, key=lambda r: (-LEVEL_ORDER.get(r["level"], 0), r["index"]))
 

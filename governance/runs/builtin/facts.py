@@ -5,11 +5,14 @@ queries whatever the number of agents.
 when the caller's scopes open it (a token without ``AuditLog.Read.All`` gets no ``usage``). The hygiene and the
 conditional-access agents read them there and nowhere else, so what they see is what their permissions allow.
 
-The shape of one agent (datetimes as ISO 8601 text)::
+The credentials section holds every way the agent authenticates (R28): its secrets, its keys and the federated
+credentials it is trusted through. The shape of one agent (datetimes as ISO 8601 text)::
 
     {"id", "name", "workspace" (slug), "kind", "publisher_kind", "identity_type", "status", "risk_level",
      "created_at", "orphaned_at", "sponsors" (active sponsors, a count),
      "credentials": [{"prefix", "expires_at", "replaced"}],                      # unrevoked
+     "key_credentials": [{"kid", "expires_at"}],                                 # active (unrevoked, unexpired)
+     "federated_credentials": [{"issuer", "subject", "from_blueprint"}],          # unrevoked, own or blueprint's
      "permissions": [{"name", "source" (blueprint|package), "assignment_id", "ends_at", "write"}],
      "run_as_admin": bool,               # a user-account agent whose user holds a privileged directory role
      "usage": {"last_used", "scopes_30d"},                                       # successful sign-ins
@@ -22,11 +25,20 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 
 from agents import policy as agent_policy
 from agents.choices import AgentStatus, IdentityType
-from agents.models import Agent, AgentUser, AgentUserObjectPermission, AttributeValue, Credential, PermissionGrant
+from agents.models import (
+    Agent,
+    AgentUser,
+    AgentUserObjectPermission,
+    AttributeValue,
+    Credential,
+    FederatedCredential,
+    KeyCredential,
+    PermissionGrant,
+)
 from governance.access.choices import AssignmentStatus
 from governance.access.models import Assignment
 from governance.conditional_access import services as conditional_access
@@ -38,6 +50,8 @@ from portal.models import DirectoryRoleAssignment
 
 CREDENTIALS, PERMISSIONS, RUN_AS_ADMIN = "credentials", "permissions", "run_as_admin"
 USAGE, POLICIES = "usage", "policies"
+# Part of the credentials section (same scopes): the agent's keys and federated credentials (R28).
+KEY_CREDENTIALS, FEDERATED_CREDENTIALS = "key_credentials", "federated_credentials"
 ALL_SECTIONS = frozenset({CREDENTIALS, PERMISSIONS, RUN_AS_ADMIN, USAGE, POLICIES})
 USAGE_DAYS = 30
 
@@ -79,7 +93,7 @@ def is_write(name: str) -> bool:
 def facts(agents: QuerySet[Agent], *, sections: Iterable[str], now: datetime) -> list[dict]:
     """The facts of the active agents among ``agents``, ordered by name, with the requested ``sections``.
 
-    Queries: one for the agents and one for their sponsors, plus credentials 1, permissions 2, run_as_admin 1,
+    Queries: one for the agents and one for their sponsors, plus credentials 3, permissions 2, run_as_admin 1,
     usage 2, policies 5 — never more with more agents."""
     sections = frozenset(sections)
     unknown = sections - ALL_SECTIONS
@@ -110,8 +124,11 @@ def facts(agents: QuerySet[Agent], *, sections: Iterable[str], now: datetime) ->
                 .values_list("identity__agent_id", "prefix", "expires_at", "replaced_by_id")):
             credentials[agent_id].append({"prefix": prefix, "expires_at": iso(expires_at),
                                           "replaced": replaced is not None})
+        keys, federated = _credentials_without_secrets(rows, now)
         for item in result:
             item[CREDENTIALS] = credentials.get(item["id"], [])
+            item[KEY_CREDENTIALS] = keys.get(item["id"], [])
+            item[FEDERATED_CREDENTIALS] = federated.get(item["id"], [])
     if PERMISSIONS in sections:
         permissions = _permissions(ids, now)
         for item in result:
@@ -129,6 +146,30 @@ def facts(agents: QuerySet[Agent], *, sections: Iterable[str], now: datetime) ->
         for item in result:
             item[POLICIES] = policies.get(item["id"], [])
     return result
+
+
+def _credentials_without_secrets(rows: list[Agent], now: datetime) -> tuple[dict[int, list[dict]],
+                                                                            dict[int, list[dict]]]:
+    """The agents' active keys (unrevoked, unexpired) and the federated credentials they are trusted through
+    (their own and their blueprint's defaults, unrevoked): two queries whatever the number of agents."""
+    ids = [a.pk for a in rows]
+    keys: dict[int, list[dict]] = defaultdict(list)
+    for agent_id, kid, expires_at in (KeyCredential.objects.filter(identity__agent_id__in=ids, revoked_at__isnull=True,
+                                                                   expires_at__gt=now)
+                                      .order_by("expires_at", "pk")
+                                      .values_list("identity__agent_id", "kid", "expires_at")):
+        keys[agent_id].append({"kid": kid, "expires_at": iso(expires_at)})
+    by_blueprint: dict[int, list[int]] = defaultdict(list)
+    for agent in rows:
+        by_blueprint[agent.blueprint_id].append(agent.pk)
+    federated: dict[int, list[dict]] = defaultdict(list)
+    for agent_id, blueprint_id, issuer, subject in (
+            FederatedCredential.objects.filter(Q(agent_id__in=ids) | Q(blueprint_id__in=list(by_blueprint)),
+                                               revoked_at__isnull=True)
+            .order_by("issuer", "subject", "pk").values_list("agent_id", "blueprint_id", "issuer", "subject")):
+        for owner in ([agent_id] if agent_id is not None else by_blueprint.get(blueprint_id, [])):
+            federated[owner].append({"issuer": issuer, "subject": subject, "from_blueprint": agent_id is None})
+    return keys, federated
 
 
 def _permissions(ids: list[int], now: datetime) -> dict[int, list[dict]]:

@@ -1,8 +1,9 @@
 """The built-in *Agent Hygiene Agent*: deterministic, no language model.
 
 For the active agents of the run's workspace it finds credentials expired or ending soon (``ExpiringWithinDays``,
-default 30), permissions held but not used in the sign-in log for 30 days, agents with a single sponsor, agents
-unused for 60 days and orphaned agents, each with a level and a suggested action, ranked by risk.
+default 30), agents still on a client secret (an active secret and no key or federated credential: R28),
+permissions held but not used in the sign-in log for 30 days, agents with a single sponsor, agents unused for 60 days
+and orphaned agents, each with a level and a suggested action, ranked by risk.
 
 ``execute`` reads the agents through the portal API with the run's token (``/api/v1/agent-facts/``), so it sees
 only what the agent's permissions open; ``findings_from_facts`` is the pure rule set over those API-shaped dicts.
@@ -34,7 +35,9 @@ EXPIRING_DAYS = 30
 UNUSED_PERMISSION_DAYS = agent_facts.USAGE_DAYS
 UNUSED_AGENT_DAYS = 60
 INPUT_EXPIRING = "ExpiringWithinDays"
-ACTIONS = ("rotate", "remove_grant", "add_sponsor", "retire", "review")
+ACTIONS = ("rotate", "remove_grant", "add_sponsor", "retire", "review", "add_federated_credential")
+#: Actions a person carries out on a page of the portal (the run page links there) rather than with Apply.
+LINK_ACTIONS = {"add_federated_credential": "agent-federated-credential-add"}
 NEEDS = {agent_facts.CREDENTIALS: "credentials", agent_facts.PERMISSIONS: "permissions",
          agent_facts.USAGE: "sign-in activity"}
 
@@ -82,7 +85,7 @@ def findings_from_facts(facts: list[dict], now: datetime, *, expiring_within_day
 
 
 def _credential_findings(item: dict, now: datetime, days: int) -> list[Finding]:
-    found = []
+    found = _secret_only_findings(item, now)
     for credential in item.get(agent_facts.CREDENTIALS, []):
         if credential.get("replaced"):
             continue  # already rotated: the newer secret is the one that matters
@@ -96,6 +99,19 @@ def _credential_findings(item: dict, now: datetime, days: int) -> list[Finding]:
                                  f"secret {credential['prefix']}… expires on {expires_at:%Y-%m-%d}", "rotate",
                                  credential=credential["prefix"]))
     return found
+
+
+def _secret_only_findings(item: dict, now: datetime) -> list[Finding]:
+    """An agent whose only way to authenticate is a client secret (R28): an active secret, no active key and no
+    federated credential of its own or from its blueprint. The fix is a federated credential (or a key), after which
+    the secret can be revoked."""
+    secrets = [c for c in item.get(agent_facts.CREDENTIALS, []) if parse_iso(c["expires_at"]) > now]
+    if not secrets or item.get(agent_facts.KEY_CREDENTIALS) or item.get(agent_facts.FEDERATED_CREDENTIALS):
+        return []
+    return [Finding(item["id"], item["name"], "secret_only", RiskLevel.LOW,
+                    f"authenticates only with a client secret ({_count(secrets, 'active secret')}): add a federated "
+                    f"credential (or a key) so it keeps no secret, then revoke the secret",
+                    "add_federated_credential")]
 
 
 def _sponsor_findings(item: dict) -> list[Finding]:
@@ -219,6 +235,9 @@ def apply(actor, run, finding: dict, params: dict) -> Applied:
         counts = registry.agent_retire(actor=actor, agent=agent)
         return Applied(f"Retired {agent.name}: {counts.get('credentials_revoked', 0)} credentials revoked, "
                        f"{counts.get('grants_ended', 0)} permissions ended.")
+    if action in LINK_ACTIONS:
+        raise ValidationError(f"Add a federated credential (or a key) on {agent.name}'s credentials page; there is "
+                              f"nothing to apply here.")
     if action == "review":
         raise ValidationError("This finding has no automatic action: the blueprint's automatic permissions cannot "
                               "be removed. Review the agent, and retire it if it is no longer needed.")

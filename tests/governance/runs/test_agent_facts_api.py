@@ -111,6 +111,7 @@ def test_agent_facts_of_one_agent_are_exact(client, world):
         "created_at": agent_facts.iso(target.created_at), "orphaned_at": None, "sponsors": 2,
         "credentials": [{"prefix": credential.prefix, "expires_at": agent_facts.iso(credential.expires_at),
                          "replaced": False}],
+        "key_credentials": [], "federated_credentials": [],
         "permissions": [
             {"name": "Policy.Read.All", "source": "blueprint", "assignment_id": None, "ends_at": None,
              "write": False},

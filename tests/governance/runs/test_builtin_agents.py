@@ -154,14 +154,20 @@ def test_hygiene_agent_reads_through_the_api_and_reports_the_exact_findings(clie
         ("orphan", "orphaned", "high", "add_sponsor", "", None),
         ("idle", "agent_unused", "medium", "retire", "", None),
         ("idle", "credential_expired", "medium", "rotate", "", None),
+        ("agent-hygiene", "secret_only", "low", "add_federated_credential", "", None),
         ("busy", "credential_expiring", "low", "rotate", "", None),
+        ("busy", "secret_only", "low", "add_federated_credential", "", None),
         ("busy", "single_sponsor", "low", "add_sponsor", "", None),
+        ("healthy", "secret_only", "low", "add_federated_credential", "", None),
         ("orphan", "permission_unused", "low", "review", "Policy.Read.All", None),
+        ("orphan", "secret_only", "low", "add_federated_credential", "", None),
         ("packaged", "permission_unused", "low", "remove_grant", "SecurityIncident.ReadWrite.All", w.assignment.pk),
+        ("packaged", "secret_only", "low", "add_federated_credential", "", None),
     ]
-    assert {f["agent_id"] for f in output.findings} == {w.orphan.pk, w.idle.pk, w.busy.pk, w.packaged.pk}
-    assert output.summary == ("Checked 6 active agents in alpha (credentials ending within 30 days): 7 findings "
-                              "(1 high, 2 medium, 4 low).")
+    assert {f["agent_id"] for f in output.findings} == {w.orphan.pk, w.idle.pk, w.busy.pk, w.packaged.pk,
+                                                        w.healthy.pk, w.hygiene.agent.pk}
+    assert output.summary == ("Checked 6 active agents in alpha (credentials ending within 30 days): 12 findings "
+                              "(1 high, 2 medium, 9 low).")
 
 
 def test_hygiene_agent_honours_expiring_within_days_and_validates_it(client, hygiene_world):

@@ -34,6 +34,19 @@ def _agent(w, name, permissions, sponsors, days_old=0, **extra):
     return agent
 
 
+def _keyed(agent):
+    """The agent also authenticates with a key, so it is not on a secret alone (R28): the rule under test stands
+    alone."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    from agents import trust
+
+    trust.key_credential_add(actor=None, agent=agent, jwk=ECAlgorithm.to_jwk(
+        ec.generate_private_key(ec.SECP256R1()).public_key(), as_dict=True))
+    return agent
+
+
 def _used(agent, scopes, days_ago):
     SignIn.objects.create(at=timezone.now() - timedelta(days=days_ago), agent=agent, client_id="x",
                           actor_kind="agent", outcome="success", granted_scopes=scopes)
@@ -69,9 +82,12 @@ def test_hygiene_findings_are_exact_and_ranked_by_risk(world):
         ("idle", "agent_unused", "medium", "retire", "", None),
         ("idle", "credential_expired", "medium", "rotate", "", None),
         ("busy", "credential_expiring", "low", "rotate", "", None),
+        ("busy", "secret_only", "low", "add_federated_credential", "", None),
         ("busy", "single_sponsor", "low", "add_sponsor", "", None),
         ("fresh", "permission_unused", "low", "remove_grant", "SecurityIncident.ReadWrite.All", assignment.pk),
+        ("fresh", "secret_only", "low", "add_federated_credential", "", None),
         ("orphan", "permission_unused", "low", "review", "Policy.Read.All", None),
+        ("orphan", "secret_only", "low", "add_federated_credential", "", None),
     ]
     unused = {f.agent: f for f in found if f.kind == "permission_unused"}
     assert unused["orphan"].detail.startswith("1 automatic permission unused in 30 days (Policy.Read.All); a "
@@ -86,7 +102,7 @@ def test_hygiene_findings_are_exact_and_ranked_by_risk(world):
 
 def test_hygiene_expiring_window_follows_the_input(world):
     now = timezone.now()
-    agent = _agent(world, "soon", ("User.Read.All",), [world.owner, world.owner_b])
+    agent = _keyed(_agent(world, "soon", ("User.Read.All",), [world.owner, world.owner_b]))
     _used(agent, ["User.Read.All"], 0)
     Credential.objects.filter(identity__agent=agent).update(expires_at=now + timedelta(days=45))
     assert hygiene.findings(Agent.objects.all(), now) == []
@@ -128,8 +144,8 @@ def test_hygiene_runs_a_fixed_number_of_queries(world):
 
 def test_unused_automatic_permissions_of_an_agent_are_one_finding(world):
     now = timezone.now()
-    agent = _agent(world, "wide", ("User.Read.All", "Policy.Read.All", "AuditLog.Read.All"),
-                   [world.owner, world.owner_b])
+    agent = _keyed(_agent(world, "wide", ("User.Read.All", "Policy.Read.All", "AuditLog.Read.All"),
+                          [world.owner, world.owner_b]))
     _used(agent, ["User.Read.All"], 3)
     found = hygiene.findings(Agent.objects.all(), now)
     assert [(f.kind, f.action, f.permission) for f in found] == [
@@ -139,7 +155,7 @@ def test_unused_automatic_permissions_of_an_agent_are_one_finding(world):
 
 def test_a_rotated_secret_living_out_its_overlap_is_not_a_finding(world):
     now = timezone.now()
-    agent = _agent(world, "rotated", ("User.Read.All",), [world.owner, world.owner_b])
+    agent = _keyed(_agent(world, "rotated", ("User.Read.All",), [world.owner, world.owner_b]))
     _used(agent, ["User.Read.All"], 1)
     old = Credential.objects.get(identity__agent=agent)
     registry.credential_rotate(actor=world.owner, agent=agent)
