@@ -31,11 +31,13 @@ class ReviewItemSerializer(serializers.ModelSerializer):
     recommendation = serializers.CharField(read_only=True)  # approve or deny (one enum in the schema: DecisionEnum)
     decision = serializers.SerializerMethodField()
     justification = serializers.SerializerMethodField()
+    credential_types = serializers.SerializerMethodField(
+        help_text="How the agent can authenticate now: secret, key, federated (R28).")
 
     class Meta:
         model = ReviewItem
         fields = ["id", "agent", "access", "granted_at", "granted_by", "ends_at", "last_used_at", "recommendation",
-                  "recommendation_reason", "decision", "justification"]
+                  "recommendation_reason", "decision", "justification", "credential_types"]
         read_only_fields = fields
 
     def get_decision(self, item) -> str | None:
@@ -43,6 +45,9 @@ class ReviewItemSerializer(serializers.ModelSerializer):
 
     def get_justification(self, item) -> str | None:
         return item.mine[0].justification if item.mine else None
+
+    def get_credential_types(self, item) -> list[str]:
+        return getattr(item, "credential_types", [])
 
 
 class ReviewDecisionSerializer(serializers.Serializer):
@@ -81,7 +86,7 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
             # An agent's own token has no person behind it, and only people review (R19): it has no items.
             items = ReviewItem.objects.none() if portal_api.app_only(request) else \
                 reviews.items_of_reviewer(request.user, instance)
-            return Response(ReviewItemSerializer(items, many=True).data)
+            return Response(ReviewItemSerializer(reviews.with_credential_types(items), many=True).data)
         payload = ReviewDecisionSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         item = ReviewItem.objects.filter(pk=payload.validated_data["item"], instance=instance).first()
@@ -89,6 +94,7 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
             return Response({"errors": ["No such item in this review's open instance."]}, status=404)
         reviews.review_decide(actor=request.user, item=item, decision=payload.validated_data["decision"],
                               justification=payload.validated_data["justification"])
-        return Response(ReviewItemSerializer(reviews.items_of_reviewer(request.user, instance).get(pk=item.pk)).data)
+        decided = reviews.with_credential_types([reviews.items_of_reviewer(request.user, instance).get(pk=item.pk)])
+        return Response(ReviewItemSerializer(decided[0]).data)
 
 router.register("reviews", AccessReviewViewSet, basename="api-review")

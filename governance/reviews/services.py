@@ -25,8 +25,16 @@ from django.utils import timezone
 
 from agents import policy as agent_policy
 from agents import registry
-from agents.choices import AgentStatus, IdentityType, PublisherKind
-from agents.models import Agent, AgentUserObjectPermission, PermissionGrant
+from agents.choices import AgentStatus, CredentialType, IdentityType, PublisherKind
+from agents.models import (
+    Agent,
+    AgentIdentity,
+    AgentUserObjectPermission,
+    Credential,
+    FederatedCredential,
+    KeyCredential,
+    PermissionGrant,
+)
 from governance.access import services as access_packages
 from governance.access.choices import AssignmentStatus
 from governance.access.models import AccessPackage, Assignment
@@ -123,6 +131,46 @@ def items_of_reviewer(user, instance: ReviewInstance) -> QuerySet[ReviewItem]:
                                        to_attr="mine")).order_by("agent__name", "pk"))
 
 
+def credential_types(agent_ids: Iterable[int], now: datetime | None = None) -> dict[int, list[str]]:
+    """How each agent can authenticate now (R28), as reviewers see it: ``secret``, ``key``, ``federated`` in that
+    order, the same answer as ``agents.trust.credential_types`` for one agent (an active secret, an active key, a
+    federated credential of its own or its blueprint's; nothing for a retired agent or one without a client
+    registration). Four queries whatever the number of agents."""
+    ids = {agent_id for agent_id in agent_ids if agent_id is not None}
+    if not ids:
+        return {}
+    now = now or timezone.now()
+    registered = {agent_id: blueprint_id for agent_id, blueprint_id in AgentIdentity.objects.filter(
+        agent_id__in=ids).exclude(agent__status=AgentStatus.RETIRED).values_list("agent_id", "agent__blueprint_id")}
+    if not registered:
+        return {agent_id: [] for agent_id in ids}
+    found: dict[int, set[str]] = {agent_id: set() for agent_id in registered}
+    for agent_id in Credential.objects.filter(identity__agent_id__in=list(registered), revoked_at__isnull=True,
+                                              expires_at__gt=now).values_list("identity__agent_id", flat=True):
+        found[agent_id].add(CredentialType.SECRET)
+    for agent_id in KeyCredential.objects.filter(identity__agent_id__in=list(registered), revoked_at__isnull=True,
+                                                 expires_at__gt=now).values_list("identity__agent_id", flat=True):
+        found[agent_id].add(CredentialType.KEY)
+    blueprints = set(registered.values())
+    for agent_id, blueprint_id in FederatedCredential.objects.filter(
+            Q(agent_id__in=list(registered)) | Q(blueprint_id__in=blueprints), revoked_at__isnull=True) \
+            .values_list("agent_id", "blueprint_id").distinct():
+        owners = [agent_id] if agent_id is not None else [a for a, b in registered.items() if b == blueprint_id]
+        for owner in owners:
+            found[owner].add(CredentialType.FEDERATED)
+    order = list(CredentialType.values)
+    return {agent_id: sorted(found.get(agent_id, ()), key=order.index) for agent_id in ids}
+
+
+def with_credential_types(items: Iterable[ReviewItem]) -> Iterable[ReviewItem]:
+    """Set ``credential_types`` (a list of ``CredentialType`` values) on each item of a page (four queries)."""
+    items = list(items)
+    types = credential_types(item.agent_id for item in items)
+    for item in items:
+        item.credential_types = types.get(item.agent_id, [])
+    return items
+
+
 def results(instance: ReviewInstance) -> dict:
     """Counts for the results page: items, reviewed, and (once closed) kept, removed, by default, applied."""
     decided = Exists(ReviewDecision.objects.filter(item=OuterRef("pk")))
@@ -140,18 +188,20 @@ def results(instance: ReviewInstance) -> dict:
 
 
 CSV_COLUMNS = ("item", "agent", "access", "granted_at", "granted_by", "ends_at", "last_used_at", "recommendation",
-               "recommendation_reason", "decisions", "final_decision", "final_source", "applied_at", "applied_result")
+               "recommendation_reason", "decisions", "final_decision", "final_source", "applied_at", "applied_result",
+               "credential_types")
 
 
 def results_csv_rows(instance: ReviewInstance) -> Iterator[list]:
-    """The header and one row per item, read in keyset pages with their decisions (two queries per page)."""
+    """The header and one row per item, read in keyset pages with their decisions and the agents' credential types
+    now (``credential_types``, space-separated; six queries per page)."""
     yield list(CSV_COLUMNS)
     last = 0
     while True:
         batch = list(ReviewItem.objects.filter(instance=instance, pk__gt=last).order_by("pk")
                      .values_list("pk", "agent__name", "access", "granted_at", "granted_by", "ends_at",
                                   "last_used_at", "recommendation", "recommendation_reason", "final_decision",
-                                  "final_source", "applied_at", "applied_result")[:BATCH])
+                                  "final_source", "applied_at", "applied_result", "agent_id")[:BATCH])
         if not batch:
             return
         last = batch[-1][0]
@@ -161,8 +211,9 @@ def results_csv_rows(instance: ReviewInstance) -> Iterator[list]:
                 .values_list("item_id", "reviewer__username", "decision", "justification")):
             decisions.setdefault(item_id, []).append(f"{username}: {decision}" + (f" ({justification})"
                                                                                    if justification else ""))
+        types = credential_types(row[-1] for row in batch)
         for row in batch:
-            yield [*row[:9], "; ".join(decisions.get(row[0], [])), *row[9:]]
+            yield [*row[:9], "; ".join(decisions.get(row[0], [])), *row[9:-1], " ".join(types.get(row[-1], []))]
 
 
 def results_csv_stream(instance: ReviewInstance) -> Iterator[str]:

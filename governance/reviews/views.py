@@ -88,6 +88,8 @@ def review_mine(request, campaign_id: int):
     campaign = _campaign(request, campaign_id)
     instance = reviews.open_instance(campaign)
     items = page(request, reviews.items_of_reviewer(request.user, instance)) if instance else None
+    if items is not None:
+        items.object_list = reviews.with_credential_types(items.object_list)
     return render(request, "governance/reviews/review_mine.html", {
         "campaign": campaign, "instance": instance, "page": items,
         "open_count": sum(1 for i in items.object_list if not i.mine) if items else 0,
@@ -147,6 +149,7 @@ def review_results(request, campaign_id: int):
     if instance is not None:
         items = page(request, ReviewItem.objects.filter(instance=instance).select_related("agent").prefetch_related(
             Prefetch("decisions", queryset=ReviewDecision.objects.select_related("reviewer"))).order_by("pk"))
+        items.object_list = reviews.with_credential_types(items.object_list)
     return render(request, "governance/reviews/review_results.html", {
         "campaign": campaign, "instance": instance, "page": items,
         "counts": reviews.results(instance) if instance else None,
