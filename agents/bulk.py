@@ -19,6 +19,7 @@ encrypted with a Fernet key that only the requester's session holds, until they 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -45,7 +46,11 @@ from portal.models import User, Workspace
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("blueprint", "name", "identity_type", "scope", "sponsors", "owners", "attributes", "expires_at")
+COLUMNS = ("blueprint", "name", "identity_type", "scope", "sponsors", "owners", "attributes", "expires_at",
+           "public_jwk", "federated_issuer", "federated_subject", "federated_audience")
+#: Optional credentials without secrets (R28): a public key (a JWK as JSON, or a PEM) and/or one federated
+#: credential (issuer, subject and audience together); checked while reading, added with the agent.
+CREDENTIAL_COLUMNS = COLUMNS[8:]
 #: ``attributes`` and ``expires_at`` may be left out of the header (and out of JSON objects): both are optional.
 REQUIRED_COLUMNS = COLUMNS[:6]
 SECRETS_HEADER = ("name", "client_id", "client_secret")
@@ -76,6 +81,8 @@ class RawRow:
     owners: list[str] = field(default_factory=list)
     attributes: dict[str, str] = field(default_factory=dict)
     expires_at: str = ""
+    public_jwk: dict | None = None
+    federated: dict[str, str] = field(default_factory=dict)  # issuer, subject, audience
     problems: list[tuple[str, str]] = field(default_factory=list)
     unreadable: bool = False
 
@@ -202,7 +209,8 @@ def _check_header(columns: list[str]) -> None:
     found = [f"unknown column(s) {', '.join(repr(c) for c in unknown)}" if unknown else "",
              f"missing column(s) {', '.join(repr(c) for c in missing)}" if missing else "",
              f"repeated column(s) {', '.join(repr(c) for c in repeated)}" if repeated else ""]
-    raise _file_error(f"the header must be {','.join(COLUMNS)} ({'; '.join(f for f in found if f)})")
+    raise _file_error(f"the header must be {','.join(COLUMNS[:8])} ({'; '.join(f for f in found if f)}), "
+                      f"optionally with {','.join(CREDENTIAL_COLUMNS)}")
 
 
 def _usernames(cell: str) -> list[str]:
@@ -214,6 +222,7 @@ def _fill_from_csv(raw: RawRow, cells: dict[str, str]) -> None:
     raw.identity_type, raw.scope = cells.get("identity_type", ""), cells.get("scope", "")
     raw.sponsors, raw.owners = _usernames(cells.get("sponsors", "")), _usernames(cells.get("owners", ""))
     raw.expires_at = cells.get("expires_at", "")
+    _fill_credentials(raw, {c: cells.get(c, "") for c in CREDENTIAL_COLUMNS})
     for pair in cells.get("attributes", "").split(";"):
         if not pair.strip():
             continue
@@ -276,6 +285,12 @@ def _fill_from_json(raw: RawRow, item: dict[str, Any]) -> None:
             setattr(raw, key, [v.strip() for v in value if v.strip()])
         else:
             raw.problems.append((key, "must be a list of usernames"))
+    credentials = {c: item.get(c) for c in CREDENTIAL_COLUMNS}
+    for key in CREDENTIAL_COLUMNS[1:]:
+        if credentials[key] is not None and not isinstance(credentials[key], str):
+            raw.problems.append((key, "must be a string"))
+            credentials[key] = ""
+    _fill_credentials(raw, credentials)
     attributes = item.get("attributes")
     if attributes is None:
         return
@@ -287,6 +302,32 @@ def _fill_from_json(raw: RawRow, item: dict[str, Any]) -> None:
             raw.problems.append(("attributes", f"the value of '{key}' must be a string or a number"))
         else:
             raw.attributes[str(key)] = value if isinstance(value, str) else json.dumps(value)
+
+
+def _fill_credentials(raw: RawRow, cells: dict[str, Any]) -> None:
+    """The optional key and federated credential of a row, checked as the services will (nothing is written)."""
+    from agents import trust
+
+    key = cells.get("public_jwk")
+    if key:
+        try:
+            raw.public_jwk = trust.parse_public_key(key if isinstance(key, str) else json.dumps(key))
+        except ValidationError as error:
+            raw.problems.append(("public_jwk", " ".join(error.messages)))
+    rule = {name: (cells.get(f"federated_{name}") or "").strip() for name in ("issuer", "subject", "audience")}
+    if any(rule.values()):
+        missing = [f"federated_{name}" for name, value in rule.items() if not value]
+        if missing:
+            raw.problems.append((missing[0], "a federated credential needs federated_issuer, federated_subject "
+                                             "and federated_audience"))
+            return
+        try:
+            trust.check_rule(rule["issuer"], rule["subject"], rule["audience"], False, "")
+        except ValidationError as error:
+            for field_name, messages in error.message_dict.items():
+                raw.problems.append((f"federated_{field_name}", " ".join(messages)))
+            return
+        raw.federated = rule
 
 
 # --- 2. resolving ----------------------------------------------------------------------------------------
@@ -456,7 +497,14 @@ def provision_file(*, actor: User | None, workspace: Workspace, stream: str | by
     the actor may set agents up at that scope (R10). ``progress(done, total)`` is called once with ``done=0``
     before writing and after each batch the registry writes.
     """
-    specs, problems = build_specs(workspace=workspace, rows=parse_bulk_file(stream, filename))
+    raws: list[RawRow] = []
+
+    def kept(rows: Iterable[RawRow]) -> Iterator[RawRow]:
+        for raw in rows:
+            raws.append(raw)
+            yield raw
+
+    specs, problems = build_specs(workspace=workspace, rows=kept(parse_bulk_file(stream, filename)))
     if problems:
         rule_problems: list[Problem] = []
         if specs:  # also report what the registry would refuse in the other rows and cells, all at once
@@ -468,11 +516,37 @@ def provision_file(*, actor: User | None, workspace: Workspace, stream: str | by
     total = len(specs)
     if progress is not None and not dry_run:
         progress(0, total)
-    created = registry.agents_provision(
-        actor=actor, workspace=workspace, specs=specs, dry_run=dry_run,
-        progress=(lambda done: progress(done, total)) if progress is not None else None,
-    )
+    credentials_of = {raw.row: raw for raw in raws if raw.public_jwk or raw.federated}
+    with transaction.atomic() if credentials_of else contextlib.nullcontext():
+        created = registry.agents_provision(
+            actor=actor, workspace=workspace, specs=specs, dry_run=dry_run,
+            progress=(lambda done: progress(done, total)) if progress is not None else None,
+        )
+        if credentials_of:
+            _add_credentials(actor, specs, created, credentials_of)
     return BulkResult(created=created, problems=[], dry_run=dry_run, total=total)
+
+
+def _add_credentials(actor: User | None, specs: list[AgentSpec], created: list[Provisioned],
+                     credentials_of: dict[int, RawRow]) -> None:
+    """The rows' keys and federated credentials, through their services, in the provisioning's transaction."""
+    from django.core.exceptions import PermissionDenied
+
+    from agents import trust
+
+    for spec, provisioned in zip(specs, created, strict=False):
+        raw = credentials_of.get(spec.row)
+        if raw is None:
+            continue
+        try:
+            if raw.public_jwk:
+                trust.key_credential_add(actor=actor, agent=provisioned.agent, jwk=raw.public_jwk)
+            if raw.federated:
+                trust.federated_credential_add(actor=actor, agent=provisioned.agent, **raw.federated)
+        except (ValidationError, PermissionDenied) as error:
+            messages = error.messages if isinstance(error, ValidationError) else [str(error)]
+            column = "public_jwk" if raw.public_jwk else "federated_issuer"
+            raise ProvisioningError([(spec.row, column, " ".join(messages))]) from None
 
 
 # --- secrets ---------------------------------------------------------------------------------------------

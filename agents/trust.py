@@ -294,7 +294,7 @@ def is_trust_administrator(user: User | None) -> bool:
         and getattr(user, "kind", None) == UserKind.HUMAN
 
 
-def _check_rule(issuer: str, subject: str, audience: str, subject_is_pattern: bool, name: str) -> None:
+def check_rule(issuer: str, subject: str, audience: str, subject_is_pattern: bool, name: str) -> None:
     errors = {}
     problem = fetch_url_problem(issuer)
     if problem:
@@ -330,7 +330,7 @@ def federated_credential_add(*, actor: User | None, agent: Agent | None = None, 
         agent = _lock(agent)
         _identity_for(actor, agent)
         workspace = agent.workspace
-    _check_rule(issuer, subject, audience, subject_is_pattern, name)
+    check_rule(issuer, subject, audience, subject_is_pattern, name)
     owner = Q(agent=agent) if agent is not None else Q(blueprint=blueprint)
     if FederatedCredential.objects.filter(owner, issuer=issuer, subject=subject, audience=audience,
                                           revoked_at__isnull=True).exists():

@@ -171,3 +171,23 @@ def test_r28_add_credential_command_refuses_private_keys_and_bad_input(registry_
         call_command("add_credential", "nobody", "--workspace", "alpha", "--federated", "--issuer", ISSUER,
                      "--subject", SUBJECT, "--audience", "portal")
     assert not KeyCredential.objects.exists() and not FederatedCredential.objects.exists()
+
+
+def test_r28_bulk_file_adds_keys_and_federated_credentials(registry_world):
+    from agents import bulk
+    from agents.registry import ProvisioningError
+
+    w = registry_world
+    jwk = json.dumps(ECAlgorithm.to_jwk(_ec().public_key(), as_dict=True))
+    rows = [{"blueprint": "MatrixAgent", "name": "bulk-keyed", "identity_type": "agent_identity",
+             "scope": "workspace", "sponsors": ["owner"], "owners": ["owner"], "public_jwk": json.loads(jwk),
+             "federated_issuer": ISSUER, "federated_subject": SUBJECT, "federated_audience": "portal"}]
+    result = bulk.provision_file(actor=w.owner, workspace=w.alpha, stream=json.dumps(rows), filename="a.json")
+    agent = result.created[0].agent
+    assert trust.credential_types(agent) == {"secret", "key", "federated"}
+    csv_text = ("blueprint,name,identity_type,scope,sponsors,owners,public_jwk,federated_issuer\n"
+                "MatrixAgent,bulk-bad,agent_identity,workspace,owner,owner,not-a-key,https://x.example\n")
+    with pytest.raises(ProvisioningError) as refused:
+        bulk.provision_file(actor=w.owner, workspace=w.alpha, stream=csv_text, filename="b.csv")
+    columns = {column for _row, column, _message in refused.value.problems}
+    assert {"public_jwk", "federated_subject"} <= columns
