@@ -25,6 +25,7 @@ pytestmark = pytest.mark.django_db
 def _loopback(settings):
     settings.OAUTH_ALLOW_LOOPBACK_HTTP = True
     settings.PORTAL_BASE_URL = "https://portal.test"
+    settings.CLIENT_ASSERTION_MAX_SECONDS = 300
     assertions.forget_keys()
     yield
     assertions.forget_keys()
