@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from governance.signin import resources
+from governance.signin import assertions, resources
 from portal.choices import Product
 from portal.models import Permission
 
@@ -26,8 +26,10 @@ ENDPOINT_PATHS = {
 }
 
 GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials",
-               "urn:ietf:params:oauth:grant-type:token-exchange"]
+               "urn:ietf:params:oauth:grant-type:token-exchange", assertions.JWT_BEARER_GRANT]
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+# Agents without secrets (docs/oauth.md): the token endpoint also takes a signed client assertion.
+TOKEN_AUTH_METHODS = [*CLIENT_AUTH_METHODS, "private_key_jwt"]
 OFFLINE_ACCESS = "offline_access"
 PROTECTED_RESOURCE_PATH = "/.well-known/oauth-protected-resource"
 
@@ -64,7 +66,8 @@ def authorization_server_metadata() -> dict:
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": list(GRANT_TYPES),
-        "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+        "token_endpoint_auth_methods_supported": list(TOKEN_AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": list(assertions.ALGORITHMS),
         "revocation_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
         "introspection_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],
