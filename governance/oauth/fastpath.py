@@ -34,9 +34,36 @@ enabled = signin_fastpath.enabled
 _run = signin_fastpath._run  # the shared runner: health check, Django's errors, query log, prepared statements
 
 CLIENT_COLUMNS = ("id", "client_id", "agent_id", "token_endpoint_auth_method", "grant_types", "approval")
-CODE_COLUMNS = ("id", "client_id", "user_id", "redirect_uri", "resource", "scopes", "offline_access",
-                "code_challenge", "family", "created_at", "expires_at", "used_at")
-AGENT_COLUMNS = signin_fastpath.AGENT_COLUMNS
+CODE_COLUMNS = ("id", "user_id", "redirect_uri", "resource", "scopes", "offline_access", "code_challenge", "family",
+                "expires_at")
+# What the exchange asks of the client's agent: may it act (status, expiry, run-as user), conditional access's facts
+# (kind, risk), the token's claims (blueprint) and, on reuse, its detection (workspace).
+AGENT_COLUMNS = ("id", "workspace_id", "blueprint_id", "kind", "identity_type", "run_as_user_id", "status",
+                 "expires_at", "risk_level")
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """The facts of an authorization code the exchange checks (the ORM path uses the model itself)."""
+
+    id: int
+    user_id: int
+    redirect_uri: str
+    resource: str
+    scopes: list[str]
+    offline_access: bool
+    code_challenge: str
+    family: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """The person a code was issued to: what the exchange checks and puts in the token."""
+
+    pk: int
+    is_active: bool
+    oauth_subject: object
 
 
 @dataclass(frozen=True)
@@ -48,9 +75,9 @@ class Redemption:
 
     client: OAuthClient | None
     identity_client_id: str | None = None
-    code: AuthorizationCode | None = None
+    code: AuthorizationCode | Code | None = None
     redeemed: bool = False
-    person: User | None = None
+    person: User | Person | None = None
     rights: frozenset[str] = frozenset()
 
 
@@ -119,25 +146,36 @@ def redeem(client_id: str, code_hash: str | None, at: datetime, *, authenticated
     redeemed, person_active, subject, rights = next(row), next(row), next(row), next(row)
     if code_values["id"] is None:
         return Redemption(client=client, identity_client_id=identity_client_id)
-    code = AuthorizationCode(**code_values)
-    person = User(pk=code.user_id, is_active=person_active, oauth_subject=subject)
-    code.user = person
+    code = Code(**code_values)
+    person = Person(pk=code.user_id, is_active=person_active, oauth_subject=subject)
     return Redemption(client=client, identity_client_id=identity_client_id, code=code, redeemed=redeemed,
                       person=person, rights=frozenset(rights))
 
 
 # --- writing ---------------------------------------------------------------------------------------------------------
-def _columns(model, names, issuance: Issuance, renamed: dict) -> tuple[str, ...]:
+_kinds: dict = {}
+
+
+def _kind(model, name: str) -> tuple[bool, int | None]:
+    """(is a JSON column, the text column's length), per column, looked up once."""
+    key = (model, name)
+    if key not in _kinds:
+        field = model._meta.get_field(name)
+        _kinds[key] = (isinstance(field, JSONField), field.max_length if isinstance(field, CharField) else None)
+    return _kinds[key]
+
+
+def _columns(model, names, issuance: Issuance, renamed: dict) -> tuple:
     """The values of ``names`` for ``model``'s row, taken from the issuance as ``tokens.issuance_record`` takes
     them (JSON lists for JSON columns, text cut to the column's length)."""
     values = []
     for name in names:
-        field = model._meta.get_field(name)
         value = renamed[name] if name in renamed else getattr(issuance, name)
-        if isinstance(field, JSONField):
+        is_json, length = _kind(model, name)
+        if is_json:
             value = Jsonb(list(value))
-        elif isinstance(field, CharField) and isinstance(value, str) and field.max_length:
-            value = value[:field.max_length]
+        elif length and isinstance(value, str):
+            value = value[:length]
         values.append(value)
     return tuple(values)
 
