@@ -218,8 +218,12 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
         raise ProvisioningError(problems)
     if dry_run or not specs:
         return []
-    own, sponsor = (AuthPermission.objects.get(content_type__app_label="agents", codename=c)
-                    for c in (policy.OWN_AGENT, policy.SPONSOR_AGENT))
+    by_codename = {p.codename: p for p in AuthPermission.objects.filter(
+        content_type__app_label="agents", codename__in=(policy.OWN_AGENT, policy.SPONSOR_AGENT))}  # one query
+    own, sponsor = by_codename[policy.OWN_AGENT], by_codename[policy.SPONSOR_AGENT]
+    # R28: a workspace that forbids new secrets sets its agents up without one (they add a key or a federated
+    # credential); read afresh, the caller's workspace object may be older than the policy.
+    issue_secrets = not Workspace.objects.filter(pk=workspace.pk, forbid_new_secrets=True).exists()
     results: list[Provisioned] = []
     done = 0
     for start in range(0, len(specs), BATCH):
@@ -249,12 +253,12 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
         ])
         AgentUser.objects.bulk_create([AgentUser(identity=identity, user=user)
                                        for (identity, _agent), user in zip(agent_user_pairs, users, strict=True)])
-        secrets_by_identity = {identity.pk: credentials.new_secret() for identity in identities}
+        secrets_by_identity = {identity.pk: credentials.new_secret() for identity in identities if issue_secrets}
         Credential.objects.bulk_create([
             Credential(identity=identity, secret_hash=credentials.hash_secret(secrets_by_identity[identity.pk]),
                        prefix=secrets_by_identity[identity.pk][:10], created_at=now, created_by=actor,
                        expires_at=now + CREDENTIAL_LIFETIME)
-            for identity in identities
+            for identity in identities if issue_secrets
         ])
         AgentUserObjectPermission.objects.bulk_create(
             [AgentUserObjectPermission(permission=own, user=u, content_object=a)
@@ -278,7 +282,7 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
         for agent in agents:
             identity = identity_of.get(agent.pk)
             results.append(Provisioned(agent, identity.client_id if identity else "",
-                                       secrets_by_identity[identity.pk] if identity else ""))
+                                       secrets_by_identity.get(identity.pk, "") if identity else ""))
         done += len(batch)
         if progress:
             progress(done)
@@ -471,6 +475,9 @@ def credential_rotate(*, actor: User | None, agent: Agent, overlap: timedelta = 
     run); everything else gets a fresh random one."""
     agent = _lock(agent)
     identity = _identity_for_management(actor, agent, register=True)
+    if agent.workspace.forbid_new_secrets:  # R28 (docs/design.md, Credential types in governance); rolls back
+        raise ValidationError(f"{agent.workspace.name} forbids new client secrets: add a key or a federated "
+                              f"credential to {agent.name} instead.")
     now = timezone.now()
     secret = secret or credentials.new_secret()
     new = Credential.objects.create(identity=identity, secret_hash=credentials.hash_secret(secret),

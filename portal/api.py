@@ -25,7 +25,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Workspace
-        fields = ["slug", "name", "description", "created_at", "your_role"]
+        fields = ["slug", "name", "description", "created_at", "forbid_new_secrets", "your_role"]
 
     def get_your_role(self, workspace) -> str | None:
         request = self.context["request"]

@@ -120,6 +120,9 @@ class Workspace(models.Model):
     owner_group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="+")
     contributor_group = models.OneToOneField(Group, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    forbid_new_secrets = models.BooleanField(
+        default=False, help_text="No new client secret for this workspace's agents: they authenticate with a key or "
+                                 "a federated credential (R28; docs/design.md, Credential types in governance).")
 
     class Meta:
         ordering = ["name"]

@@ -18,6 +18,8 @@ urlpatterns = [
     path("workspaces/new/", views.workspace_create, name="workspace-create"),
     path("workspaces/switch/", views.workspace_switch, name="workspace-switch"),
     path("workspaces/<slug:slug>/members/", views.workspace_members, name="workspace-members"),
+    path("workspaces/<slug:slug>/credential-policy/", views.workspace_credential_policy,
+         name="workspace-credential-policy"),
     path("workspaces/<slug:slug>/members/add/", views.member_add, name="member-add"),
     path("workspaces/<slug:slug>/members/<int:membership_id>/role/", views.member_role, name="member-role"),
     path("workspaces/<slug:slug>/members/<int:membership_id>/remove/", views.member_remove, name="member-remove"),

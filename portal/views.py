@@ -151,6 +151,23 @@ def workspace_members(request, slug: str):
 
 @login_required
 @require_POST
+def workspace_credential_policy(request, slug: str):
+    """Turn the workspace's "no new client secrets" policy on (``forbid_new_secrets=on``) or off (R28)."""
+    workspace = selectors.workspace_get(request.user, slug)
+    rbac.require(rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS),
+                 "Only owners of this workspace and administrators set its credential policy.")
+    choice = request.POST.get("forbid_new_secrets")
+    if choice not in ("on", "off"):
+        messages.error(request, "Choose whether new client secrets are forbidden (on or off).")
+        return redirect("workspace-members", slug=workspace.slug)
+    act(request, workspaces.workspace_forbid_new_secrets_set,
+        lambda w: f"New client secrets are {'forbidden' if w.forbid_new_secrets else 'allowed'} in {w.name}.",
+        workspace=workspace, forbid=choice == "on")
+    return redirect("workspace-members", slug=workspace.slug)
+
+
+@login_required
+@require_POST
 def member_add(request, slug: str):
     workspace = selectors.workspace_get(request.user, slug)
     rbac.require(rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS),

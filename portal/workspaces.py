@@ -128,3 +128,27 @@ def membership_remove(*, actor: User | None, membership: WorkspaceMembership) ->
                  before=before, target_label=target_label)
     membership.delete()
     rbac.ensure_owner_floor([workspace])
+
+
+@transaction.atomic
+def workspace_forbid_new_secrets_set(*, actor: User | None, workspace: Workspace, forbid: bool) -> Workspace:
+    """Turn the workspace's "no new secrets" policy on or off (R28; docs/design.md, Credential types in governance):
+    while it is on, no client secret is created or rotated for the workspace's agents, and agents set up with their
+    own identity get none (they add a key or a federated credential). The workspace's owners, explicit or inherited
+    (Global, Security and Compliance Administrators, R11), set it; one audit event when it changes."""
+    if actor is not None:
+        rbac.require(rbac.has_workspace_perm(actor, workspace, rbac.MANAGE_MEMBERS),
+                     "Only owners of this workspace and administrators set its credential policy.")
+    workspace = Workspace.objects.select_for_update().get(pk=workspace.pk)
+    if workspace.forbid_new_secrets == bool(forbid):
+        return workspace
+    # Said in words: the audit trail redacts any key that names a secret.
+    def described(forbidden: bool) -> dict:
+        return {"credential_policy": "no new client secrets" if forbidden else "any credential"}
+
+    before = described(workspace.forbid_new_secrets)
+    workspace.forbid_new_secrets = bool(forbid)
+    workspace.save(update_fields=["forbid_new_secrets"])
+    audit.record(actor=actor, action="workspace.credential_policy", target=workspace, workspace=workspace,
+                 before=before, after=described(workspace.forbid_new_secrets))
+    return workspace

@@ -400,3 +400,10 @@ CASES += _signing_cases.CASES
 from tests.matrix_cases import credentials as _credential_cases  # noqa: E402
 
 CASES += _credential_cases.CASES
+
+
+# --- credential types in governance: the workspace's "no new secrets" policy, filters -------------------------------
+
+from tests.matrix_cases import credential_governance as _credential_governance_cases  # noqa: E402
+
+CASES += _credential_governance_cases.CASES

@@ -160,6 +160,11 @@ def client_register(*, actor: User | None, metadata: ClientMetadata, source: str
             raise ClientError("access_denied", "client registration is turned off")
         approved = mode == "open" and metadata.all_redirects_loopback
         people = workspace_owners(workspace)
+    if metadata.token_endpoint_auth_method != AuthMethod.NONE and workspace.forbid_new_secrets:
+        problem = f"{workspace.name} forbids new client secrets: register a public client (no secret)"
+        if source == ClientSource.STATIC:  # R28 (docs/design.md, Credential types in governance)
+            raise ValidationError(problem + ".")
+        raise ClientError("invalid_client_metadata", "the registration workspace forbids new client secrets")
     spec = registry.AgentSpec(blueprint=client_blueprint_ensure(), name=_agent_name(metadata, client_id),
                               identity_type=IdentityType.AGENT_IDENTITY, scope=AgentScope.WORKSPACE,
                               sponsors=people, owners=people, with_agent_user=False,
@@ -176,8 +181,8 @@ def client_register(*, actor: User | None, metadata: ClientMetadata, source: str
                           "the client cannot be set up: " + "; ".join(error.messages)[:150]) from error
     agent = provisioned.agent
     confidential = metadata.token_endpoint_auth_method != AuthMethod.NONE
-    credential = Credential.objects.get(identity__agent=agent)
-    if not confidential:  # a public client holds no secret: the one the registry issued is revoked at once
+    credential = Credential.objects.filter(identity__agent=agent).first()  # none where secrets are forbidden
+    if not confidential and credential is not None:  # a public client holds no secret: the registry's is revoked
         registry.credential_revoke(actor=None, credential=credential)
     if not approved:
         Agent.objects.filter(pk=agent.pk).update(status=AgentStatus.PENDING_APPROVAL)
