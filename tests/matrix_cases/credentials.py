@@ -25,7 +25,11 @@ def _key_id(w) -> int:
 
 def _rule_id(w) -> int:
     from agents import trust
+    from agents.models import FederatedCredential
 
+    existing = FederatedCredential.objects.filter(agent=w.agent, revoked_at__isnull=True).first()
+    if existing is not None:  # the URL walk builds every case's URL in one world
+        return existing.pk
     return trust.federated_credential_add(actor=None, agent=w.agent, issuer="https://issuer.example/cluster",
                                           subject="system:serviceaccount:agents:matrix", audience="portal").pk
 
