@@ -167,10 +167,10 @@ def test_r13_the_persons_rights_are_read_again_at_the_exchange(client, path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_r27_a_code_presented_twice_at_once_issues_at_most_one_token_family(path):
+def test_r27_a_code_presented_twice_at_once_issues_at_most_one_token_family(postgres, path):
     """Two connections present the same code at the same moment, several times over: at most one gets tokens, and
     when the other finds the code used it revokes what the first issued (the mark-used waits for the first's
-    transaction)."""
+    transaction). PostgreSQL on both paths: SQLite serialises writers by locking the whole database."""
     oauth_client, _ = make_client()
     person = make_person()
     setup = Client()
