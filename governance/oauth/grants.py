@@ -212,7 +212,8 @@ def _redeem(client_id: str, code_hash: str | None, at: datetime, *, authenticate
     client = authorize.find_client(client_id)
     if client is None:
         return fastpath.Redemption(client=None)
-    identity = AgentIdentity.objects.filter(agent_id=client.agent_id).values_list("client_id", flat=True).first()
+    identity = None if client.token_endpoint_auth_method == AuthMethod.NONE else \
+        AgentIdentity.objects.filter(agent_id=client.agent_id).values_list("client_id", flat=True).first()
     may_redeem = (client.token_endpoint_auth_method == AuthMethod.NONE or authenticated) \
         and (not client.grant_types or AUTHORIZATION_CODE in client.grant_types)
     code = AuthorizationCode.objects.select_for_update().select_related("user") \
