@@ -24,8 +24,10 @@ from django.db.models import CharField, JSONField
 from psycopg.types.json import Jsonb
 
 from agents.models import Agent, AgentIdentity, AgentUser, AttributeValue, Blueprint
+from governance.oauth.choices import AuthMethod
 from governance.oauth.models import AuthorizationCode, OAuthClient, RefreshToken
 from governance.signin import fastpath as signin_fastpath
+from governance.signin.choices import GrantType
 from governance.signin.models import AccessToken, SignIn
 from governance.signin.tokens import Issuance
 from portal.models import DirectoryRole, DirectoryRoleAssignment, Permission, User
@@ -96,8 +98,8 @@ def _redeem_sql() -> str:
     return (
         f"WITH cl AS (SELECT {client_cols} FROM {_t(OAuthClient)} o WHERE o.client_id = %s), "
         f"code AS (SELECT {code_cols} FROM {_t(AuthorizationCode)} k JOIN cl ON cl.id = k.client_id "
-        f"WHERE k.code_hash = %s AND (cl.token_endpoint_auth_method = 'none' OR %s) "
-        f"AND (jsonb_array_length(cl.grant_types) = 0 OR cl.grant_types ? 'authorization_code')), "
+        f"WHERE k.code_hash = %s AND (cl.token_endpoint_auth_method = '{AuthMethod.NONE.value}' OR %s) "
+        f"AND (jsonb_array_length(cl.grant_types) = 0 OR cl.grant_types ? '{GrantType.AUTHORIZATION_CODE.value}')), "
         f"used AS (UPDATE {_t(AuthorizationCode)} SET used_at = %s WHERE id = (SELECT id FROM code) "
         f"AND used_at IS NULL RETURNING id) "
         f"SELECT {', '.join(f'cl.{c}' for c in CLIENT_COLUMNS)}, {', '.join(f'a.{c}' for c in AGENT_COLUMNS)}, "

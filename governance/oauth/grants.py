@@ -38,6 +38,7 @@ from portal import audit
 AUTHORIZATION_CODE = GrantType.AUTHORIZATION_CODE.value
 REFRESH_TOKEN = GrantType.REFRESH_TOKEN.value
 GRANTS = frozenset({AUTHORIZATION_CODE, REFRESH_TOKEN})
+MAX_CLIENT_ID = authorize.LIMITS["client_id"]
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,8 @@ def _redeem(client_id: str, code_hash: str | None, at: datetime, *, authenticate
     """The client, and its code marked used (``fastpath.redeem``: one statement on PostgreSQL; here the ORM, the
     reference): the code only when ``code_hash`` is given, the client is public or ``authenticated``, and it
     registered the code grant (or none)."""
+    if not client_id or len(client_id) > MAX_CLIENT_ID or not (client_id.isascii() and client_id.isprintable()):
+        return fastpath.Redemption(client=None)  # as ``authorize.find_client``: no such id reaches the database
     if fastpath.enabled():
         return fastpath.redeem(client_id, code_hash, at, authenticated=authenticated)
     client = authorize.find_client(client_id)

@@ -199,3 +199,17 @@ def test_r27_a_code_presented_twice_at_once_issues_at_most_one_token_family(post
         if statuses == [200, 400]:  # the loser revoked the winner's family
             assert all(t.revoked_at is not None for t in tokens)
             assert all(r.revoked_at is not None for r in RefreshToken.objects.filter(family=family))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("client_id", ["", "x" * 301, "tab\there", "é-not-ascii"])
+def test_r27_a_client_id_no_client_can_have_is_unknown(path, client_id):
+    """As ``authorize.find_client`` has it (the endpoint refuses such ids before, and NUL never gets this far)."""
+    from django.utils import timezone
+
+    from governance.oauth import grants
+
+    result = grants.grant_issue(grants.GrantRequest(
+        grant_type="authorization_code", client_id=client_id, secret="", at=timezone.now(), code="c",
+        redirect_uri="http://127.0.0.1/callback", code_verifier="v" * 43))
+    assert result.outcome.refusal.error == "invalid_client"
