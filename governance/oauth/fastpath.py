@@ -1,16 +1,18 @@
-"""The authorization-code exchange on PostgreSQL: two prepared statements instead of ten ORM queries
-(docs/oauth.md, "The exchange's fast path").
+"""The authorization-code exchange on PostgreSQL: two prepared statements instead of ten ORM queries, and no
+transaction around them (docs/oauth.md, "The exchange's fast path").
 
-``redeem`` reads everything the exchange decides on — the client, its agent and the facts conditional access looks
-at, the code, the person and the person's data rights — and marks the code used, in one statement; ``issue`` writes
-the access token, its sign-in row and the refresh token in one statement. The same pattern as
+``read`` reads everything the exchange decides on — the client, its agent and the facts conditional access looks
+at, the code, the person and the person's data rights — in one statement; ``issue`` marks the code used and writes
+the access token, its sign-in row and the refresh token in one statement, atomic by itself, and writes nothing when
+the code was used in the meantime; ``use_up`` marks a code used that a check refused. The same pattern as
 ``governance.signin.fastpath`` (whose statement runner they share): written once, sent with server-side binding,
 prepared by psycopg on each connection. The ORM versions in ``governance.oauth.grants`` stay the reference (and the
 SQLite path); the tests run both against the same assertions.
 
-The code is marked used by ``UPDATE … WHERE used_at IS NULL RETURNING``: of two requests presenting the same code at
-once, the second waits for the first's transaction and then finds the code used, so a code is redeemed once, and
-the second request's revocation of the family covers what the first issued.
+The code is marked used by ``UPDATE … WHERE used_at IS NULL RETURNING`` in the statement that writes the tokens: of
+two requests presenting the same code at once, the second's update waits for the first's statement and then finds
+the code used, so a code is redeemed once, and the tokens the first wrote are there for the second's revocation of
+the family.
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ from django.db.models import CharField, JSONField
 from psycopg.types.json import Jsonb
 
 from agents.models import Agent, AgentIdentity, AgentUser, AttributeValue, Blueprint
-from governance.oauth.choices import AuthMethod
 from governance.oauth.models import AuthorizationCode, OAuthClient, RefreshToken
 from governance.signin import fastpath as signin_fastpath
-from governance.signin.choices import GrantType
 from governance.signin.models import AccessToken, SignIn
 from governance.signin.tokens import Issuance
 from portal.models import DirectoryRole, DirectoryRoleAssignment, Permission, User
@@ -37,7 +37,7 @@ _run = signin_fastpath._run  # the shared runner: health check, Django's errors,
 
 CLIENT_COLUMNS = ("id", "client_id", "agent_id", "token_endpoint_auth_method", "grant_types", "approval")
 CODE_COLUMNS = ("id", "user_id", "redirect_uri", "resource", "scopes", "offline_access", "code_challenge", "family",
-                "expires_at")
+                "expires_at", "used_at")
 # What the exchange asks of the client's agent: may it act (status, expiry, run-as user), conditional access's facts
 # (kind, risk), the token's claims (blueprint) and, on reuse, its detection (workspace).
 AGENT_COLUMNS = ("id", "workspace_id", "blueprint_id", "kind", "identity_type", "run_as_user_id", "status",
@@ -57,6 +57,7 @@ class Code:
     code_challenge: str
     family: str
     expires_at: datetime
+    used_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +73,12 @@ class Person:
 class Redemption:
     """What one presentation of a code found: the client (None: unknown client id), the client agent's
     identity's client id (a confidential client authenticates with its agent's credential), the code (None:
-    unknown, another client's, or not looked at), whether this request marked it used (``redeemed``; False with a
-    code: it was used before), the person it was issued to and their data rights now (never a privileged one)."""
+    unknown or another client's; its ``used_at`` says whether it was used before), the person it was issued to and
+    their data rights now (never a privileged one)."""
 
     client: OAuthClient | None
     identity_client_id: str | None = None
     code: AuthorizationCode | Code | None = None
-    redeemed: bool = False
     person: User | Person | None = None
     rights: frozenset[str] = frozenset()
 
@@ -87,10 +87,10 @@ def _t(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-_REDEEM = None
+_READ = None
 
 
-def _redeem_sql() -> str:
+def _read_sql() -> str:
     perm = _t(Permission)
     role_permissions = _t(DirectoryRole.permissions.through)
     client_cols = ", ".join(f"o.{c}" for c in CLIENT_COLUMNS)
@@ -98,16 +98,12 @@ def _redeem_sql() -> str:
     return (
         f"WITH cl AS (SELECT {client_cols} FROM {_t(OAuthClient)} o WHERE o.client_id = %s), "
         f"code AS (SELECT {code_cols} FROM {_t(AuthorizationCode)} k JOIN cl ON cl.id = k.client_id "
-        f"WHERE k.code_hash = %s AND (cl.token_endpoint_auth_method = '{AuthMethod.NONE.value}' OR %s) "
-        f"AND (jsonb_array_length(cl.grant_types) = 0 OR cl.grant_types ? '{GrantType.AUTHORIZATION_CODE.value}')), "
-        f"used AS (UPDATE {_t(AuthorizationCode)} SET used_at = %s WHERE id = (SELECT id FROM code) "
-        f"AND used_at IS NULL RETURNING id) "
+        f"WHERE k.code_hash = %s) "
         f"SELECT {', '.join(f'cl.{c}' for c in CLIENT_COLUMNS)}, {', '.join(f'a.{c}' for c in AGENT_COLUMNS)}, "
         f"b.publisher_kind, r.username, r.is_active, i.client_id, "
         f"ARRAY(SELECT v.key || '=' || v.value FROM {_t(AttributeValue)} v WHERE v.agent_id = a.id), "
         f"EXISTS(SELECT 1 FROM {_t(AgentUser)} au WHERE au.identity_id = i.id), "
-        f"{', '.join(f'code.{c}' for c in CODE_COLUMNS)}, EXISTS(SELECT 1 FROM used), "
-        f"p.is_active, p.oauth_subject, "
+        f"{', '.join(f'code.{c}' for c in CODE_COLUMNS)}, p.is_active, p.oauth_subject, "
         f"ARRAY(SELECT DISTINCT pm.name FROM {_t(DirectoryRoleAssignment)} ra "
         f"JOIN {role_permissions} rp ON rp.directoryrole_id = ra.role_id JOIN {perm} pm ON pm.id = rp.permission_id "
         f"WHERE ra.user_id = p.id AND p.is_active AND NOT pm.privileged) "
@@ -124,14 +120,13 @@ def _json(column: str, value):
     return json.loads(value) if column in _JSON_COLUMNS and isinstance(value, str) else value
 
 
-def redeem(client_id: str, code_hash: str | None, at: datetime, *, authenticated: bool) -> Redemption:
-    """One statement: the client named ``client_id`` with its agent, and — when ``code_hash`` is given, the client
-    is public or ``authenticated``, and it registered the code grant (or no grant types) — its code with that hash,
-    marked used at ``at`` if it was unused, and the code's person with their data rights."""
-    global _REDEEM
-    if _REDEEM is None:
-        _REDEEM = _redeem_sql()
-    rows = _run(_REDEEM, (client_id, code_hash, authenticated, at))
+def read(client_id: str, code_hash: str | None) -> Redemption:
+    """One statement: the client named ``client_id`` with its agent and, when ``code_hash`` is given, its code with
+    that hash, the code's person and their data rights. Nothing is changed."""
+    global _READ
+    if _READ is None:
+        _READ = _read_sql()
+    rows = _run(_READ, (client_id, code_hash))
     if not rows:
         return Redemption(client=None)
     row = iter(rows[0])
@@ -145,25 +140,37 @@ def redeem(client_id: str, code_hash: str | None, at: datetime, *, authenticated
     agent.prefetched_has_agent_user = next(row)
     client.agent = agent
     code_values = {c: _json(c, next(row)) for c in CODE_COLUMNS}
-    redeemed, person_active, subject, rights = next(row), next(row), next(row), next(row)
+    person_active, subject, rights = next(row), next(row), next(row)
     if code_values["id"] is None:
         return Redemption(client=client, identity_client_id=identity_client_id)
     code = Code(**code_values)
     person = Person(pk=code.user_id, is_active=person_active, oauth_subject=subject)
-    return Redemption(client=client, identity_client_id=identity_client_id, code=code, redeemed=redeemed,
-                      person=person, rights=frozenset(rights))
+    return Redemption(client=client, identity_client_id=identity_client_id, code=code, person=person,
+                      rights=frozenset(rights))
+
+
+_USE_UP = None
+
+
+def use_up(code_id: int, at: datetime) -> bool:
+    """Mark the code used at ``at``; False when it already was (a concurrent request used it first)."""
+    global _USE_UP
+    if _USE_UP is None:
+        _USE_UP = f"UPDATE {_t(AuthorizationCode)} SET used_at = %s WHERE id = %s AND used_at IS NULL RETURNING id"
+    return bool(_run(_USE_UP, (at, code_id)))
 
 
 # --- writing ---------------------------------------------------------------------------------------------------------
 _kinds: dict = {}
 
 
-def _kind(model, name: str) -> tuple[bool, int | None]:
-    """(is a JSON column, the text column's length), per column, looked up once."""
+def _kind(model, name: str) -> tuple[bool, int | None, str]:
+    """(is a JSON column, the text column's length, its SQL type), per column, looked up once."""
     key = (model, name)
     if key not in _kinds:
         field = model._meta.get_field(name)
-        _kinds[key] = (isinstance(field, JSONField), field.max_length if isinstance(field, CharField) else None)
+        _kinds[key] = (isinstance(field, JSONField), field.max_length if isinstance(field, CharField) else None,
+                       field.db_type(connection))
     return _kinds[key]
 
 
@@ -173,7 +180,7 @@ def _columns(model, names, issuance: Issuance, renamed: dict) -> tuple:
     values = []
     for name in names:
         value = renamed[name] if name in renamed else getattr(issuance, name)
-        is_json, length = _kind(model, name)
+        is_json, length, _type = _kind(model, name)
         if is_json:
             value = Jsonb(list(value))
         elif length and isinstance(value, str):
@@ -182,29 +189,40 @@ def _columns(model, names, issuance: Issuance, renamed: dict) -> tuple:
     return tuple(values)
 
 
+def _typed(model, names) -> str:
+    """Placeholders cast to their columns' types: an ``INSERT … SELECT`` does not infer them from the columns."""
+    return ", ".join(f"%s::{_kind(model, name)[2]}" for name in names)
+
+
 REFRESH_COLUMNS = ("token_hash", "family", "client_id", "user_id", "resource", "scopes", "issued_at", "expires_at",
                    "revoked_reason")
-_ISSUE = None
+_ISSUE: dict[bool, str] = {}
 
 
-def _marks(names) -> str:
-    return ", ".join("%s" for _ in names)
-
-
-def issue(issuance: Issuance, refresh: dict) -> int:
-    """One statement: the access token and its sign-in row (the rows ``tokens.issuance_record`` writes) and the
-    refresh token issued with them; returns the access token's id."""
-    global _ISSUE
+def _issue_sql(with_refresh: bool) -> str:
     token_columns, sign_in_columns = signin_fastpath._TOKEN_COLUMNS, signin_fastpath._SIGN_IN_COLUMNS
-    if _ISSUE is None:
-        _ISSUE = (f"WITH r AS (INSERT INTO {_t(RefreshToken)} ({', '.join(REFRESH_COLUMNS)}) "
-                  f"VALUES ({_marks(REFRESH_COLUMNS)})), "
-                  f"t AS (INSERT INTO {_t(AccessToken)} ({', '.join(token_columns)}) VALUES ({_marks(token_columns)}) "
-                  f"RETURNING id) INSERT INTO {_t(SignIn)} ({', '.join(sign_in_columns)}, token_id) "
-                  f"SELECT {_marks(sign_in_columns)}, t.id FROM t RETURNING token_id")
-    token = _columns(AccessToken, token_columns, issuance,
+    refresh = (f"r AS (INSERT INTO {_t(RefreshToken)} ({', '.join(REFRESH_COLUMNS)}) "
+               f"SELECT {_typed(RefreshToken, REFRESH_COLUMNS)} FROM used), ") if with_refresh else ""
+    return (f"WITH used AS (UPDATE {_t(AuthorizationCode)} SET used_at = %s WHERE id = %s AND used_at IS NULL "
+            f"RETURNING id), {refresh}"
+            f"t AS (INSERT INTO {_t(AccessToken)} ({', '.join(token_columns)}) "
+            f"SELECT {_typed(AccessToken, token_columns)} FROM used RETURNING id) "
+            f"INSERT INTO {_t(SignIn)} ({', '.join(sign_in_columns)}, token_id) "
+            f"SELECT {_typed(SignIn, sign_in_columns)}, t.id FROM t RETURNING token_id")
+
+
+def issue(code_id: int, issuance: Issuance, refresh: dict | None) -> int | None:
+    """One statement: mark the code used and write the access token and its sign-in row (the rows
+    ``tokens.issuance_record`` writes) and the refresh token, if any; return the access token's id — or write
+    nothing and return None when the code was used already."""
+    with_refresh = refresh is not None
+    if with_refresh not in _ISSUE:
+        _ISSUE[with_refresh] = _issue_sql(with_refresh)
+    token = _columns(AccessToken, signin_fastpath._TOKEN_COLUMNS, issuance,
                      {"scopes": issuance.granted, "issued_at": issuance.at, "revoked_reason": ""})
-    sign_in = _columns(SignIn, sign_in_columns, issuance,
+    sign_in = _columns(SignIn, signin_fastpath._SIGN_IN_COLUMNS, issuance,
                        {"requested_scopes": issuance.requested, "granted_scopes": issuance.granted})
-    refresh_row = tuple(Jsonb(refresh[c]) if c == "scopes" else refresh.get(c, "") for c in REFRESH_COLUMNS)
-    return _run(_ISSUE, refresh_row + token + sign_in)[0][0]
+    refresh_row = tuple(Jsonb(refresh[c]) if c == "scopes" else refresh.get(c, "") for c in REFRESH_COLUMNS) \
+        if with_refresh else ()
+    rows = _run(_ISSUE[with_refresh], (issuance.at, code_id, *refresh_row, *token, *sign_in))
+    return rows[0][0] if rows else None

@@ -105,9 +105,11 @@ def _refuse(request: GrantRequest, client: OAuthClient | None, refusal: Refusal,
 
 
 def _issue(request: GrantRequest, client: OAuthClient, person, *, scopes: list[str], resource: str, family: str,
-           policies: tuple[dict, ...], refresh_scopes: list[str] | None) -> GrantOutcome:
+           policies: tuple[dict, ...], refresh_scopes: list[str] | None, code_id: int | None = None
+           ) -> GrantOutcome | None:
     """A JWT for the person (sub = their opaque id, aud = the resource, agent_id = the client's agent) recorded with
-    its sign-in row; with ``refresh_scopes`` also a new refresh token of the same family."""
+    its sign-in row; with ``refresh_scopes`` also a new refresh token of the same family. On PostgreSQL a code
+    (``code_id``) is marked used in the same statement, and None returned, nothing written, when it already was."""
     expires_at = tokens.token_expiry(request.at, None)
     agent = client.agent
     value, token_hash = tokens.mint(at=request.at, expires_at=expires_at, client_id=client.client_id,
@@ -118,18 +120,18 @@ def _issue(request: GrantRequest, client: OAuthClient, person, *, scopes: list[s
         actor_kind=ActorKind.ON_BEHALF_OF, subject_id=person.pk, requested=tuple(request.scopes or ()),
         granted=tuple(scopes), outcome=SignInOutcome.SUCCESS, policies=policies, token_hash=token_hash,
         expires_at=expires_at, resource=request.resource, audience=resource, family=family)
-    refresh_value = ""
-    if refresh_scopes is None:
-        tokens.issuance_record(recorded)
-    else:
+    refresh_value, refresh = "", None
+    if refresh_scopes is not None:
         refresh_value = "aiprt_" + secrets.token_urlsafe(32)
         refresh = {"token_hash": authorize.hash_value(refresh_value), "family": family, "client_id": client.pk,
                    "user_id": person.pk, "resource": resource, "scopes": refresh_scopes, "issued_at": request.at,
                    "expires_at": request.at + timedelta(seconds=settings.REFRESH_TOKEN_TTL)}
-        if fastpath.enabled():  # one statement for the three rows
-            fastpath.issue(recorded, refresh)
-        else:
-            tokens.issuance_record(recorded)
+    if code_id is not None and fastpath.enabled():  # one statement: the code used, the three rows written
+        if fastpath.issue(code_id, recorded, refresh) is None:
+            return None
+    else:
+        tokens.issuance_record(recorded)
+        if refresh is not None:
             RefreshToken.objects.create(**refresh)
     outcome = Outcome(recorded, access_token=value, expires_in=max(1, int((expires_at - request.at).total_seconds())))
     return GrantOutcome(outcome, refresh_token=refresh_value)
@@ -137,7 +139,12 @@ def _issue(request: GrantRequest, client: OAuthClient, person, *, scopes: list[s
 
 def _reuse(request: GrantRequest, client: OAuthClient, user_id: int, family: str, what: str) -> GrantOutcome:
     """A code or refresh token presented again: revoke its family, raise a medium detection for the client's agent,
-    log the failed sign-in (R27)."""
+    log the failed sign-in (R27). One transaction (a savepoint inside the caller's)."""
+    with transaction.atomic():
+        return _reused(request, client, user_id, family, what)
+
+
+def _reused(request: GrantRequest, client: OAuthClient, user_id: int, family: str, what: str) -> GrantOutcome:
     revoke_families([family], f"{what} reuse", request.at)
     risk.record_detection(agent=client.agent, kind=DetectionKind.FAILED_CREDENTIALS, level=RiskLevel.MEDIUM,
                           key=f"{what.replace(' ', '-')}-reuse:{family}",
@@ -187,6 +194,8 @@ def grant_issue(request: GrantRequest) -> GrantOutcome:
     if request.malformed is not None:
         return _refuse(request, None, request.malformed)
     if request.grant_type == AUTHORIZATION_CODE:
+        if fastpath.enabled():  # its statements are atomic one by one; see _authorization_code
+            return _authorization_code(request)
         with transaction.atomic():
             return _authorization_code(request)
     client, why = authenticate(request.client_id, request.secret, request.at)
@@ -204,73 +213,89 @@ def _unregistered_grant(request: GrantRequest, client: OAuthClient) -> GrantOutc
                                             f"{request.grant_type} grant.", "grant type not registered"))
 
 
-def _redeem(client_id: str, code_hash: str | None, at: datetime, *, authenticated: bool) -> fastpath.Redemption:
-    """The client, and its code marked used (``fastpath.redeem``: one statement on PostgreSQL; here the ORM, the
-    reference): the code only when ``code_hash`` is given, the client is public or ``authenticated``, and it
-    registered the code grant (or none)."""
+def _read(client_id: str, code_hash: str | None) -> fastpath.Redemption:
+    """The client and, when ``code_hash`` is given, its code with the code's person and their rights: one
+    statement on PostgreSQL (``fastpath.read``); here the ORM, the reference, the code's row locked until the
+    transaction ends (a second request for it waits, then finds it used)."""
     if not client_id or len(client_id) > MAX_CLIENT_ID or not (client_id.isascii() and client_id.isprintable()):
         return fastpath.Redemption(client=None)  # as ``authorize.find_client``: no such id reaches the database
     if fastpath.enabled():
-        return fastpath.redeem(client_id, code_hash, at, authenticated=authenticated)
+        return fastpath.read(client_id, code_hash)
     client = authorize.find_client(client_id)
     if client is None:
         return fastpath.Redemption(client=None)
     identity = None if client.token_endpoint_auth_method == AuthMethod.NONE else \
         AgentIdentity.objects.filter(agent_id=client.agent_id).values_list("client_id", flat=True).first()
-    may_redeem = (client.token_endpoint_auth_method == AuthMethod.NONE or authenticated) \
-        and (not client.grant_types or AUTHORIZATION_CODE in client.grant_types)
     code = AuthorizationCode.objects.select_for_update().select_related("user") \
-        .filter(code_hash=code_hash, client=client).first() if code_hash and may_redeem else None
+        .filter(code_hash=code_hash, client=client).first() if code_hash else None
     if code is None:
         return fastpath.Redemption(client=client, identity_client_id=identity)
-    redeemed = AuthorizationCode.objects.filter(pk=code.pk, used_at__isnull=True).update(used_at=at) == 1
-    return fastpath.Redemption(client=client, identity_client_id=identity, code=code, redeemed=redeemed,
-                               person=code.user, rights=_rights(code.user))
+    return fastpath.Redemption(client=client, identity_client_id=identity, code=code, person=code.user,
+                               rights=_rights(code.user))
+
+
+def _use_up(code, at: datetime) -> bool:
+    """Mark the code used (single use, whatever follows); False when a concurrent request used it first."""
+    if fastpath.enabled():
+        return fastpath.use_up(code.id, at)
+    return AuthorizationCode.objects.filter(pk=code.id, used_at__isnull=True).update(used_at=at) == 1
 
 
 def _authorization_code(request: GrantRequest) -> GrantOutcome:
-    """The code grant: the client and its code are read, and the code marked used (single use, whatever follows),
-    in one step (``_redeem``); a confidential client's secret is checked before its code is looked at."""
+    """The code grant. The client and its code are read in one step (``_read``); a confidential client's secret is
+    checked before anything else. Every outcome after the code was found marks it used: a refusal through
+    ``_use_up``, the tokens in the statement that writes them on PostgreSQL; a code found used there is a reuse."""
     complete = bool(request.code and request.redirect_uri and request.code_verifier)
-    code_hash = authorize.hash_value(request.code) if complete else None
-    found = _redeem(request.client_id, code_hash, request.at, authenticated=False)
-    client = found.client
+    found = _read(request.client_id, authorize.hash_value(request.code) if complete else None)
+    client, code = found.client, found.code
     if client is None:
         return _refuse(request, None, Refusal("invalid_client", reason="unknown client"))
     if client.token_endpoint_auth_method != AuthMethod.NONE:
         why = _secret_refusal(client, found.identity_client_id, request.secret, request.at)
         if why:
             return _refuse(request, None, Refusal("invalid_client", reason=why), failed=request.client_id)
-        found = _redeem(request.client_id, code_hash, request.at, authenticated=True)
     if client.grant_types and request.grant_type not in client.grant_types:
         return _unregistered_grant(request, client)
     if not complete:
         return _refuse(request, client, Refusal("invalid_request", "code, redirect_uri and code_verifier are "
                                                 "required.", "missing code, redirect_uri or code_verifier"))
-    code = found.code
     if code is None:
         return _refuse(request, client, Refusal("invalid_grant", "The code is not valid.", "unknown code"))
-    if not found.redeemed:
+    if code.used_at is not None:
         return _reuse(request, client, code.user_id, code.family, "authorization code")
-    if code.expires_at <= request.at:
-        return _refuse(request, client, Refusal("invalid_grant", "The code has expired.", "code expired"),
-                       user_id=code.user_id)
-    if request.redirect_uri != code.redirect_uri:
-        return _refuse(request, client, Refusal("invalid_grant", "redirect_uri differs from the authorization "
-                                                "request's.", "redirect_uri mismatch"), user_id=code.user_id)
-    if request.resource and request.resource != code.resource:
-        return _refuse(request, client, Refusal("invalid_target", "The resource differs from the authorized one.",
-                                                "resource differs from the code's"), user_id=code.user_id)
-    if not authorize.pkce_matches(request.code_verifier, code.code_challenge):
-        return _refuse(request, client, Refusal("invalid_grant", "The code_verifier does not match the challenge.",
-                                                "PKCE verification failed"), user_id=code.user_id)
-    person = found.person
-    granted, policies, refusal = _still_allowed(request, client, person, code.scopes, code.resource, found.rights)
+    refusal, person, policies, granted = _code_refusal(request, client, found)
     if refusal is not None:
-        return _refuse(request, client, refusal, user_id=person.pk, policies=policies)
+        if not _use_up(code, request.at):
+            return _reuse(request, client, code.user_id, code.family, "authorization code")
+        return _refuse(request, client, refusal, user_id=code.user_id, policies=policies)
     refresh = list(code.scopes) if code.offline_access and _may_refresh(client) else None
-    return _issue(request, client, person, scopes=granted, resource=code.resource, family=code.family,
-                  policies=policies, refresh_scopes=refresh)
+    if not fastpath.enabled() and not _use_up(code, request.at):
+        return _reuse(request, client, code.user_id, code.family, "authorization code")
+    issued = _issue(request, client, person, scopes=granted, resource=code.resource, family=code.family,
+                    policies=policies, refresh_scopes=refresh, code_id=code.id)
+    if issued is None:  # used by a concurrent request since it was read
+        return _reuse(request, client, code.user_id, code.family, "authorization code")
+    return issued
+
+
+def _code_refusal(request: GrantRequest, client: OAuthClient, found: fastpath.Redemption
+                  ) -> tuple[Refusal | None, object, tuple[dict, ...], list[str]]:
+    """Why the found, unused code gets no token (None: it does), with the person, conditional access's verdicts and
+    the scopes granted."""
+    code, person = found.code, found.person
+    if code.expires_at <= request.at:
+        return Refusal("invalid_grant", "The code has expired.", "code expired"), person, (), []
+    if request.redirect_uri != code.redirect_uri:
+        return Refusal("invalid_grant", "redirect_uri differs from the authorization request's.",
+                       "redirect_uri mismatch"), person, (), []
+    if request.resource and request.resource != code.resource:
+        return Refusal("invalid_target", "The resource differs from the authorized one.",
+                       "resource differs from the code's"), person, (), []
+    if not authorize.pkce_matches(request.code_verifier, code.code_challenge):
+        return Refusal("invalid_grant", "The code_verifier does not match the challenge.",
+                       "PKCE verification failed"), person, (), []
+    granted, policies, refusal = _still_allowed(request, client, person, code.scopes, code.resource, found.rights)
+    return refusal, person, policies, granted
 
 
 def _refresh_token(request: GrantRequest, client: OAuthClient) -> GrantOutcome:

@@ -38,17 +38,19 @@ def _used(code: str) -> bool:
 def test_r27_exchange_issues_access_and_refresh_token_and_one_sign_in_row(client, path):
     oauth_client, _ = make_client()
     person = make_person()
+    first_code, first_verifier = get_code(client, oauth_client, make_person("first"))
+    assert redeem(client, oauth_client, first_code, first_verifier).status_code == 200  # the first makes a key
     code, verifier = get_code(client, oauth_client, person)
     with CaptureQueriesContext(connection) as queries:
         response = redeem(client, oauth_client, code, verifier)
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["scope"] == "User.Read.All" and body["refresh_token"].startswith("aiprt_")
-    if path == "fast":  # BEGIN, the read (code marked used), the write (three rows), COMMIT
-        assert len([q for q in queries.captured_queries if "oauth_" in q["sql"] or "signin_" in q["sql"]]) == 2
+    if path == "fast":  # the read, then the write (the code marked used, three rows); no transaction around them
+        assert len(queries.captured_queries) == 2, [q["sql"][:80] for q in queries.captured_queries]
     assert _used(code)
     token = AccessToken.objects.get(subject=person)
-    code_row = AuthorizationCode.objects.get(client=oauth_client)
+    code_row = AuthorizationCode.objects.get(client=oauth_client, user=person)
     assert (token.grant_type, token.actor_kind, token.agent_id, token.family, token.scopes, token.audience) == (
         "authorization_code", "on_behalf_of", oauth_client.agent_id, code_row.family, ["User.Read.All"],
         code_row.resource)
@@ -213,3 +215,26 @@ def test_r27_a_client_id_no_client_can_have_is_unknown(path, client_id):
         grant_type="authorization_code", client_id=client_id, secret="", at=timezone.now(), code="c",
         redirect_uri="http://127.0.0.1/callback", code_verifier="v" * 43))
     assert result.outcome.refusal.error == "invalid_client"
+
+
+@pytest.mark.django_db
+def test_r27_a_code_used_between_the_read_and_the_write_is_a_reuse(client, postgres, monkeypatch):
+    """The fast path reads the code unlocked and marks it used in the statement that writes the tokens: when another
+    request used it in between, nothing is written for this one, and what the other got is revoked."""
+    oauth_client, _ = make_client()
+    code, verifier = get_code(client, oauth_client, make_person())
+    write = fastpath.issue
+    other = []
+
+    def another_request_first(*args, **kwargs):
+        if not other:
+            other.append(None)  # the other request writes unhindered
+            other[0] = redeem(Client(), oauth_client, code, verifier)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(fastpath, "issue", another_request_first)
+    late = redeem(client, oauth_client, code, verifier)
+    assert other[0].status_code == 200 and late.status_code == 400 and late.json()["error"] == "invalid_grant"
+    assert AccessToken.objects.count() == 1 and AccessToken.objects.get().revoked_at is not None
+    assert RefreshToken.objects.get().revoked_at is not None
+    assert SignIn.objects.filter(reason="authorization code reuse").count() == 1
