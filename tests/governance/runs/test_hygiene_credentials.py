@@ -111,12 +111,16 @@ def test_r28_the_hygiene_agent_reports_agents_still_on_a_secret_until_they_get_a
     assert [(f["agent"], f["kind"]) for f in again.findings] == [("expired-secret", "credential_expired")]
 
 
-def test_r28_a_revoked_key_counts_for_nothing(world):
+def test_r28_a_revoked_key_or_federated_credential_counts_for_nothing(world):
     w = world
     agent = _agent(w, "revoked")
     key = trust.key_credential_add(actor=w.owner, agent=agent, jwk=_public_jwk())
+    rule = trust.federated_credential_add(actor=w.owner, agent=agent, issuer=ISSUER, subject="repo:org/x:ref",
+                                          audience="portal")
     assert [f.kind for f in hygiene.findings(Agent.objects.filter(pk=agent.pk))] == []
     trust.key_credential_revoke(actor=w.owner, credential=key)
+    assert [f.kind for f in hygiene.findings(Agent.objects.filter(pk=agent.pk))] == []
+    trust.federated_credential_revoke(actor=w.owner, credential=rule)
     assert [f.kind for f in hygiene.findings(Agent.objects.filter(pk=agent.pk))] == ["secret_only"]
 
 
