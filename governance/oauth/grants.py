@@ -9,6 +9,10 @@ confidential ones authenticate with their agent's credential), the code or refre
 the same client), then the person still active, the client approved and its agent active, the person's rights now
 (R13) and conditional access for the client's agent (R20). A reused code or refresh token is ``invalid_grant``, and
 everything issued from the same authorization (its family) is revoked, with a risk detection for the client's agent.
+
+On PostgreSQL the code grant reads and writes through ``governance.oauth.fastpath`` (two prepared statements, docs/
+oauth.md, "The exchange's fast path"); the ORM code here is the reference and the SQLite path, behind the same
+functions (``_read``, ``_use_up``, ``_issue``).
 """
 
 from __future__ import annotations
@@ -269,6 +273,7 @@ def _authorization_code(request: GrantRequest) -> GrantOutcome:
             return _reuse(request, client, code.user_id, code.family, "authorization code")
         return _refuse(request, client, refusal, user_id=code.user_id, policies=policies)
     refresh = list(code.scopes) if code.offline_access and _may_refresh(client) else None
+    # The ORM marks the (locked) code used here; on PostgreSQL the statement that writes the tokens does.
     if not fastpath.enabled() and not _use_up(code, request.at):
         return _reuse(request, client, code.user_id, code.family, "authorization code")
     issued = _issue(request, client, person, scopes=granted, resource=code.resource, family=code.family,
