@@ -10,8 +10,8 @@ the same client), then the person still active, the client approved and its agen
 (R13) and conditional access for the client's agent (R20). A reused code or refresh token is ``invalid_grant``, and
 everything issued from the same authorization (its family) is revoked, with a risk detection for the client's agent.
 
-On PostgreSQL the code grant reads and writes through ``governance.oauth.fastpath`` (two prepared statements, docs/
-oauth.md, "The exchange's fast path"); the ORM code here is the reference and the SQLite path, behind the same
+On PostgreSQL the code grant reads and writes through ``governance.oauth.fastpath`` (two prepared statements;
+docs/oauth.md, "The exchange's fast path"); the ORM code here is the reference and the SQLite path, behind the same
 functions (``_read``, ``_use_up``, ``_issue``).
 """
 
