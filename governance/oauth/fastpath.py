@@ -39,8 +39,9 @@ CLIENT_COLUMNS = ("id", "client_id", "agent_id", "token_endpoint_auth_method", "
 CODE_COLUMNS = ("id", "user_id", "redirect_uri", "resource", "scopes", "offline_access", "code_challenge", "family",
                 "expires_at", "used_at")
 # What the exchange asks of the client's agent: may it act (status, expiry, run-as user), conditional access's facts
-# (kind, risk), the token's claims (blueprint) and, on reuse, its detection (workspace).
-AGENT_COLUMNS = ("id", "workspace_id", "blueprint_id", "kind", "identity_type", "run_as_user_id", "status",
+# (kind, risk), the token's claims (blueprint) and, on reuse, its detection and that detection's audit event
+# (workspace, name).
+AGENT_COLUMNS = ("id", "workspace_id", "blueprint_id", "name", "kind", "identity_type", "run_as_user_id", "status",
                  "expires_at", "risk_level")
 
 

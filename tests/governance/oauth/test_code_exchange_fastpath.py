@@ -16,7 +16,7 @@ from governance.oauth import authorize, fastpath
 from governance.oauth.models import AuthorizationCode, RefreshToken
 from governance.risk.models import RiskDetection
 from governance.signin.models import AccessToken, SignIn
-from portal.models import DirectoryRoleAssignment
+from portal.models import AuditEvent, DirectoryRoleAssignment
 from tests.governance.oauth.clients_helper import get_code, make_client, make_person, pkce_pair, redeem, refresh
 
 
@@ -84,6 +84,9 @@ def test_r27_reused_code_revokes_its_family_on_both_paths(client, path):
     assert AccessToken.objects.get().revoked_at is not None and RefreshToken.objects.get().revoked_at is not None
     assert SignIn.objects.filter(reason="authorization code reuse", outcome="failure").count() == 1
     assert RiskDetection.objects.filter(agent=oauth_client.agent, level="medium").count() == 1
+    event = AuditEvent.objects.get(action="risk.detect")
+    assert (event.target_id, event.target_label, event.workspace_id) == (
+        str(oauth_client.agent_id), oauth_client.agent.name, oauth_client.agent.workspace_id)
 
 
 @pytest.mark.django_db
