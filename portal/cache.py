@@ -16,7 +16,7 @@ import threading
 import time
 
 from django.core.cache.backends.locmem import LocMemCache
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -48,6 +48,24 @@ def redis_degraded() -> bool:
     return _health.degraded
 
 
+class _KeptClients(RedisCacheClient):
+    """Django's Redis cache client, keeping one redis-py client per connection pool. Django builds a new client
+    object on every operation; building one costs more CPU than the round trip it makes (redis-py fills its
+    response-callback tables in the constructor), and the OAuth endpoints touch the cache on every request. A
+    redis-py client is safe to share between threads: each command takes a connection from the pool."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+
 class FailSoftRedisCache(RedisCache):
     """Django's Redis cache, falling back to a per-process memory cache while Redis does not answer."""
 
@@ -57,6 +75,7 @@ class FailSoftRedisCache(RedisCache):
         # default retries three times with back-off, which would stall every request while Redis is down.
         options.setdefault("retry", Retry(NoBackoff(), 1))
         super().__init__(server, {**params, "OPTIONS": options})
+        self._class = _KeptClients
         self._fallback = LocMemCache("portal-redis-fallback", {"TIMEOUT": params.get("TIMEOUT", 300),
                                                                "OPTIONS": {"MAX_ENTRIES": 10000}})
 

@@ -1,14 +1,20 @@
-"""Request id for audit correlation, and the current workspace chosen in the header switcher."""
+"""Request id for audit correlation, the current workspace chosen in the header switcher, and the short chain of
+the machine endpoints."""
 
 from __future__ import annotations
 
 import re
 import uuid
 
+from csp.utils import build_policy
+from django.conf import settings
+from django.middleware.security import SecurityMiddleware
+from django.urls import resolve, reverse
 from django.utils import timezone
 
 from portal import audit, rbac
 from portal.models import User, Workspace
+from portal.unavailable import is_unavailable, response_for
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SESSION_WORKSPACE_KEY = "current_workspace_id"
@@ -63,3 +69,51 @@ class CurrentWorkspaceMiddleware:
             if user.last_seen_at is None or (now - user.last_seen_at).total_seconds() > LAST_SEEN_RESOLUTION_SECONDS:
                 User.objects.filter(pk=user.pk).update(last_seen_at=now)
         return self.get_response(request)
+
+
+class MachineEndpointMiddleware:
+    """Serve the machine endpoints (``settings.MACHINE_ENDPOINTS``: URL names of endpoints that agents and resource
+    servers call, never a browser) through a short middleware chain of their own (docs/design.md, "Machine
+    endpoints").
+
+    First in ``MIDDLEWARE``. A request for one of these paths gets what applies to it of the full chain, in the same
+    order: the security headers (``SecurityMiddleware``: HTTPS redirect, HSTS, nosniff, referrer policy), the
+    Content-Security-Policy and ``X-Frame-Options`` headers every response carries, the request id, and the 503 of
+    a lost database (``portal.unavailable``). It skips what cannot apply to a form-encoded POST authenticated by its
+    own credentials: sessions, CSRF (the views are exempt), the signed-in user, messages, htmx, the current
+    workspace, static files and the slash redirect (only the exact paths come here). The token endpoint is called on
+    every request an agent makes; the full chain was a third of its CPU. Every other request goes on down the full
+    chain."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.routes: dict[str, object] | None = None  # path -> ResolverMatch, on the first request
+        self.content_security_policy = build_policy()
+        self.machine_chain = RequestIdMiddleware(SecurityMiddleware(self._serve))
+
+    def _routes(self) -> dict[str, object]:
+        if self.routes is None:
+            self.routes = {path: resolve(path) for path in (reverse(name) for name in settings.MACHINE_ENDPOINTS)}
+        return self.routes
+
+    def __call__(self, request):
+        match = self._routes().get(request.path_info)
+        if match is None:
+            return self.get_response(request)
+        request.resolver_match = match
+        return self.machine_chain(request)
+
+    def _serve(self, request):
+        match = request.resolver_match
+        try:
+            response = match.func(request, *match.args, **match.kwargs)
+        except Exception as error:  # the innermost middleware's job in the full chain
+            if is_unavailable(error):
+                return response_for(request, error)
+            raise
+        if self.content_security_policy:
+            response.setdefault("Content-Security-Policy", self.content_security_policy)
+        response.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
+        if not response.streaming:  # as CommonMiddleware does: no chunked encoding for a small JSON body
+            response.setdefault("Content-Length", str(len(response.content)))
+        return response

@@ -101,6 +101,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the machine endpoints (OAuth token, introspection, revocation) take a short chain of their own.
+    "portal.middleware.MachineEndpointMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -116,6 +118,10 @@ MIDDLEWARE = [
     # Innermost: a view that lost the database answers 503 before anything else sees the error (portal/unavailable.py).
     "portal.unavailable.DatabaseUnavailableMiddleware",
 ]
+
+# URL names of the endpoints only agents and resource servers call, served by MachineEndpointMiddleware's short
+# middleware chain (docs/design.md, "Machine endpoints").
+MACHINE_ENDPOINTS = ["oauth-token", "oauth-introspect", "oauth-revoke"]
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"

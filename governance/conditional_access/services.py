@@ -123,7 +123,8 @@ def active_policies() -> list[ConditionalAccessPolicy]:
                 .prefetch_related("agents", "excluded_agents").order_by("name", "pk"))
 
 
-_POLICY_VERSION = "aip:ca-policies:version"
+POLICY_VERSION_KEY = "aip:ca-policies:version"  # the cache key of the policies' version (an integer)
+_POLICY_VERSION = POLICY_VERSION_KEY
 _cached: dict = {"version": None, "loaded_at": 0.0, "policies": []}
 CACHE_SECONDS = 5.0
 
@@ -133,10 +134,13 @@ def policies_changed() -> None:
     cache.set(_POLICY_VERSION, clock.time_ns(), None)
 
 
-def cached_active_policies() -> list[ConditionalAccessPolicy]:
+def cached_active_policies(version: int | None = None) -> list[ConditionalAccessPolicy]:
     """``active_policies()`` kept per process: reloaded when a policy is saved (one cache read per call) and at
-    least every ``CACHE_SECONDS`` — the token endpoint evaluates policies on every request."""
-    version = cache.get(_POLICY_VERSION)
+    least every ``CACHE_SECONDS`` — the token endpoint evaluates policies on every request. ``version``: the
+    policies' version (``POLICY_VERSION_KEY``) as the caller has just read it from the cache, if it has (the token
+    endpoint reads it in the round trip of its rate limits); otherwise it is read here."""
+    if version is None:
+        version = cache.get(_POLICY_VERSION)
     now = clock.monotonic()
     if version is None or version != _cached["version"] or now - _cached["loaded_at"] > CACHE_SECONDS:
         if version is None:

@@ -33,7 +33,7 @@ from governance.signin.tokens import Issuance
 from portal.models import DirectoryRole, DirectoryRoleAssignment, Permission, User
 
 enabled = signin_fastpath.enabled
-_run = signin_fastpath._run  # the shared runner: health check, Django's errors, query log, prepared statements
+_run = signin_fastpath.run  # the shared runner: health check, Django's errors, query log, prepared statements
 
 CLIENT_COLUMNS = ("id", "client_id", "agent_id", "token_endpoint_auth_method", "grant_types", "approval")
 CODE_COLUMNS = ("id", "user_id", "redirect_uri", "resource", "scopes", "offline_access", "code_challenge", "family",
@@ -127,7 +127,7 @@ def read(client_id: str, code_hash: str | None) -> Redemption:
     global _READ
     if _READ is None:
         _READ = _read_sql()
-    rows = _run(_READ, (client_id, code_hash))
+    rows = _run(_READ, (client_id, code_hash), read_only=True)
     if not rows:
         return Redemption(client=None)
     row = iter(rows[0])
@@ -201,7 +201,7 @@ _ISSUE: dict[bool, str] = {}
 
 
 def _issue_sql(with_refresh: bool) -> str:
-    token_columns, sign_in_columns = signin_fastpath._TOKEN_COLUMNS, signin_fastpath._SIGN_IN_COLUMNS
+    token_columns, sign_in_columns = signin_fastpath.TOKEN_COLUMNS, signin_fastpath.SIGN_IN_COLUMNS
     refresh = (f"r AS (INSERT INTO {_t(RefreshToken)} ({', '.join(REFRESH_COLUMNS)}) "
                f"SELECT {_typed(RefreshToken, REFRESH_COLUMNS)} FROM used), ") if with_refresh else ""
     return (f"WITH used AS (UPDATE {_t(AuthorizationCode)} SET used_at = %s WHERE id = %s AND used_at IS NULL "
@@ -219,9 +219,9 @@ def issue(code_id: int, issuance: Issuance, refresh: dict | None) -> int | None:
     with_refresh = refresh is not None
     if with_refresh not in _ISSUE:
         _ISSUE[with_refresh] = _issue_sql(with_refresh)
-    token = _columns(AccessToken, signin_fastpath._TOKEN_COLUMNS, issuance,
+    token = _columns(AccessToken, signin_fastpath.TOKEN_COLUMNS, issuance,
                      {"scopes": issuance.granted, "issued_at": issuance.at, "revoked_reason": ""})
-    sign_in = _columns(SignIn, signin_fastpath._SIGN_IN_COLUMNS, issuance,
+    sign_in = _columns(SignIn, signin_fastpath.SIGN_IN_COLUMNS, issuance,
                        {"requested_scopes": issuance.requested, "granted_scopes": issuance.granted})
     refresh_row = tuple(Jsonb(refresh[c]) if c == "scopes" else refresh.get(c, "") for c in REFRESH_COLUMNS) \
         if with_refresh else ()

@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 
 import psycopg
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from psycopg.types.json import Jsonb
 
 from agents.models import Agent, AgentIdentity, AgentUser, AttributeValue, Blueprint, Credential, PermissionGrant
@@ -29,22 +29,45 @@ def enabled() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _run(sql: str, params: tuple) -> list[tuple]:
-    """Run one statement as Django's own cursors do, on the raw connection: a kept connection is tested before the
-    request's first query (``CONN_HEALTH_CHECKS``), and an error is raised as Django's and marks the connection, so
-    a connection broken by a database restart is closed at the end of the request instead of being kept for the
-    next one (docs/design.md, "Faults"). psycopg keeps prepared statements per connection: a new connection
-    prepares them again."""
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
+def _execute(sql: str, params: tuple) -> list[tuple]:
     raw = connection.connection
     if raw.prepare_threshold is None:
         # Django turns preparation off; allow it for the statements that ask (prepare=True) and only those.
         raw.prepare_threshold = 2**31 - 1
-    started = time.perf_counter()
     with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:  # server-side binding: preparable
         cursor.execute(sql, params, prepare=True)
-        rows = cursor.fetchall() if cursor.description else []
+        return cursor.fetchall() if cursor.description else []
+
+
+def run(sql: str, params: tuple, *, read_only: bool = False) -> list[tuple]:
+    """Run one statement as Django's own cursors do, on the raw connection: a kept connection is known to work
+    before the request relies on it (``CONN_HEALTH_CHECKS``), and an error is raised as Django's and marks the
+    connection, so a connection broken by a database restart is closed at the end of the request instead of being
+    kept for the next one (docs/design.md, "Faults"). psycopg keeps prepared statements per connection: a new
+    connection prepares them again.
+
+    Django checks a kept connection with a ``SELECT 1`` round trip before the request's first query. When that
+    first query only reads (``read_only``: every request's first statement on the hot path, the client's
+    authentication), the read itself is the check: if it fails on a connection kept from an earlier request, the
+    connection is closed, opened again and the read repeated once, which is what the check would have done, for
+    one round trip less on every request. A write is never repeated: before one, Django's own check runs."""
+    unchecked = (connection.connection is not None and connection.health_check_enabled
+                 and not connection.health_check_done)
+    if unchecked and not read_only:
+        connection.close_if_health_check_failed()
+        unchecked = False
+    connection.ensure_connection()
+    started = time.perf_counter()
+    try:
+        rows = _execute(sql, params)
+    except (OperationalError, InterfaceError):  # the connection, not the statement
+        if not unchecked or connection.in_atomic_block:
+            raise
+        connection.close()  # a kept connection the server dropped: what the health check would have found
+        connection.ensure_connection()
+        rows = _execute(sql, params)
+    if unchecked:
+        connection.health_check_done = True
     if connection.queries_logged:  # counted like any other query (tests, the bench, debug toolbars)
         connection.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})
     return rows
@@ -89,13 +112,13 @@ def authenticate(secret_hash: str, now: datetime) -> tuple | None:
             f"JOIN {_t(Agent)} a ON a.id = i.agent_id JOIN {_t(Blueprint)} b ON b.id = a.blueprint_id "
             f"LEFT JOIN {_t(User)} u ON u.id = a.run_as_user_id "
             f"WHERE c.secret_hash = %s AND c.revoked_at IS NULL AND c.expires_at > %s LIMIT 1")
-    rows = _run(_AUTH, (now, now, secret_hash, now))
+    rows = run(_AUTH, (now, now, secret_hash, now), read_only=True)
     return rows[0] if rows else None
 
 
-_TOKEN_COLUMNS = ("token_hash", "agent_id", "client_id", "subject_id", "actor_kind", "grant_type", "scopes",
+TOKEN_COLUMNS = ("token_hash", "agent_id", "client_id", "subject_id", "actor_kind", "grant_type", "scopes",
                   "parent_id", "run_id", "issued_at", "expires_at", "revoked_reason", "audience", "family")
-_SIGN_IN_COLUMNS = ("at", "agent_id", "client_id", "actor_kind", "subject_id", "ip", "grant_type",
+SIGN_IN_COLUMNS = ("at", "agent_id", "client_id", "actor_kind", "subject_id", "ip", "grant_type",
                     "requested_scopes", "granted_scopes", "outcome", "error", "reason", "policies", "resource",
                     "credential_type", "credential_issuer")
 _JSON = {"scopes", "requested_scopes", "granted_scopes", "policies"}
@@ -112,18 +135,18 @@ def record(sign_in: dict, token: dict | None) -> int | None:
     global _ISSUE, _SIGN_IN
     if token is None:
         if _SIGN_IN is None:
-            marks, _ = _values(_SIGN_IN_COLUMNS, dict.fromkeys(_SIGN_IN_COLUMNS))
-            _SIGN_IN = f"INSERT INTO {_t(SignIn)} ({', '.join(_SIGN_IN_COLUMNS)}) VALUES ({marks})"
-        _run(_SIGN_IN, _values(_SIGN_IN_COLUMNS, sign_in)[1])
+            marks, _ = _values(SIGN_IN_COLUMNS, dict.fromkeys(SIGN_IN_COLUMNS))
+            _SIGN_IN = f"INSERT INTO {_t(SignIn)} ({', '.join(SIGN_IN_COLUMNS)}) VALUES ({marks})"
+        run(_SIGN_IN, _values(SIGN_IN_COLUMNS, sign_in)[1])
         return None
     if _ISSUE is None:
-        token_marks, _ = _values(_TOKEN_COLUMNS, dict.fromkeys(_TOKEN_COLUMNS))
-        sign_in_marks, _ = _values(_SIGN_IN_COLUMNS, dict.fromkeys(_SIGN_IN_COLUMNS))
-        _ISSUE = (f"WITH t AS (INSERT INTO {_t(AccessToken)} ({', '.join(_TOKEN_COLUMNS)}) VALUES ({token_marks}) "
-                  f"RETURNING id) INSERT INTO {_t(SignIn)} ({', '.join(_SIGN_IN_COLUMNS)}, token_id) "
+        token_marks, _ = _values(TOKEN_COLUMNS, dict.fromkeys(TOKEN_COLUMNS))
+        sign_in_marks, _ = _values(SIGN_IN_COLUMNS, dict.fromkeys(SIGN_IN_COLUMNS))
+        _ISSUE = (f"WITH t AS (INSERT INTO {_t(AccessToken)} ({', '.join(TOKEN_COLUMNS)}) VALUES ({token_marks}) "
+                  f"RETURNING id) INSERT INTO {_t(SignIn)} ({', '.join(SIGN_IN_COLUMNS)}, token_id) "
                   f"SELECT {sign_in_marks}, t.id FROM t RETURNING token_id")
-    params = _values(_TOKEN_COLUMNS, token)[1] + _values(_SIGN_IN_COLUMNS, sign_in)[1]
-    return _run(_ISSUE, params)[0][0]
+    params = _values(TOKEN_COLUMNS, token)[1] + _values(SIGN_IN_COLUMNS, sign_in)[1]
+    return run(_ISSUE, params)[0][0]
 
 
 LIVE_COLUMNS = ("id", "agent_id", "client_id", "actor_kind", "scopes", "issued_at", "expires_at")
@@ -139,7 +162,7 @@ def live(token_hash: str, now: datetime) -> tuple | None:
                  f"LEFT JOIN {_t(Agent)} a ON a.id = t.agent_id LEFT JOIN {_t(User)} r ON r.id = a.run_as_user_id "
                  f"LEFT JOIN {_t(User)} s ON s.id = t.subject_id "
                  f"WHERE t.token_hash = %s AND t.revoked_at IS NULL AND t.expires_at > %s LIMIT 1")
-    rows = _run(_LIVE, (token_hash, now))
+    rows = run(_LIVE, (token_hash, now), read_only=True)
     return rows[0] if rows else None
 
 
@@ -152,5 +175,5 @@ def resource_server(secret_hash: str) -> tuple | None:
     if _RS is None:
         _RS = (f"SELECT id, client_id FROM {_t(ResourceServer)} WHERE secret_hash = %s AND revoked_at IS NULL "
                f"LIMIT 1")
-    rows = _run(_RS, (secret_hash,))
+    rows = run(_RS, (secret_hash,), read_only=True)
     return rows[0] if rows else None

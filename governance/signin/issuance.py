@@ -97,14 +97,15 @@ class _Caller:
     credential_issuer: str = ""  # a federated credential's issuer
 
 
-def token_issue(request: TokenRequest, *, locked: bool = False) -> Outcome:
-    """Decide one token request (``locked``: the gate found its client id locked out) and record it."""
-    outcome = _decide(request, locked)
+def token_issue(request: TokenRequest, *, locked: bool = False, policy_version: int | None = None) -> Outcome:
+    """Decide one token request and record it. ``locked``: the gate found its client id locked out;
+    ``policy_version``: the conditional-access policies' version, if the gate read it."""
+    outcome = _decide(request, locked, policy_version)
     tokens.issuance_record(outcome.recorded)
     return outcome
 
 
-def _decide(request: TokenRequest, locked: bool) -> Outcome:
+def _decide(request: TokenRequest, locked: bool, policy_version: int | None) -> Outcome:
     if request.malformed is not None:  # its values were made printable and cut short for the log by the edge
         return _refuse(request, _Caller(request.client_id), request.malformed, requested=request.scopes or ())
     if request.grant_type not in (CLIENT_CREDENTIALS, TOKEN_EXCHANGE):
@@ -132,8 +133,8 @@ def _decide(request: TokenRequest, locked: bool) -> Outcome:
     if resource is None:
         return _refuse(request, caller, unknown_resource(request.resource))
     if exchange:
-        return _token_exchange(request, client, caller, resource)
-    return _client_credentials(request, client, caller, resource)
+        return _token_exchange(request, client, caller, resource, policy_version)
+    return _client_credentials(request, client, caller, resource, policy_version)
 
 
 def unknown_resource(identifier: str) -> Refusal:
@@ -158,7 +159,7 @@ def _unauthenticated(request: TokenRequest, exchange: bool, reason: str, *, fail
 
 
 def _client_credentials(request: TokenRequest, client: tokens.AgentClient, caller: _Caller,
-                        resource: resources.Resource) -> Outcome:
+                        resource: resources.Resource, policy_version: int | None = None) -> Outcome:
     """RFC 6749 §4.4: the agent's own token, with what it asked for out of what it holds and the resource accepts."""
     agent = client.agent
     held = tokens.effective_scopes(agent, request.at)
@@ -182,7 +183,7 @@ def _client_credentials(request: TokenRequest, client: tokens.AgentClient, calle
     if not wanted:
         return _refuse(request, caller, Refusal("invalid_scope", "The agent holds no scope this resource accepts.",
                                                 "nothing held is accepted by the resource"), requested=requested)
-    evaluation = _conditional_access(agent, request, wanted)
+    evaluation = _conditional_access(agent, request, wanted, policy_version)
     policies = tuple(evaluation.applied())
     if not evaluation.allowed:
         return _refuse(request, caller, _blocked(evaluation.blocked_by), requested=requested, policies=policies)
@@ -191,7 +192,7 @@ def _client_credentials(request: TokenRequest, client: tokens.AgentClient, calle
 
 
 def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _Caller,
-                    resource: resources.Resource) -> Outcome:
+                    resource: resources.Resource, policy_version: int | None = None) -> Outcome:
     """RFC 8693: the agent presents a person's access token and gets one for that person, naming itself as the
     actor; scopes = requested ∩ the agent's delegated permissions ∩ the person's rights ∩ the subject token's."""
     if not request.subject_token or request.subject_token_type != ACCESS_TOKEN_TYPE:
@@ -215,7 +216,7 @@ def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _
     if not granted:
         refusal = Refusal("invalid_scope", reason="nothing requested is both delegated and the user's")
         return _refuse(request, caller, refusal, requested=requested)
-    evaluation = _conditional_access(agent, request, granted)
+    evaluation = _conditional_access(agent, request, granted, policy_version)
     policies = tuple(evaluation.applied())
     if not evaluation.allowed:
         return _refuse(request, caller, _blocked(evaluation.blocked_by), requested=requested, policies=policies)
@@ -224,10 +225,12 @@ def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _
                   parent_id=subject_token.pk, resource=resource)
 
 
-def _conditional_access(agent, request: TokenRequest, scopes) -> conditional_access.Evaluation:
-    """Every active policy's verdict for this agent, address, time and scopes (the policies are cached per process;
-    the agent's facts were read with its credential on PostgreSQL)."""
-    policies = conditional_access.cached_active_policies()
+def _conditional_access(agent, request: TokenRequest, scopes, policy_version: int | None = None
+                        ) -> conditional_access.Evaluation:
+    """Every active policy's verdict for this agent, address, time and scopes (the policies are cached per process,
+    current as of ``policy_version`` when the gate read it; the agent's facts were read with its credential on
+    PostgreSQL)."""
+    policies = conditional_access.cached_active_policies(policy_version)
     facts = conditional_access.agent_facts(agent, policies)
     context = conditional_access.AccessContext(ip=request.ip, at=request.at, scopes=frozenset(scopes),
                                                resource=request.resource or resources.portal_identifier())

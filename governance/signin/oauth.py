@@ -53,6 +53,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from governance.conditional_access import services as conditional_access
 from governance.signin import issuance, signals, tokens
 from governance.signin.issuance import Refusal
 from portal import network
@@ -92,15 +93,23 @@ def _redis():
     backend = getattr(cache, "_cache", None)
     if not hasattr(backend, "get_client"):
         return None
-    if "_aip_client" not in backend.__dict__:  # a Redis client per cache backend (thread), not per call
-        backend._aip_client = backend.get_client(write=True)
-    return backend._aip_client
+    return backend.get_client(write=True)  # kept per backend by portal.cache, not built per call
 
 
-def _gate(keys: list[str], window: int, lock_of: str) -> tuple[list[int], bool]:
-    """Increment fixed-window counters (in the cache: Redis in production, shared by every worker) and read a
-    lock-out, in one Redis round trip. While Redis does not answer, the counters and lock-outs are this process's
-    own (``portal.cache``; docs/design.md, Faults): limits hold per worker and requests keep being served."""
+def _integer(raw) -> int | None:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def _gate(keys: list[str], window: int, lock_of: str, *,
+          version_of: str = "") -> tuple[list[int], bool, int | None]:
+    """Increment fixed-window counters (in the cache: Redis in production, shared by every worker), read a
+    lock-out and, when asked, an integer version kept in the cache (``version_of``: its cache key), in one Redis
+    round trip. While Redis does not answer, the counters and lock-outs are this process's own (``portal.cache``;
+    docs/design.md, Faults): limits hold per worker and requests keep being served; the version is then None, and
+    its reader asks the cache itself."""
     bucket = int(time.time() // window)
     names = [cache.make_key(f"aip:{key}:{bucket}") for key in keys]
     client = _redis()
@@ -111,12 +120,16 @@ def _gate(keys: list[str], window: int, lock_of: str) -> tuple[list[int], bool]:
             pipe.expire(name, window + 5)
         if lock_of:
             pipe.exists(cache.make_key(_lock_key(lock_of)))
+        if version_of:
+            pipe.get(cache.make_key(version_of))  # Django's Redis cache keeps an integer as its digits
         try:
             results = pipe.execute()
         except REDIS_UNAVAILABLE as error:
             cache.redis_failed(error)  # the cache below now answers from this process's memory
         else:
-            return [int(results[2 * i]) for i in range(len(names))], bool(lock_of and results[-1])
+            counts = [int(results[2 * i]) for i in range(len(names))]
+            locked = bool(lock_of and results[2 * len(names)])
+            return counts, locked, _integer(results[-1]) if version_of else None
     counts = []
     for key in keys:
         name = f"aip:{key}:{bucket}"
@@ -126,7 +139,7 @@ def _gate(keys: list[str], window: int, lock_of: str) -> tuple[list[int], bool]:
         except ValueError:  # evicted between add and incr
             cache.set(name, 1, window + 5)
             counts.append(1)
-    return counts, bool(lock_of) and cache.get(_lock_key(lock_of)) is not None
+    return counts, bool(lock_of) and cache.get(_lock_key(lock_of)) is not None, None
 
 
 class Gate(NamedTuple):
@@ -134,10 +147,14 @@ class Gate(NamedTuple):
 
     retry_after: int  # over a rate limit: the seconds until its window turns over (0: within every limit)
     locked: bool  # the client id is locked out at this address after repeated failed authentication
+    policy_version: int | None = None  # conditional access's policy version, when it was asked for and read
 
 
-def request_gate(ip: str | None, client_id: str, *, introspection: bool = False) -> Gate:
-    """The rate limits and the lock-out of one OAuth request: one round trip to the cache.
+def request_gate(ip: str | None, client_id: str, *, introspection: bool = False,
+                 policy_version: bool = False) -> Gate:
+    """The rate limits and the lock-out of one OAuth request: one round trip to the cache, which also reads the
+    conditional-access policies' version when ``policy_version`` is set (the token endpoint evaluates the policies
+    this process keeps, and the version says whether they are still current, without a second round trip).
 
     Agents' requests (token, revoke) and resource servers' introspections count in separate buckets with their own
     limits: a resource server checks a token on every call it serves."""
@@ -153,11 +170,13 @@ def request_gate(ip: str | None, client_id: str, *, introspection: bool = False)
     if client_id and per_client > 0:
         keys.append(f"{kind}:client:{client_id}")
         limits.append(per_client)
-    if not keys and not client_id:
+    version_of = conditional_access.POLICY_VERSION_KEY if policy_version else ""
+    if not keys and not client_id and not version_of:
         return Gate(0, False)
-    counts, locked = _gate(keys, 60, lock_of=_source(ip, client_id) if client_id else "")
+    counts, locked, version = _gate(keys, 60, lock_of=_source(ip, client_id) if client_id else "",
+                                    version_of=version_of)
     limited = any(c > limit for c, limit in zip(counts, limits, strict=True))
-    return Gate(60 - int(time.time()) % 60 if limited else 0, locked)
+    return Gate(60 - int(time.time()) % 60 if limited else 0, locked, version)
 
 
 def _source(ip: str | None, client_id: str) -> str:
@@ -196,7 +215,7 @@ def failed_authentication(client_id: str, ip: str | None) -> None:
     if agent is None:
         return
     source = _source(ip, client_id)
-    (failures, from_source), _locked = _gate([f"fail:{client_id}", f"fail:{source}"], 900, lock_of="")
+    (failures, from_source), _locked, _version = _gate([f"fail:{client_id}", f"fail:{source}"], 900, lock_of="")
     locked_out = from_source >= settings.OAUTH_FAILED_AUTH_LOCK
     if locked_out:
         _lock(source)
@@ -394,10 +413,10 @@ def token(request: HttpRequest) -> HttpResponse:
     is counted against its address only: its client id is not one to trust."""
     token_request = read_token_request(request)
     client_id = token_request.client_id if token_request.malformed is None else ""
-    gate = request_gate(token_request.ip, client_id)
+    gate = request_gate(token_request.ip, client_id, policy_version=True)
     if gate.retry_after:
         return too_many_requests(gate.retry_after)
-    outcome = issuance.token_issue(token_request, locked=gate.locked)
+    outcome = issuance.token_issue(token_request, locked=gate.locked, policy_version=gate.policy_version)
     if outcome.failed_authentication:
         failed_authentication(client_id, token_request.ip)
     return _token_response(token_request, outcome)

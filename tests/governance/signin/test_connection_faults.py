@@ -65,3 +65,51 @@ def test_between_requests_a_lost_connection_is_replaced_before_the_fast_paths_fi
     assert fastpath.resource_server("no-such-secret") is None  # no error: health-checked, replaced
     assert connection.connection.info.backend_pid != old_pid
     assert not connection.errors_occurred
+
+
+def _count_health_checks(monkeypatch) -> list[int]:
+    """Count Django's ``SELECT 1`` health checks (``is_usable``) from now on."""
+    checks = []
+    original = connection.is_usable
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or original())
+    return checks
+
+
+def test_a_read_first_in_a_request_is_its_own_health_check(monkeypatch):
+    """The hot path's first statement is a read: it is not preceded by a ``SELECT 1`` round trip. A write first in a
+    request still is (it is never repeated)."""
+    assert fastpath.resource_server("no-such-secret") is None
+    checks = _count_health_checks(monkeypatch)
+
+    connection.close_if_unusable_or_obsolete()  # the request ends; the next one starts unchecked
+    assert fastpath.resource_server("no-such-secret") is None
+    assert checks == []
+    assert connection.health_check_done  # the read counted as the check: later statements are not checked again
+    assert fastpath.resource_server("no-such-secret") is None
+    assert checks == []
+
+    connection.close_if_unusable_or_obsolete()
+    connection.close_if_health_check_failed()  # what a write first in a request gets (fastpath.record)
+    assert checks == [1]
+
+
+def test_a_write_first_in_a_request_is_health_checked_and_not_repeated(monkeypatch):
+    """``record`` is never the statement that finds a lost connection: Django's check runs before it and replaces
+    the connection, so the row is written once."""
+    from django.utils import timezone
+
+    assert fastpath.resource_server("no-such-secret") is None
+    connection.close_if_unusable_or_obsolete()
+    old_pid = connection.connection.info.backend_pid
+    _terminate(old_pid)
+    checks = _count_health_checks(monkeypatch)
+    sign_in = {"at": timezone.now(), "agent_id": None, "client_id": "health-check-write", "actor_kind": "unknown",
+               "subject_id": None, "ip": "192.0.2.9", "grant_type": "client_credentials", "requested_scopes": [],
+               "granted_scopes": [], "outcome": "failure", "error": "invalid_client", "reason": "test",
+               "policies": [], "resource": "", "credential_type": "", "credential_issuer": ""}
+    assert fastpath.record(sign_in, None) is None
+    assert checks == [1]
+    assert connection.connection.info.backend_pid != old_pid
+    from governance.signin.models import SignIn
+
+    assert SignIn.objects.filter(client_id="health-check-write").count() == 1
