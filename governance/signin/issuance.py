@@ -183,7 +183,7 @@ def _client_credentials(request: TokenRequest, client: tokens.AgentClient, calle
     if not wanted:
         return _refuse(request, caller, Refusal("invalid_scope", "The agent holds no scope this resource accepts.",
                                                 "nothing held is accepted by the resource"), requested=requested)
-    evaluation = _conditional_access(agent, request, wanted, policy_version)
+    evaluation = _conditional_access(agent, request, wanted, policy_version, caller.credential_type)
     policies = tuple(evaluation.applied())
     if not evaluation.allowed:
         return _refuse(request, caller, _blocked(evaluation.blocked_by), requested=requested, policies=policies)
@@ -216,7 +216,7 @@ def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _
     if not granted:
         refusal = Refusal("invalid_scope", reason="nothing requested is both delegated and the user's")
         return _refuse(request, caller, refusal, requested=requested)
-    evaluation = _conditional_access(agent, request, granted, policy_version)
+    evaluation = _conditional_access(agent, request, granted, policy_version, caller.credential_type)
     policies = tuple(evaluation.applied())
     if not evaluation.allowed:
         return _refuse(request, caller, _blocked(evaluation.blocked_by), requested=requested, policies=policies)
@@ -225,15 +225,16 @@ def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _
                   parent_id=subject_token.pk, resource=resource)
 
 
-def _conditional_access(agent, request: TokenRequest, scopes, policy_version: int | None = None
-                        ) -> conditional_access.Evaluation:
+def _conditional_access(agent, request: TokenRequest, scopes, policy_version: int | None = None,
+                        credential_type: str = "") -> conditional_access.Evaluation:
     """Every active policy's verdict for this agent, address, time and scopes (the policies are cached per process,
     current as of ``policy_version`` when the gate read it; the agent's facts were read with its credential on
     PostgreSQL)."""
     policies = conditional_access.cached_active_policies(policy_version)
     facts = conditional_access.agent_facts(agent, policies)
     context = conditional_access.AccessContext(ip=request.ip, at=request.at, scopes=frozenset(scopes),
-                                               resource=request.resource or resources.portal_identifier())
+                                               resource=request.resource or resources.portal_identifier(),
+                                               credential_type=credential_type)
     return conditional_access.evaluate(facts, context, policies)
 
 
