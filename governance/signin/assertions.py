@@ -366,6 +366,8 @@ def _verify(client_id: str, assertion: str, now: datetime, error: str, *, federa
     try:
         header, claims = _unverified(assertion)
         issuer = claims.get("iss") if isinstance(claims.get("iss"), str) else ""
+        if not client_id and not federated_only and issuer and issuer == claims.get("sub"):
+            client_id = issuer[:64]  # RFC 7521 §4.2: client_id may be left out; the assertion names the client
         # The agent's own assertion names its client id (RFC 7523 §3: iss and sub); a platform's token does not.
         own = bool(client_id) and client_id in (issuer, claims.get("sub")) and not federated_only
         if own:

@@ -92,28 +92,50 @@ def authenticate(secret_hash: str, now: datetime) -> tuple | None:
     as "key=value", has an agent user) — or None. Privileged permissions are never read: no token carries one."""
     global _AUTH
     if _AUTH is None:
-        perm, grant = _t(Permission), _t(PermissionGrant)
-        required = connection.ops.quote_name(Blueprint.required_permissions.through._meta.db_table)
-        packaged = connection.ops.quote_name(AccessPackage.permissions.through._meta.db_table)
-        package_rows = (f"FROM {_t(Assignment)} s JOIN {packaged} ap ON ap.accesspackage_id = s.package_id "
-                        f"JOIN {perm} p ON p.id = ap.permission_id WHERE s.agent_id = a.id AND s.status = 'active' "
-                        f"AND s.expires_at > %s AND NOT p.privileged ORDER BY p.name, s.expires_at")
-        _AUTH = (
-            f"SELECT c.id, i.client_id, {', '.join(f'a.{c}' for c in AGENT_COLUMNS)}, b.publisher_kind, "
-            f"u.username, u.is_active, "
-            f"CASE WHEN a.identity_type = 'agent_identity' THEN ARRAY(SELECT p.name FROM {grant} g JOIN {perm} p "
-            f"ON p.id = g.permission_id WHERE g.identity_id = i.id AND g.ended_at IS NULL AND NOT p.privileged) "
-            f"ELSE ARRAY(SELECT p.name FROM {required} r JOIN {perm} p ON p.id = r.permission_id "
-            f"WHERE r.blueprint_id = a.blueprint_id AND NOT p.privileged) END, "
-            f"ARRAY(SELECT p.name {package_rows}), ARRAY(SELECT s.expires_at {package_rows}), "
-            f"ARRAY(SELECT v.key || '=' || v.value FROM {_t(AttributeValue)} v WHERE v.agent_id = a.id), "
-            f"EXISTS(SELECT 1 FROM {_t(AgentUser)} au WHERE au.identity_id = i.id) "
-            f"FROM {_t(Credential)} c JOIN {_t(AgentIdentity)} i ON i.id = c.identity_id "
-            f"JOIN {_t(Agent)} a ON a.id = i.agent_id JOIN {_t(Blueprint)} b ON b.id = a.blueprint_id "
-            f"LEFT JOIN {_t(User)} u ON u.id = a.run_as_user_id "
-            f"WHERE c.secret_hash = %s AND c.revoked_at IS NULL AND c.expires_at > %s LIMIT 1")
+        _AUTH = _client_statement(
+            "c.id", f"FROM {_t(Credential)} c JOIN {_t(AgentIdentity)} i ON i.id = c.identity_id ",
+            "WHERE c.secret_hash = %s AND c.revoked_at IS NULL AND c.expires_at > %s LIMIT 1")
     rows = run(_AUTH, (now, now, secret_hash, now), read_only=True)
     return rows[0] if rows else None
+
+
+_AUTH_IDENTITY = None
+
+
+def authenticate_identity(client_id: str, now: datetime) -> tuple | None:
+    """``authenticate``'s twin for a client that proved itself without a secret (a key or a federated
+    credential, docs/oauth.md "Agents without secrets"): the same row, keyed by client id, with the identity's id
+    first."""
+    global _AUTH_IDENTITY
+    if _AUTH_IDENTITY is None:
+        _AUTH_IDENTITY = _client_statement("i.id", f"FROM {_t(AgentIdentity)} i ",
+                                           "WHERE i.client_id = %s LIMIT 1")
+    rows = run(_AUTH_IDENTITY, (now, now, client_id), read_only=True)
+    return rows[0] if rows else None
+
+
+def _client_statement(first: str, source: str, where: str) -> str:
+    """The select list ``authenticate`` reads, from ``source`` (which names the identity ``i``)."""
+    perm, grant = _t(Permission), _t(PermissionGrant)
+    required = connection.ops.quote_name(Blueprint.required_permissions.through._meta.db_table)
+    packaged = connection.ops.quote_name(AccessPackage.permissions.through._meta.db_table)
+    package_rows = (f"FROM {_t(Assignment)} s JOIN {packaged} ap ON ap.accesspackage_id = s.package_id "
+                    f"JOIN {perm} p ON p.id = ap.permission_id WHERE s.agent_id = a.id AND s.status = 'active' "
+                    f"AND s.expires_at > %s AND NOT p.privileged ORDER BY p.name, s.expires_at")
+    return (
+        f"SELECT {first}, i.client_id, {', '.join(f'a.{c}' for c in AGENT_COLUMNS)}, b.publisher_kind, "
+        f"u.username, u.is_active, "
+        f"CASE WHEN a.identity_type = 'agent_identity' THEN ARRAY(SELECT p.name FROM {grant} g JOIN {perm} p "
+        f"ON p.id = g.permission_id WHERE g.identity_id = i.id AND g.ended_at IS NULL AND NOT p.privileged) "
+        f"ELSE ARRAY(SELECT p.name FROM {required} r JOIN {perm} p ON p.id = r.permission_id "
+        f"WHERE r.blueprint_id = a.blueprint_id AND NOT p.privileged) END, "
+        f"ARRAY(SELECT p.name {package_rows}), ARRAY(SELECT s.expires_at {package_rows}), "
+        f"ARRAY(SELECT v.key || '=' || v.value FROM {_t(AttributeValue)} v WHERE v.agent_id = a.id), "
+        f"EXISTS(SELECT 1 FROM {_t(AgentUser)} au WHERE au.identity_id = i.id) "
+        f"{source}"
+        f"JOIN {_t(Agent)} a ON a.id = i.agent_id JOIN {_t(Blueprint)} b ON b.id = a.blueprint_id "
+        f"LEFT JOIN {_t(User)} u ON u.id = a.run_as_user_id "
+        f"{where}")
 
 
 TOKEN_COLUMNS = ("token_hash", "agent_id", "client_id", "subject_id", "actor_kind", "grant_type", "scopes",

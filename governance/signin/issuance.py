@@ -31,12 +31,13 @@ from datetime import datetime
 
 from agents.choices import CredentialType, IdentityType
 from governance.conditional_access import services as conditional_access
-from governance.signin import resources, tokens
+from governance.signin import assertions, resources, tokens
 from governance.signin.choices import ActorKind, GrantType, SignInOutcome
 
 CLIENT_CREDENTIALS = GrantType.CLIENT_CREDENTIALS.value
 TOKEN_EXCHANGE = GrantType.TOKEN_EXCHANGE.value
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523 §2.1
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class TokenRequest:
     # fields hold only a printable, capped form of what was sent, for the sign-in log.
     malformed: Refusal | None = None
     resource: str = ""  # RFC 8707's resource parameter, as sent (empty: none, the portal API)
+    # A signed client assertion (RFC 7523 §2.2: the agent's own JWT, or its platform's token) instead of a secret,
+    # and the jwt-bearer grant's ``assertion`` (RFC 7523 §2.1); docs/oauth.md, "Agents without secrets".
+    client_assertion: str = field(default="", repr=False)
+    assertion: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -108,24 +113,34 @@ def token_issue(request: TokenRequest, *, locked: bool = False, policy_version: 
 def _decide(request: TokenRequest, locked: bool, policy_version: int | None) -> Outcome:
     if request.malformed is not None:  # its values were made printable and cut short for the log by the edge
         return _refuse(request, _Caller(request.client_id), request.malformed, requested=request.scopes or ())
-    if request.grant_type not in (CLIENT_CREDENTIALS, TOKEN_EXCHANGE):
+    if request.grant_type not in (CLIENT_CREDENTIALS, TOKEN_EXCHANGE, JWT_BEARER):
         return _refuse(request, _Caller(request.client_id), Refusal("unsupported_grant_type"))
     exchange = request.grant_type == TOKEN_EXCHANGE
     if locked:
         return _unauthenticated(request, exchange,
                                 "client id locked at this address after repeated failed authentication")
-    client = tokens.authenticate_client(request.client_id, request.secret, request.at)
-    if client is None:
-        return _unauthenticated(request, exchange, "unknown client or wrong, expired or revoked secret",
-                                failed=True)
+    credential_type, credential_issuer = CredentialType.SECRET, ""
+    if request.grant_type == JWT_BEARER or request.client_assertion:
+        verified = (assertions.verify_grant_assertion(request.client_id, request.assertion, request.at)
+                    if request.grant_type == JWT_BEARER else
+                    assertions.verify_client_assertion(request.client_id, request.client_assertion, request.at))
+        client = tokens.authenticate_identity(verified.client_id, request.at) if verified.ok else None
+        if client is None:
+            return _unverified(request, exchange, verified)
+        credential_type, credential_issuer = verified.credential_type, verified.issuer
+    else:
+        client = tokens.authenticate_client(request.client_id, request.secret, request.at)
+        if client is None:
+            return _unauthenticated(request, exchange, "unknown client or wrong, expired or revoked secret",
+                                    failed=True)
     agent = client.agent
     if exchange:  # the token will speak for the subject token's person, once that is known
         caller = _Caller(client.client_id, agent.pk, ActorKind.ON_BEHALF_OF, blueprint_id=agent.blueprint_id,
-                         credential_type=CredentialType.SECRET)
+                         credential_type=credential_type, credential_issuer=credential_issuer)
     else:
         runs_as = agent.run_as_user_id if client.actor_kind == ActorKind.USER_ACCOUNT else None
         caller = _Caller(client.client_id, agent.pk, client.actor_kind, runs_as, agent.blueprint_id,
-                         credential_type=CredentialType.SECRET)
+                         credential_type=credential_type, credential_issuer=credential_issuer)
     why = tokens.refusal(agent, request.at)
     if why:
         return _refuse(request, caller, Refusal("unauthorized_client", f"No token: {why}.", why))
@@ -156,6 +171,25 @@ def _unauthenticated(request: TokenRequest, exchange: bool, reason: str, *, fail
     caller = _Caller(client_id, agent.pk if agent else None, kind,
                      credential_type=CredentialType.SECRET if request.secret else "")
     return _refuse(request, caller, Refusal("invalid_client", reason=reason), failed=failed)
+
+
+def _unverified(request: TokenRequest, exchange: bool, verified: assertions.Verified) -> Outcome:
+    """A client assertion that did not verify (``invalid_client``) or a jwt-bearer grant whose assertion did not
+    (``invalid_grant``): recorded against the agent whose client id was presented, with the reason (never the
+    assertion) and the credential type and issuer it claimed."""
+    client_id = (verified.client_id or request.client_id)[:64]
+    agent = tokens.agent_for_client_id(client_id)
+    if agent is None:
+        kind = ActorKind.UNKNOWN
+    elif exchange:
+        kind = ActorKind.ON_BEHALF_OF
+    else:
+        kind = ActorKind.USER_ACCOUNT if agent.identity_type == IdentityType.USER_ACCOUNT else ActorKind.AGENT
+    error = verified.error or assertions.INVALID_CLIENT
+    reason = verified.reason or "the agent has no client registration"
+    caller = _Caller(client_id, agent.pk if agent else None, kind, credential_type=verified.credential_type,
+                     credential_issuer=verified.issuer)
+    return _refuse(request, caller, Refusal(error, reason=reason), failed=error == assertions.INVALID_CLIENT)
 
 
 def _client_credentials(request: TokenRequest, client: tokens.AgentClient, caller: _Caller,

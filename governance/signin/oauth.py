@@ -54,7 +54,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_POST
 
 from governance.conditional_access import services as conditional_access
-from governance.signin import issuance, signals, tokens
+from governance.signin import assertions, issuance, signals, tokens
 from governance.signin.issuance import Refusal
 from portal import network
 from portal.cache import REDIS_UNAVAILABLE
@@ -63,16 +63,18 @@ from portal.cache import REDIS_UNAVAILABLE
 # RFC 8707's resource (several are answered invalid_target: a token has exactly one audience) and RFC 8693's audience
 # (not used); unknown parameters are otherwise ignored.
 TOKEN_PARAMETERS = ("grant_type", "scope", "client_id", "client_secret", "subject_token", "subject_token_type",
-                    "resource")
+                    "resource", "client_assertion_type", "client_assertion", "assertion")
 TOKEN_HOLDER_PARAMETERS = ("token", "token_type_hint", "client_id", "client_secret")  # revocation, introspection
 REPEATABLE = frozenset({"resource", "audience"})
-SECRET_PARAMETERS = frozenset({"client_secret", "subject_token", "token"})  # never kept from a malformed request
+SECRET_PARAMETERS = frozenset({"client_secret", "subject_token", "token", "client_assertion",
+                               "assertion"})  # never kept from a malformed request
 
 # The longest value each parameter may have, in characters (docs/design.md, The token endpoint). A client id is at
 # most 64 characters where it is stored, so a longer one names no client (refused, not cut to one that might);
 # the others leave room for any value this server issues or understands. The whole body is capped before it is read.
 MAX_LENGTHS = {"client_id": 64, "client_secret": 256, "grant_type": 255, "scope": 2000, "subject_token": 4096,
-               "subject_token_type": 255, "token": 4096, "token_type_hint": 64, "resource": 300}
+               "subject_token_type": 255, "token": 4096, "token_type_hint": 64, "resource": 300,
+               "client_assertion_type": 255, "client_assertion": 8192, "assertion": 8192}
 MAX_BODY_BYTES = 16 * 1024
 MAX_BASIC_CHARS = 2048  # base64 of the longest client id and secret with every character percent-encoded (1,284)
 MAX_DESCRIPTION = 200  # error_description: a short excerpt, never a value sent back at length
@@ -347,11 +349,31 @@ def read_token_request(request: HttpRequest) -> issuance.TokenRequest:
         malformed = Refusal("invalid_request", "Request is missing grant type.", "request is missing grant type")
     if malformed is None and len(request.POST.getlist("resource")) > 1:
         malformed = Refusal("invalid_target", "A token is issued for one resource only.", "several resources")
+    if malformed is None:
+        malformed = _assertion_problem(form, parameters.secret)
     return issuance.TokenRequest(
         grant_type=form["grant_type"], client_id=parameters.client_id, secret=parameters.secret,
         scopes=tuple(name for name in form["scope"].split(" ") if name) or None,
         subject_token=form["subject_token"], subject_token_type=form["subject_token_type"],
-        ip=client_ip(request), at=timezone.now(), malformed=malformed, resource=form["resource"])
+        ip=client_ip(request), at=timezone.now(), malformed=malformed, resource=form["resource"],
+        client_assertion=form["client_assertion"] if malformed is None else "",
+        assertion=form["assertion"] if malformed is None else "")
+
+
+def _assertion_problem(form: dict, secret: str) -> Refusal | None:
+    """RFC 7521 §4.2 and RFC 7523: an assertion comes with its type, never with a secret; the jwt-bearer grant needs
+    its ``assertion`` (docs/oauth.md, "Agents without secrets")."""
+    if form["client_assertion"] or form["client_assertion_type"]:
+        if form["client_assertion_type"] != assertions.CLIENT_ASSERTION_TYPE or not form["client_assertion"]:
+            return Refusal("invalid_request", "client_assertion_type must be "
+                           "urn:ietf:params:oauth:client-assertion-type:jwt-bearer, with a client_assertion.",
+                           "unsupported or incomplete client assertion")
+        if secret:
+            return Refusal("invalid_request", "Authenticate with a client secret or a client assertion, not both.",
+                           "a client secret and a client assertion together")
+    if form["grant_type"] == assertions.JWT_BEARER_GRANT and not form["assertion"]:
+        return Refusal("invalid_request", "The jwt-bearer grant needs an assertion.", "jwt-bearer without assertion")
+    return None
 
 
 # --- responses -------------------------------------------------------------------------------------------------
@@ -407,7 +429,7 @@ def _token_response(token_request: issuance.TokenRequest, outcome: issuance.Outc
 # --- views -----------------------------------------------------------------------------------------------------
 @csrf_exempt
 @require_POST
-@sensitive_post_parameters("client_secret", "subject_token")
+@sensitive_post_parameters("client_secret", "subject_token", "client_assertion", "assertion")
 def token(request: HttpRequest) -> HttpResponse:
     """``POST /oauth/token/``: client credentials (RFC 6749 §4.4) and token exchange (RFC 8693). A malformed request
     is counted against its address only: its client id is not one to trust."""

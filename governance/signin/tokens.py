@@ -114,6 +114,28 @@ def authenticate_client(client_id: str, secret: str, now: datetime | None = None
         row = row[0] if row else None
     if row is None or not hmac.compare_digest(row[1].encode(), client_id.encode()):
         return None
+    return _client(row)
+
+
+def authenticate_identity(client_id: str, now: datetime | None = None) -> AgentClient | None:
+    """The client with this id, for a client that already proved itself with a key or a federated credential
+    (``governance.signin.assertions``); ``credential_id`` is then its identity's id. The same row as
+    ``authenticate_client`` reads, so issuance goes on exactly as for a secret."""
+    if not client_id:
+        return None
+    now = now or timezone.now()
+    if fastpath.enabled():
+        row = fastpath.authenticate_identity(client_id, now)
+    else:
+        row = (AgentIdentity.objects.filter(client_id=client_id)
+               .values_list("pk", "client_id", *(f"agent__{f}" for f in _AGENT_FIELDS),
+                            "agent__blueprint__publisher_kind", "agent__run_as_user__username",
+                            "agent__run_as_user__is_active").order_by()[:1])
+        row = row[0] if row else None
+    return None if row is None else _client(row)
+
+
+def _client(row: tuple) -> AgentClient:
     agent = Agent(**dict(zip(_AGENT_FIELDS, row[2:2 + len(_AGENT_FIELDS)], strict=True)))
     publisher_kind, username, user_active = row[2 + len(_AGENT_FIELDS):5 + len(_AGENT_FIELDS)]
     if len(row) > 5 + len(_AGENT_FIELDS):  # PostgreSQL read the permissions and policy facts in the same statement

@@ -1,0 +1,161 @@
+"""R28 at the token endpoint: an agent with no secret presents its platform's token (a Kubernetes service-account
+token from a local OpenID issuer) and gets its own token; every refusal is logged with its reason."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agents import registry, trust
+from governance.signin import assertions
+from governance.signin.models import AccessToken, SignIn
+from tests.factories import agent_spec, make_blueprint
+from tests.federation_issuer import FederationIssuer
+
+pytestmark = pytest.mark.django_db
+
+AUDIENCE = "https://portal.test"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+@pytest.fixture(autouse=True)
+def _loopback(settings):
+    settings.OAUTH_ALLOW_LOOPBACK_HTTP = True
+    assertions.forget_keys()
+    yield
+    assertions.forget_keys()
+
+
+@pytest.fixture
+def issuer():
+    with FederationIssuer() as running:
+        yield running
+
+
+@pytest.fixture
+def agent(world, issuer):
+    blueprint = make_blueprint("ClusterAgent", permissions=("User.Read.All",))
+    made = registry.agent_create(actor=world.owner, workspace=world.alpha, spec=agent_spec(
+        blueprint, "cluster-agent", sponsors=[world.owner], owners=[world.owner_b])).agent
+    trust.federated_credential_add(actor=world.owner, agent=made, issuer=issuer.issuer, audience=AUDIENCE,
+                                   subject="system:serviceaccount:agents:cluster-agent")
+    return made
+
+
+def _token(client, client_id, assertion, **extra):
+    return client.post("/oauth/token/", {"grant_type": "client_credentials", "client_id": client_id,
+                                         "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion,
+                                         **extra}, REMOTE_ADDR="127.0.0.1")
+
+
+def _last_sign_in() -> SignIn:
+    return SignIn.objects.order_by("-pk").first()
+
+
+def test_r28_federated_credential_gets_the_agent_its_token(client, agent, issuer):
+    sa_token = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE)
+    response = _token(client, agent.identity.client_id, sa_token)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["scope"] == "User.Read.All"
+    sign_in = _last_sign_in()
+    assert (sign_in.outcome, sign_in.credential_type, sign_in.credential_issuer) == ("success", "federated",
+                                                                                     issuer.issuer)
+    assert sign_in.agent == agent and AccessToken.objects.filter(agent=agent).count() == 1
+    assert sa_token not in sign_in.reason
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda i: i.service_account_token("agents", "someone-else", audience=AUDIENCE), "subject not trusted"),
+    (lambda i: i.service_account_token("agents", "cluster-agent", audience="https://elsewhere"), "wrong audience"),
+    (lambda i: i.service_account_token("agents", "cluster-agent", audience=AUDIENCE, issued_at=time.time() - 3600,
+                                       lifetime=600), "expired"),
+    (lambda i: FederationIssuer(path="/other").service_account_token("agents", "cluster-agent", audience=AUDIENCE),
+     "no federated credential trusts the issuer"),
+])
+def test_r28_federated_refusals_are_logged_with_their_reason(client, agent, issuer, make, reason):
+    response = _token(client, agent.identity.client_id, make(issuer))
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+    sign_in = _last_sign_in()
+    assert sign_in.outcome == "failure" and reason in sign_in.reason, sign_in.reason
+    assert sign_in.credential_type == "federated" and sign_in.agent == agent
+    assert not AccessToken.objects.exists()
+
+
+def test_r28_a_replayed_jti_is_refused(client, agent, issuer):
+    sa_token = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE)
+    assert _token(client, agent.identity.client_id, sa_token).status_code == 200
+    again = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE)  # new token, same jti below
+    replay = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE,
+                                          jti=assertions.jwt.decode(sa_token, options={"verify_signature": False})
+                                          ["jti"])
+    assert _token(client, agent.identity.client_id, replay).status_code == 401
+    assert "replayed" in _last_sign_in().reason
+    assert _token(client, agent.identity.client_id, again).status_code == 200
+
+
+def test_r28_rotated_issuer_keys_old_token_refused_new_accepted(client, agent, issuer):
+    old_kid = issuer.kid
+    assert _token(client, agent.identity.client_id,
+                  issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE)).status_code == 200
+    old_key = dict(issuer._keys)[old_kid]
+    issuer.rotate()
+    fresh = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE)
+    assert _token(client, agent.identity.client_id, fresh).status_code == 200  # unknown kid: keys fetched again
+    issuer._keys.append((old_kid, old_key))  # the platform still holds the old key, but no longer publishes it
+    stale = issuer.sign({**assertions.jwt.decode(fresh, options={"verify_signature": False}), "jti": "stale-1"},
+                        kid=old_kid)
+    issuer._keys.pop()
+    response = _token(client, agent.identity.client_id, stale)
+    assert response.status_code == 401
+    assert "signing key is not among the issuer's keys" in _last_sign_in().reason
+
+
+def test_r28_jwt_bearer_grant_names_the_agent_from_its_rule(client, agent, issuer):
+    sa_token = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE)
+    response = client.post("/oauth/token/", {"grant_type": JWT_BEARER, "assertion": sa_token},
+                           REMOTE_ADDR="127.0.0.1")
+    assert response.status_code == 200, response.content
+    sign_in = _last_sign_in()
+    assert sign_in.client_id == agent.identity.client_id and sign_in.credential_type == "federated"
+    wrong = issuer.service_account_token("agents", "cluster-agent", audience="https://elsewhere")
+    refused = client.post("/oauth/token/", {"grant_type": JWT_BEARER, "assertion": wrong}, REMOTE_ADDR="127.0.0.1")
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert "wrong audience" in _last_sign_in().reason
+
+
+def test_r28_pattern_subject_allowed_by_an_administrator(client, world, agent, issuer):
+    trust.federated_credential_add(actor=world.inherited, agent=agent, issuer=issuer.issuer, audience=AUDIENCE,
+                                   subject="system:serviceaccount:batch:*", subject_is_pattern=True)
+    ok = _token(client, agent.identity.client_id,
+                issuer.service_account_token("batch", "nightly-7", audience=AUDIENCE))
+    assert ok.status_code == 200, ok.content
+    refused = _token(client, agent.identity.client_id,
+                     issuer.service_account_token("other", "nightly-7", audience=AUDIENCE))
+    assert refused.status_code == 401 and "subject not trusted" in _last_sign_in().reason
+
+
+def test_r28_a_secret_and_an_assertion_together_are_invalid_request(client, agent, issuer):
+    _credential, secret = registry.credential_rotate(actor=None, agent=agent)
+    response = _token(client, agent.identity.client_id,
+                      issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE),
+                      client_secret=secret)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+def test_r28_retired_agent_federated_credential_no_longer_works(client, world, agent, issuer):
+    registry.agent_retire(actor=world.owner, agent=agent)
+    response = _token(client, agent.identity.client_id,
+                      issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE))
+    assert response.status_code == 401
+
+
+def test_r28_discovery_advertises_private_key_jwt_and_the_jwt_bearer_grant(client):
+    metadata = client.get("/.well-known/oauth-authorization-server", secure=True).json()
+    assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
+    assert "ES256" in metadata["token_endpoint_auth_signing_alg_values_supported"]
+    assert "none" not in metadata["token_endpoint_auth_signing_alg_values_supported"]
+    assert JWT_BEARER in metadata["grant_types_supported"]
+    assert "private_key_jwt" not in metadata["introspection_endpoint_auth_methods_supported"]
