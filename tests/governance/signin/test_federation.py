@@ -159,3 +159,29 @@ def test_r28_discovery_advertises_private_key_jwt_and_the_jwt_bearer_grant(clien
     assert "none" not in metadata["token_endpoint_auth_signing_alg_values_supported"]
     assert JWT_BEARER in metadata["grant_types_supported"]
     assert "private_key_jwt" not in metadata["introspection_endpoint_auth_methods_supported"]
+
+
+@pytest.fixture(params=["prepared", "orm"])
+def path(request, monkeypatch):
+    """The PostgreSQL statements (governance.signin.fastpath) and the ORM reference, against the same assertions."""
+    from governance.signin import fastpath
+
+    if request.param == "orm":
+        monkeypatch.setattr(fastpath, "enabled", lambda: False)
+    return request.param
+
+
+def test_r28_federated_issuance_on_both_paths(client, agent, issuer, path):
+    from governance.signin import tokens
+
+    found = tokens.authenticate_identity(agent.identity.client_id)
+    assert found.client_id == agent.identity.client_id and found.agent.pk == agent.pk
+    assert found.agent.status == "active" and found.agent.publisher_kind == "microsoft"
+    assert tokens.authenticate_identity("no-such-client") is None
+    response = _token(client, agent.identity.client_id,
+                      issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE))
+    assert response.status_code == 200, response.content
+    assert response.json()["scope"] == "User.Read.All"
+    sign_in = _last_sign_in()
+    assert (sign_in.credential_type, sign_in.credential_issuer, sign_in.token_id is not None) == (
+        "federated", issuer.issuer, True)
