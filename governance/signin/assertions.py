@@ -26,6 +26,8 @@ Nothing here writes to the database or knows HTTP requests; the result is a plai
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import hashlib
 import json
@@ -33,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import httpx
 import jwt
@@ -42,7 +45,8 @@ from django.db.models import Q
 
 from agents import trust
 from agents.choices import AgentStatus, CredentialType
-from agents.models import FederatedCredential, KeyCredential
+from agents.models import Agent, AgentIdentity, FederatedCredential, KeyCredential
+from governance.signin import fastpath
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -83,17 +87,41 @@ def token_endpoint() -> str:
     return settings.PORTAL_BASE_URL + "/oauth/token/"
 
 
-def _unverified(assertion: str) -> tuple[dict, dict]:
-    try:
-        header = jwt.get_unverified_header(assertion)
-        claims = jwt.decode(assertion, options={"verify_signature": False})
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
-        raise _Refused("the assertion is not a JWT") from exc
-    if not isinstance(claims, dict):
-        raise _Refused("the assertion is not a JWT")
-    if header.get("alg") not in ALGORITHMS:
-        raise _Refused("the assertion's algorithm is not accepted")
-    return header, claims
+_ALGORITHM_OBJECTS = jwt.algorithms.get_default_algorithms()
+
+
+def _b64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+class _JWS:
+    """A compact JWS read once: its header and claims (not trusted until ``verify``), and what its signature
+    covers. Reading it once and verifying with the algorithm object keeps the token endpoint's cost low."""
+
+    def __init__(self, token: str):
+        self.token = token
+        try:
+            header_part, claims_part, signature_part = token.split(".")
+            self.header = json.loads(_b64(header_part))
+            self.claims = json.loads(_b64(claims_part))
+            self.signature = _b64(signature_part)
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+            raise _Refused("the assertion is not a JWT") from exc
+        if not isinstance(self.header, dict) or not isinstance(self.claims, dict):
+            raise _Refused("the assertion is not a JWT")
+        self.alg = self.header.get("alg")
+        if self.alg not in ALGORITHMS:
+            raise _Refused("the assertion's algorithm is not accepted")
+        self.signed = f"{header_part}.{claims_part}".encode()
+
+    def verify(self, key) -> None:
+        algorithm = _ALGORITHM_OBJECTS[self.alg]
+        try:
+            valid = algorithm.verify(self.signed, key.key if isinstance(key, jwt.PyJWK) else key, self.signature)
+        except Exception:  # noqa: BLE001 - a key of another type, a malformed signature: it does not verify
+            valid = False
+        if not valid:
+            raise _Refused("the signature does not verify")
 
 
 def _not_seen_before(issuer: str, claims: dict, assertion: str, now: datetime) -> None:
@@ -106,25 +134,6 @@ def _not_seen_before(issuer: str, claims: dict, assertion: str, now: datetime) -
         raise _Refused("assertion replayed (its jti was already used)")
 
 
-def _decode(assertion: str, key, alg: str, now: datetime, audience: list[str] | None) -> dict:
-    try:
-        return jwt.decode(
-            assertion, key.key if isinstance(key, jwt.PyJWK) else key, algorithms=[alg], audience=audience,
-            leeway=LEEWAY_SECONDS,
-            options={"require": ["exp"], "verify_aud": audience is not None, "verify_iat": True,
-                     "verify_nbf": True, "verify_exp": False})
-    except jwt.InvalidSignatureError as exc:
-        raise _Refused("the signature does not verify") from exc
-    except jwt.InvalidAudienceError as exc:
-        raise _Refused("wrong audience") from exc
-    except jwt.ImmatureSignatureError as exc:
-        raise _Refused("the assertion is not valid yet (iat or nbf in the future)") from exc
-    except jwt.MissingRequiredClaimError as exc:
-        raise _Refused(f"the assertion has no {exc.claim}") from exc
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
-        raise _Refused("the assertion does not verify") from exc
-
-
 def _check_expiry(claims: dict, now: datetime, *, max_ahead: int | None) -> None:
     exp = claims.get("exp")
     if not isinstance(exp, int | float):
@@ -133,9 +142,10 @@ def _check_expiry(claims: dict, now: datetime, *, max_ahead: int | None) -> None
         raise _Refused("the assertion has expired")
     if max_ahead is not None and exp - now.timestamp() > max_ahead + LEEWAY_SECONDS:
         raise _Refused(f"the assertion expires more than {max_ahead} seconds ahead")
-    iat = claims.get("iat")
-    if iat is not None and isinstance(iat, int | float) and iat - LEEWAY_SECONDS > now.timestamp():
-        raise _Refused("the assertion is not valid yet (iat in the future)")
+    for name in ("iat", "nbf"):
+        value = claims.get(name)
+        if isinstance(value, int | float) and value - LEEWAY_SECONDS > now.timestamp():
+            raise _Refused(f"the assertion is not valid yet ({name} in the future)")
 
 
 # --- fetching keys ----------------------------------------------------------------------------------------------
@@ -251,36 +261,37 @@ def _key_for(source: str, kid: str | None, *, issuer: bool):
 # --- private_key_jwt --------------------------------------------------------------------------------------------
 
 
-def _private_key_jwt(client_id: str, assertion: str, header: dict, claims: dict, now: datetime) -> Verified:
+def _private_key_jwt(client_id: str, jws: _JWS, now: datetime) -> Verified:
+    claims = jws.claims
     if claims.get("iss") != client_id or claims.get("sub") != client_id:
         raise _Refused("iss and sub of the assertion must both be the client id")
     keys = list(KeyCredential.objects.filter(identity__client_id=client_id, revoked_at__isnull=True,
                                              expires_at__gt=now).select_related("identity"))
     if not keys:
         raise _Refused("no active key credential")
-    kid = header.get("kid")
+    kid = jws.header.get("kid")
     chosen = [k for k in keys if k.kid == kid] or keys
-    audience = [settings.PORTAL_BASE_URL, token_endpoint()]
-    last: _Refused | None = None
     for credential in chosen:
         try:
             if credential.jwks_uri:
-                key = _key_for(credential.jwks_uri, kid, issuer=False)
+                jws.verify(_key_for(credential.jwks_uri, kid, issuer=False))
             else:
-                key = jwt.PyJWK.from_dict(credential.public_jwk)
-            _decode(assertion, key, header["alg"], now, audience)
-        except _Refused as refused:
-            last = refused
-            if refused.reason == "wrong audience":
-                break
+                jws.verify(jwt.PyJWK.from_dict(credential.public_jwk))
+        except _Refused:
             continue
+        audience = claims.get("aud")
+        audience = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else None
+        if audience is None:
+            raise _Refused("the assertion has no aud")
+        if not {settings.PORTAL_BASE_URL, token_endpoint()} & {a for a in audience if isinstance(a, str)}:
+            raise _Refused("wrong audience: neither the issuer nor the token endpoint")
         _check_expiry(claims, now, max_ahead=settings.CLIENT_ASSERTION_MAX_SECONDS)
         if not isinstance(claims.get("jti"), str) or not claims["jti"]:
             raise _Refused("the assertion has no jti")
-        _not_seen_before(client_id, claims, assertion, now)
+        _not_seen_before(client_id, claims, jws.token, now)
         return Verified(client_id=client_id, identity_id=credential.identity_id,
                         agent_id=credential.identity.agent_id, credential_type=CredentialType.KEY)
-    raise last or _Refused("the signature does not verify")
+    raise _Refused("the signature does not verify with any active key of the client")
 
 
 # --- federated credentials ---------------------------------------------------------------------------------------
@@ -292,21 +303,70 @@ def _subject_matches(rule: FederatedCredential, subject: str) -> bool:
     return subject == rule.subject
 
 
-def _federated(client_id: str, assertion: str, header: dict, claims: dict, now: datetime) -> Verified:
+class _Rule(NamedTuple):
+    """A trust rule in force for the client, with the client it authenticates."""
+
+    subject: str
+    subject_is_pattern: bool
+    audience: str
+    agent_id: int | None  # None: a blueprint default
+    identity_id: int
+    identity_agent_id: int
+    client_id: str
+
+
+_RULES_FOR_CLIENT = None
+_RULES_FOR_ISSUER = None
+
+
+def _rules(issuer: str, client_id: str) -> list[_Rule]:
+    """The active rules trusting ``issuer``: for ``client_id``, its agent's and its blueprint's defaults; without
+    one (the jwt-bearer grant), every agent's own rules. Retired agents have none. One prepared statement on
+    PostgreSQL (the hot path, docs/design.md "The token endpoint"), the ORM elsewhere."""
+    global _RULES_FOR_CLIENT, _RULES_FOR_ISSUER
+    if fastpath.enabled():
+        t = fastpath._t
+        columns = "r.subject, r.subject_is_pattern, r.audience, r.agent_id, i.id, i.agent_id, i.client_id"
+        if client_id:
+            if _RULES_FOR_CLIENT is None:
+                _RULES_FOR_CLIENT = (
+                    f"SELECT {columns} FROM {t(AgentIdentity)} i JOIN {t(Agent)} a ON a.id = i.agent_id "
+                    f"JOIN {t(FederatedCredential)} r ON (r.agent_id = a.id OR r.blueprint_id = a.blueprint_id) "
+                    f"WHERE i.client_id = %s AND r.issuer = %s AND r.revoked_at IS NULL AND a.status <> %s")
+            rows = fastpath.run(_RULES_FOR_CLIENT, (client_id, issuer, AgentStatus.RETIRED.value), read_only=True)
+        else:
+            if _RULES_FOR_ISSUER is None:
+                _RULES_FOR_ISSUER = (
+                    f"SELECT {columns} FROM {t(FederatedCredential)} r JOIN {t(Agent)} a ON a.id = r.agent_id "
+                    f"JOIN {t(AgentIdentity)} i ON i.agent_id = a.id "
+                    f"WHERE r.issuer = %s AND r.revoked_at IS NULL AND a.status <> %s")
+            rows = fastpath.run(_RULES_FOR_ISSUER, (issuer, AgentStatus.RETIRED.value), read_only=True)
+        return [_Rule(*row) for row in rows]
+    if client_id:
+        identity = AgentIdentity.objects.filter(client_id=client_id).exclude(agent__status=AgentStatus.RETIRED) \
+            .values_list("pk", "agent_id", "client_id", "agent__blueprint_id").first()
+        if identity is None:
+            return []
+        rows = FederatedCredential.objects.filter(
+            Q(agent_id=identity[1]) | Q(blueprint_id=identity[3]), issuer=issuer, revoked_at__isnull=True) \
+            .values_list("subject", "subject_is_pattern", "audience", "agent_id")
+        return [_Rule(*row, *identity[:3]) for row in rows]
+    rows = FederatedCredential.objects.filter(issuer=issuer, revoked_at__isnull=True, agent__identity__isnull=False) \
+        .exclude(agent__status=AgentStatus.RETIRED) \
+        .values_list("subject", "subject_is_pattern", "audience", "agent_id", "agent__identity__id", "agent_id",
+                     "agent__identity__client_id")
+    return [_Rule(*row) for row in rows]
+
+
+def _federated(client_id: str, jws: _JWS, now: datetime) -> Verified:
+    claims = jws.claims
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not issuer:
         raise _Refused("the token has no issuer")
-    rules = FederatedCredential.objects.filter(issuer=issuer, revoked_at__isnull=True)
-    if client_id:
-        rules = rules.filter(Q(agent__identity__client_id=client_id)
-                             | Q(blueprint__agents__identity__client_id=client_id))
-    else:
-        rules = rules.filter(agent__isnull=False)
-    rules = list(rules.exclude(agent__status=AgentStatus.RETIRED))
+    rules = _rules(issuer, client_id)
     if not rules:
         raise _Refused(f"no federated credential trusts the issuer {issuer[:120]}")
-    key = _key_for(issuer, header.get("kid"), issuer=True)
-    _decode(assertion, key, header["alg"], now, None)
+    jws.verify(_key_for(issuer, jws.header.get("kid"), issuer=True))
     _check_expiry(claims, now, max_ahead=None)
     audiences = claims.get("aud")
     audiences = [audiences] if isinstance(audiences, str) else audiences if isinstance(audiences, list) else []
@@ -319,31 +379,12 @@ def _federated(client_id: str, assertion: str, header: dict, claims: dict, now: 
     matching = [r for r in by_audience if _subject_matches(r, subject)]
     if not matching:
         raise _Refused(f"subject not trusted: {subject[:120]}")
-    agent_ids = {r.agent_id for r in matching if r.agent_id is not None}
-    if client_id:
-        found = _identity_of_client(client_id)
-    else:
-        if len(agent_ids) != 1:
-            raise _Refused("the token matches the rules of several agents; name the client id")
-        found = _identity_of_agent(agent_ids.pop())
-    if found is None:
-        raise _Refused("the agent has no client registration")
-    _not_seen_before(issuer, claims, assertion, now)
-    identity_id, agent_id, found_client_id = found
-    return Verified(client_id=found_client_id, agent_id=agent_id, identity_id=identity_id,
+    if len({r.identity_id for r in matching}) != 1:
+        raise _Refused("the token matches the rules of several agents; name the client id")
+    _not_seen_before(issuer, claims, jws.token, now)
+    rule = matching[0]
+    return Verified(client_id=rule.client_id, agent_id=rule.identity_agent_id, identity_id=rule.identity_id,
                     credential_type=CredentialType.FEDERATED, issuer=issuer)
-
-
-def _identity_of_client(client_id: str):
-    from agents.models import AgentIdentity
-
-    return AgentIdentity.objects.filter(client_id=client_id).values_list("pk", "agent_id", "client_id").first()
-
-
-def _identity_of_agent(agent_id: int):
-    from agents.models import AgentIdentity
-
-    return AgentIdentity.objects.filter(agent_id=agent_id).values_list("pk", "agent_id", "client_id").first()
 
 
 # --- entry points ---------------------------------------------------------------------------------------------
@@ -364,15 +405,16 @@ def verify_grant_assertion(client_id: str, assertion: str, now: datetime) -> Ver
 def _verify(client_id: str, assertion: str, now: datetime, error: str, *, federated_only: bool = False) -> Verified:
     issuer, own = "", False
     try:
-        header, claims = _unverified(assertion)
+        jws = _JWS(assertion)
+        claims = jws.claims
         issuer = claims.get("iss") if isinstance(claims.get("iss"), str) else ""
         if not client_id and not federated_only and issuer and issuer == claims.get("sub"):
             client_id = issuer[:64]  # RFC 7521 §4.2: client_id may be left out; the assertion names the client
         # The agent's own assertion names its client id (RFC 7523 §3: iss and sub); a platform's token does not.
         own = bool(client_id) and client_id in (issuer, claims.get("sub")) and not federated_only
         if own:
-            return _private_key_jwt(client_id, assertion, header, claims, now)
-        return _federated(client_id, assertion, header, claims, now)
+            return _private_key_jwt(client_id, jws, now)
+        return _federated(client_id, jws, now)
     except _Refused as refused:
         kind = CredentialType.KEY if own else CredentialType.FEDERATED
         return Verified(client_id=client_id, credential_type=kind,
