@@ -17,6 +17,7 @@ from datetime import datetime
 
 import psycopg
 from django.db import InterfaceError, OperationalError, connection
+from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from agents.models import Agent, AgentIdentity, AgentUser, AttributeValue, Blueprint, Credential, PermissionGrant
@@ -36,7 +37,10 @@ def _execute(sql: str, params: tuple) -> list[tuple]:
         raw.prepare_threshold = 2**31 - 1
     with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:  # server-side binding: preparable
         cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall() if cursor.description else []
+        # Rows only when the statement returns some; asked of the result's status, not of ``cursor.description``,
+        # which builds a column object per column on every call.
+        result = cursor.pgresult
+        return cursor.fetchall() if result is not None and result.status == pq.ExecStatus.TUPLES_OK else []
 
 
 def run(sql: str, params: tuple, *, read_only: bool = False) -> list[tuple]:
