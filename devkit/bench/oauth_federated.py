@@ -86,6 +86,10 @@ def token_issue_federated(n):
     """n client-credentials tokens authenticated by federated credentials (a fresh service-account token each, the
     issuer's JWKS cached) vs. n tokens authenticated by client secrets, same server, same run."""
     os.environ["OAUTH_ALLOW_LOOPBACK_HTTP"] = "1"  # the server process fetches the local issuer over plain http
+    if connection.vendor == "sqlite":  # as token_issue: the command's (empty) transaction holds SQLite's write lock
+        oauth._database_url()
+        if connection.in_atomic_block:
+            connection.close()
     processes = oauth.Processes()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oauth-federated-bench")
     try:

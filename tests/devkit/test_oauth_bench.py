@@ -77,3 +77,22 @@ def test_oauth_scenario_prints_its_line_with_no_errors_and_leaves_no_rows(bench_
     finally:
         database.close()
     assert left == dict.fromkeys(left, 0)
+
+
+def test_token_issue_federated_is_measured_against_secrets_in_the_same_run(bench_env):
+    """docs/oauth.md, "Agents without secrets": federated credentials (a local OpenID issuer, its JWKS cached) vs.
+    client secrets, same server, same run; no errors, no rows left."""
+    done = _manage(bench_env, "bench", "--scenario", "token_issue_federated", "--n", str(N))
+    [line] = _json_lines(done.stdout)
+    assert KEYS <= set(line) and line["scenario"] == "token_issue_federated" and line["n"] == N
+    assert line["baseline"] == "token_issue_client_secret_same_server"
+    assert line["errors"] == 0, line["error_kinds"]
+    assert line["tokens_per_second"] > 0 and line["tokens_per_second_vs_secret"] > 0
+    assert line["issuer_fetches"] >= 2  # the discovery document and the JWKS, then the cache
+    database = sqlite3.connect(Path(bench_env["PORTAL_VAR_DIR"]) / "portal.sqlite3")
+    try:
+        left = {table: database.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("agents_agent", "agents_federatedcredential", "signin_accesstoken", "signin_signin")}
+    finally:
+        database.close()
+    assert left == dict.fromkeys(left, 0)
