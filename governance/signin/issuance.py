@@ -6,7 +6,9 @@ and calls ``token_issue``, which goes straight down:
 
 1. a malformed request (``TokenRequest.malformed``, found while parsing) and an unsupported grant type are refused
    before anything is read about the client (the client id as presented is logged; no agent is looked up);
-2. the client authenticates with the agent's own credentials (``tokens.authenticate_client``); a client id locked
+2. the client authenticates with the agent's own credentials (``tokens.authenticate_client``; a signed client
+   assertion or the jwt-bearer grant's assertion is verified by ``assertions`` instead, then the client is read by
+   its id with ``tokens.authenticate_identity``: docs/oauth.md, "Agents without secrets"); a client id locked
    out at the request's address after repeated failures there is refused without trying, and a wrong secret is
    marked on the outcome so that the endpoint counts it toward risk and lock-out;
 3. an agent that may get no token now is refused (``tokens.refusal``: disabled, expired, its user account disabled);
