@@ -33,8 +33,8 @@ from agents.models import Agent, AgentIdentity, Blueprint, Credential, Federated
 from portal import audit, rbac
 from portal.choices import UserKind
 from portal.models import User
+from portal.network import is_loopback_host
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 ADMIN_ROLES = frozenset({rbac.GLOBAL_ADMINISTRATOR, rbac.SECURITY_ADMINISTRATOR})
 MIN_RSA_BITS = 2048
 EC_CURVES = {"P-256", "P-384", "P-521"}
@@ -52,16 +52,6 @@ def key_lifetime() -> timedelta:
 
 
 # --- URL rules for fetches ---------------------------------------------------------------------------------------
-
-
-def is_loopback_host(hostname: str | None) -> bool:
-    host = (hostname or "").lower().strip("[]")
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def fetch_url_problem(url: str, *, allowed_hosts: list[str] | tuple[str, ...] = ()) -> str:

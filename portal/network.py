@@ -72,3 +72,14 @@ def client_ip(request: HttpRequest) -> str | None:
         if not _trusted(hop, proxies):
             break
     return str(nearest)
+
+
+def is_loopback_host(hostname: str | None) -> bool:
+    """Whether a URL's host is this machine: ``localhost`` or a loopback address (127.0.0.0/8, ``::1``; an IPv6
+    literal's brackets are ignored). The one test behind every "plain http only on loopback" rule (client
+    registration, client metadata documents, resource servers, manifests, federated issuers)."""
+    host = (hostname or "").lower().strip("[]")
+    if host == "localhost":
+        return True
+    address = _address(host)
+    return address is not None and address.is_loopback

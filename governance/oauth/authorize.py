@@ -29,6 +29,7 @@ from governance.conditional_access import services as conditional_access
 from governance.oauth import clients
 from governance.oauth.models import AuthorizationCode, OAuthClient
 from governance.signin import resources, tokens
+from governance.signin.oauth import VSCHAR  # RFC 6749 Appendix A: a client id is printable ASCII
 from portal import audit
 from portal.models import Permission, User
 
@@ -37,7 +38,6 @@ MAX_STATE = 500
 _PKCE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256, no padding (RFC 7636 §4.2)
 _PKCE_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 §4.1
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_PRINTABLE = re.compile(r"[\x20-\x7e]+")  # RFC 6749 Appendix A: a client id is printable ASCII
 PARAMETERS = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
               "code_challenge_method", "resource")
 LIMITS = {"client_id": 300, "redirect_uri": 2000, "scope": 2000, "state": MAX_STATE, "code_challenge": 128,
@@ -71,7 +71,7 @@ class AuthorizationRequest:
 def find_client(client_id: str) -> OAuthClient | None:
     """The known OAuth client with this client id, or None. The token and revocation endpoints look clients up
     here, without fetching: a client reaches them only after the authorization endpoint resolved it."""
-    if not client_id or len(client_id) > LIMITS["client_id"] or not _PRINTABLE.fullmatch(client_id):
+    if not client_id or len(client_id) > LIMITS["client_id"] or not VSCHAR.fullmatch(client_id):
         return None
     return OAuthClient.objects.select_related("agent__blueprint__publisher", "agent__workspace") \
         .filter(client_id=client_id).first()
@@ -80,7 +80,7 @@ def find_client(client_id: str) -> OAuthClient | None:
 def resolve_client(client_id: str) -> OAuthClient:
     """The client an authorization request names (``clients.resolve_client``: a client ID metadata document URL not
     yet known is fetched and registered); unknown or unusable → an error page, never a redirect."""
-    if not _PRINTABLE.fullmatch(client_id or ""):  # NUL and other control characters never reach the database
+    if not client_id or not VSCHAR.fullmatch(client_id):  # NUL and other control characters never reach the database
         raise AuthorizeError("invalid_client", "The client is not known to this authorization server.",
                              redirect=False)
     try:

@@ -18,7 +18,8 @@ import httpx
 from django.conf import settings
 
 from governance.oauth.choices import AuthMethod
-from governance.oauth.client_metadata import ClientError, ClientMetadata, is_loopback_host, parse
+from governance.oauth.client_metadata import ClientError, ClientMetadata, parse
+from portal.network import is_loopback_host
 
 MAX_BYTES = 5 * 1024
 TIMEOUT_SECONDS = 5.0

@@ -7,15 +7,14 @@ registration"): the same rules for dynamic registration, client ID metadata docu
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from governance.oauth.choices import AuthMethod
+from portal.network import is_loopback_host
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 GRANT_TYPES = ("authorization_code", "refresh_token")
 RESPONSE_TYPES = ("code",)
 APPLICATION_TYPES = ("web", "native")
@@ -67,20 +66,6 @@ class ClientMetadata:
     @property
     def all_redirects_loopback(self) -> bool:
         return bool(self.redirect_uris) and all(is_loopback_uri(uri) for uri in self.redirect_uris)
-
-
-def _host(hostname: str | None) -> str:
-    return (hostname or "").lower().strip("[]")
-
-
-def is_loopback_host(hostname: str | None) -> bool:
-    host = _host(hostname)
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def is_loopback_uri(uri: str) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable
-from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -28,23 +27,12 @@ from agents import credentials as credential_hashing
 from agents.models import Agent
 from governance.signin import resources
 from governance.signin.models import ResourceServer
-from portal import audit, rbac
+from portal import audit, network, rbac
 from portal.choices import PermissionKind, Product, WorkspaceRole
 from portal.models import Permission, User
 
 # RFC 6749 Appendix A: scope-token = 1*NQCHAR, NQCHAR = %x21 / %x23-5B / %x5D-7E.
 SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,150}$")
-LOOPBACK_HOSTS = frozenset({"localhost"})
-
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 def clean_identifier(value: str | None) -> str:
     """The identifier as it will be matched (byte for byte), or a ``ValidationError`` saying what is wrong."""
@@ -63,7 +51,7 @@ def clean_identifier(value: str | None) -> str:
         problem = "The identifier must be an absolute URI (https://host/path)."
     elif "#" in identifier:
         problem = "The identifier must not have a fragment (RFC 8707)."
-    elif parts.scheme == "http" and settings.OAUTH_ALLOW_LOOPBACK_HTTP and _is_loopback(host):
+    elif parts.scheme == "http" and settings.OAUTH_ALLOW_LOOPBACK_HTTP and network.is_loopback_host(host):
         pass
     elif parts.scheme != "https":
         problem = "The identifier must use https (plain http only on loopback, when allowed)."
