@@ -98,6 +98,39 @@ def _redis():
     return backend.get_client(write=True)  # kept per backend by portal.cache, not built per call
 
 
+# The gate as one Redis command: increment each counter (its expiry set when the window's first request creates it),
+# then, when asked, whether the lock-out key exists and the version key's value. One command instead of a pipeline of
+# six: the client packs and parses one (docs/design.md, "What one token request costs").
+_GATE_LUA = """
+local counters = tonumber(ARGV[2])
+local out = {}
+for i = 1, counters do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end
+  out[i] = count
+end
+local next_key = counters + 1
+if ARGV[3] == '1' then
+  out[#out + 1] = redis.call('EXISTS', KEYS[next_key])
+  next_key = next_key + 1
+end
+if ARGV[4] == '1' then
+  out[#out + 1] = redis.call('GET', KEYS[next_key])
+end
+return out
+"""
+_gate_script = None
+
+
+def _run_gate(client, keys: list[str], args: list[int]) -> list:
+    """Run the gate's script on this Redis client (redis-py sends it by its SHA1, and its text once if this Redis
+    has not seen it since it started)."""
+    global _gate_script
+    if _gate_script is None:
+        _gate_script = client.register_script(_GATE_LUA)
+    return _gate_script(keys=keys, args=args, client=client)
+
+
 def _integer(raw) -> int | None:
     try:
         return int(raw)
@@ -116,21 +149,17 @@ def _gate(keys: list[str], window: int, lock_of: str, *,
     names = [cache.make_key(f"aip:{key}:{bucket}") for key in keys]
     client = _redis()
     if client is not None:
-        pipe = client.pipeline(transaction=False)
-        for name in names:
-            pipe.incr(name)
-            pipe.expire(name, window + 5)
-        if lock_of:
-            pipe.exists(cache.make_key(_lock_key(lock_of)))
+        extra = [cache.make_key(_lock_key(lock_of))] if lock_of else []
         if version_of:
-            pipe.get(cache.make_key(version_of))  # Django's Redis cache keeps an integer as its digits
+            extra.append(cache.make_key(version_of))  # Django's Redis cache keeps an integer as its digits
         try:
-            results = pipe.execute()
+            results = _run_gate(client, names + extra,
+                                [window + 5, len(names), int(bool(lock_of)), int(bool(version_of))])
         except REDIS_UNAVAILABLE as error:
             cache.redis_failed(error)  # the cache below now answers from this process's memory
         else:
-            counts = [int(results[2 * i]) for i in range(len(names))]
-            locked = bool(lock_of and results[2 * len(names)])
+            counts = [int(count) for count in results[:len(names)]]
+            locked = bool(lock_of and results[len(names)])
             return counts, locked, _integer(results[-1]) if version_of else None
     counts = []
     for key in keys:
