@@ -450,22 +450,6 @@ def agent_retire(*, actor: User | None, agent: Agent) -> dict:
 # --- credentials ----------------------------------------------------------------------------------------
 
 
-def _identity_for_management(actor: User | None, agent: Agent, *, register: bool = False) -> AgentIdentity:
-    """The agent's client registration. A user-account agent (R1) has none until its first secret is issued: it
-    then gets a client id to request tokens with, but no permissions and no agent user of its own (its tokens
-    carry its user's rights, R13)."""
-    if actor is not None and not policy.can_manage_agent(actor, agent):
-        raise PermissionDenied("Only the agent's owners and the workspace's owners manage its credentials.")
-    if agent.status == AgentStatus.RETIRED:
-        raise ValidationError("A retired agent gets no new credentials.")
-    identity = AgentIdentity.objects.filter(agent=agent).first()
-    if identity is None and register and agent.identity_type == IdentityType.USER_ACCOUNT:
-        identity = AgentIdentity.objects.create(agent=agent, client_id=credentials.new_client_id())
-    if identity is None:
-        raise ValidationError("This agent has no client registration yet.")
-    return identity
-
-
 @transaction.atomic
 def credential_rotate(*, actor: User | None, agent: Agent, overlap: timedelta = ROTATION_OVERLAP,
                       lifetime: timedelta = CREDENTIAL_LIFETIME, secret: str | None = None) -> tuple[Credential, str]:
@@ -474,7 +458,7 @@ def credential_rotate(*, actor: User | None, agent: Agent, overlap: timedelta = 
     ``secret`` is for demo data only (a value derived from ``SECRET_KEY`` so ``seed_demo`` can print it on every
     run); everything else gets a fresh random one."""
     agent = _lock(agent)
-    identity = _identity_for_management(actor, agent, register=True)
+    identity = trust.identity_for_management(actor, agent, register=True)
     if agent.workspace.forbid_new_secrets:  # R28 (docs/design.md, Credential types in governance); rolls back
         raise ValidationError(f"{agent.workspace.name} forbids new client secrets: add a key or a federated "
                               f"credential to {agent.name} instead.")
@@ -498,7 +482,7 @@ def credential_rotate(*, actor: User | None, agent: Agent, overlap: timedelta = 
 @transaction.atomic
 def credential_revoke(*, actor: User | None, credential: Credential) -> Credential:
     agent = _lock(credential.identity.agent)
-    _identity_for_management(actor, agent)
+    trust.identity_for_management(actor, agent)
     credential = Credential.objects.select_for_update().get(pk=credential.pk)
     if credential.revoked_at is not None:
         return credential

@@ -198,10 +198,11 @@ def parse_public_key(text: str) -> dict:
     return _check_public_jwk(raw)
 
 
-def _identity_for(actor: User | None, agent: Agent, *, register: bool = True) -> AgentIdentity:
-    """The agent's client registration, as for secrets (``registry.credential_rotate``): its owners and the
-    workspace's owners manage it; a retired agent gets nothing new; a user-account agent is registered (given a
-    client id) by its first credential."""
+def identity_for_management(actor: User | None, agent: Agent, *, register: bool = False) -> AgentIdentity:
+    """The agent's client registration, for managing its credentials (secrets, keys, federated credentials): its
+    owners and the workspace's owners manage it; a retired agent gets nothing new. A user-account agent (R1) has
+    none until its first credential (``register``): it then gets a client id to request tokens with, but no
+    permissions and no agent user of its own (its tokens carry its user's rights, R13)."""
     if actor is not None and not policy.can_manage_agent(actor, agent):
         raise PermissionDenied("Only the agent's owners and the workspace's owners manage its credentials.")
     if agent.status == AgentStatus.RETIRED:
@@ -225,7 +226,7 @@ def key_credential_add(*, actor: User | None, agent: Agent, jwk: dict | str | No
     the workspace's owners (inherited owners too) may; the key expires after ``KEY_CREDENTIAL_DAYS`` unless an
     earlier ``expires_at`` is given; other keys stay valid (rotation with overlap)."""
     agent = _lock(agent)
-    identity = _identity_for(actor, agent)
+    identity = identity_for_management(actor, agent, register=True)
     now = timezone.now()
     given = [x for x in (jwk, pem, jwks_uri) if x]
     if len(given) != 1:
@@ -318,7 +319,7 @@ def federated_credential_add(*, actor: User | None, agent: Agent | None = None, 
     workspace = None
     if agent is not None:
         agent = _lock(agent)
-        _identity_for(actor, agent)
+        identity_for_management(actor, agent, register=True)
         workspace = agent.workspace
     check_rule(issuer, subject, audience, subject_is_pattern, name)
     owner = Q(agent=agent) if agent is not None else Q(blueprint=blueprint)

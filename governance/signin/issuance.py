@@ -160,16 +160,21 @@ def unknown_resource(identifier: str) -> Refusal:
                    f"unknown resource {identifier}"[:300])
 
 
+def _presented(client_id: str, exchange: bool):
+    """The agent whose client id was presented by a client that did not authenticate (or None), and the actor
+    kind its sign-in row records."""
+    agent = tokens.agent_for_client_id(client_id)
+    if agent is None:
+        return None, ActorKind.UNKNOWN
+    if exchange:
+        return agent, ActorKind.ON_BEHALF_OF
+    return agent, ActorKind.USER_ACCOUNT if agent.identity_type == IdentityType.USER_ACCOUNT else ActorKind.AGENT
+
+
 def _unauthenticated(request: TokenRequest, exchange: bool, reason: str, *, failed: bool = False) -> Outcome:
     """``invalid_client``, recorded against the agent whose client id was presented (if there is one)."""
     client_id = request.client_id[:64]
-    agent = tokens.agent_for_client_id(client_id)
-    if agent is None:
-        kind = ActorKind.UNKNOWN
-    elif exchange:
-        kind = ActorKind.ON_BEHALF_OF
-    else:
-        kind = ActorKind.USER_ACCOUNT if agent.identity_type == IdentityType.USER_ACCOUNT else ActorKind.AGENT
+    agent, kind = _presented(client_id, exchange)
     caller = _Caller(client_id, agent.pk if agent else None, kind,
                      credential_type=CredentialType.SECRET if request.secret else "")
     return _refuse(request, caller, Refusal("invalid_client", reason=reason), failed=failed)
@@ -180,13 +185,7 @@ def _unverified(request: TokenRequest, exchange: bool, verified: assertions.Veri
     (``invalid_grant``): recorded against the agent whose client id was presented, with the reason (never the
     assertion) and the credential type and issuer it claimed."""
     client_id = (verified.client_id or request.client_id)[:64]
-    agent = tokens.agent_for_client_id(client_id)
-    if agent is None:
-        kind = ActorKind.UNKNOWN
-    elif exchange:
-        kind = ActorKind.ON_BEHALF_OF
-    else:
-        kind = ActorKind.USER_ACCOUNT if agent.identity_type == IdentityType.USER_ACCOUNT else ActorKind.AGENT
+    agent, kind = _presented(client_id, exchange)
     error = verified.error or assertions.INVALID_CLIENT
     reason = verified.reason or "the agent has no client registration"
     caller = _Caller(client_id, agent.pk if agent else None, kind, credential_type=verified.credential_type,
