@@ -395,6 +395,7 @@ class Processes:
     server: Server | None = None
     loadgen: subprocess.Popen | None = None
     aborted: bool = False
+    others: list[Server] = field(default_factory=list)  # more servers of the same run (e.g. a baseline's)
 
     def check(self) -> None:
         if self.aborted:
@@ -404,8 +405,9 @@ class Processes:
         self.aborted = True
         if self.loadgen is not None and self.loadgen.poll() is None:
             self.loadgen.kill()
-        if self.server is not None:
-            self.server.signal(signal.SIGKILL)
+        for server in (self.server, *self.others):
+            if server is not None:
+                server.signal(signal.SIGKILL)
 
 
 def _describe_server() -> str:
@@ -545,7 +547,8 @@ async def _phase(spec: dict, phase: dict) -> dict:
     seconds = time.perf_counter() - started
     server_cpu, postgres_cpu, busy = (b - a for a, b in zip(before, _cpu_seconds(group, database), strict=True))
     latencies.sort()
-    return {"name": phase["name"], "n": n, "seconds": seconds, "errors": sum(errors.values()),
+    kept = {"latencies_ms": [latency * 1000 for latency in latencies]} if phase.get("keep_latencies") else {}
+    return {**kept, "name": phase["name"], "n": n, "seconds": seconds, "errors": sum(errors.values()),
             "error_kinds": dict(errors), "rps": n / seconds if seconds else 0.0,
             "p50_ms": _percentile(latencies, 0.50) * 1000, "p99_ms": _percentile(latencies, 0.99) * 1000,
             "max_ms": (latencies[-1] if latencies else 0.0) * 1000,
@@ -614,9 +617,18 @@ def _run(kind: str, n: int, processes: Processes) -> tuple[Measured, str, tuple[
             _delete(tag, fixture)
         finally:
             connection.close()
-    measured, base = results[kind], results["ping"]
+    extra = figures(kind, results[kind], results["ping"], fixture, queries=queries,
+                    baseline_queries=baseline_queries, warm=warm)
+    return (Measured(results[kind]["seconds"], queries * n, extra), "trivial_authenticated_view_same_server",
+            (results["ping"]["seconds"], baseline_queries * n))
+
+
+def figures(kind: str, measured: dict, base: dict, fixture: Fixture, *, queries: int, baseline_queries: int,
+            warm: int) -> dict:
+    """The figures of a run (``Measured.extra``): the load generator's results for ``kind`` and for the trivial
+    page (``base``), with the set-up they were measured on."""
     rate_name = "tokens_per_second" if kind == "token_issue" else "introspections_per_second"
-    extra = {
+    return {
         rate_name: round(measured["rps"], 1), "p50_ms": round(measured["p50_ms"], 2),
         "p99_ms": round(measured["p99_ms"], 2), "max_ms": round(measured["max_ms"], 2),
         "errors": measured["errors"] + base["errors"],
@@ -638,15 +650,15 @@ def _run(kind: str, n: int, processes: Processes) -> tuple[Measured, str, tuple[
         "cache": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1],
         "rate_limits": "raised for the bench (OAUTH_RATE_LIMIT_PER_CLIENT/_PER_IP, OAUTH_INTROSPECT_RATE_LIMIT)",
     }
-    return (Measured(measured["seconds"], queries * n, extra), "trivial_authenticated_view_same_server",
-            (base["seconds"], baseline_queries * n))
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _over_http(kind: str, n: int) -> tuple[Measured, str, tuple[float, int]]:
+def _over_http(kind: str, n: int, run=None) -> tuple[Measured, str, tuple[float, int]]:
+    """``run(processes)`` (default: ``_run`` of ``kind``) in a helper thread; its child processes stopped at once
+    if the bench is interrupted."""
     if connection.vendor == "sqlite":
         _database_url()  # fail before closing an in-memory database
         if connection.in_atomic_block:
@@ -658,7 +670,8 @@ def _over_http(kind: str, n: int) -> tuple[Measured, str, tuple[float, int]]:
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oauth-bench")
     try:
-        measured, baseline_name, baseline = pool.submit(_run, kind, n, processes).result()
+        work = run or (lambda processes: _run(kind, n, processes))
+        measured, baseline_name, baseline = pool.submit(work, processes).result()
     except BaseException:
         processes.abort()  # the helper thread then stops waiting, and removes the bench rows
         raise

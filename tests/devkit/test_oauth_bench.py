@@ -60,6 +60,8 @@ def test_oauth_scenario_prints_its_line_with_no_errors_and_leaves_no_rows(bench_
     if name == "token_issue":  # measured against a stock django-oauth-toolkit server in the same run
         assert line["baseline"] == "django-oauth-toolkit client credentials"
         assert line["dot_errors"] == 0 and line["dot_tokens_per_second"] > 0 and line["tokens_per_second_vs_dot"] > 0
+        rounds = line["rounds"]
+        assert len(line["tokens_per_second_vs_dot_rounds"]) == rounds == len(line["dot_tokens_per_second_rounds"])
     else:
         assert line["baseline"] == "trivial_authenticated_view_same_server"
     assert line["ratio"] == pytest.approx(line["seconds"] / line["baseline_seconds"], rel=0.05, abs=0.02)
@@ -96,3 +98,20 @@ def test_token_issue_federated_is_measured_against_secrets_in_the_same_run(bench
     finally:
         database.close()
     assert left == dict.fromkeys(left, 0)
+
+
+def test_token_issue_rounds_split_n_and_pool_their_figures():
+    from devkit.bench import oauth_jwt
+
+    assert oauth_jwt._rounds(50) == [50]
+    assert oauth_jwt._rounds(6001) == [1001, 1000, 1000, 1000, 1000, 1000]
+    phase = {"connections_per_worker": [4, 4], "error_kinds": {}, "loadgen_cpu_share": 0.2, "machine_busy_cpus": 2.0}
+    slow = {**phase, "n": 100, "seconds": 2.0, "latencies_ms": [float(ms) for ms in range(1, 101)],
+            "server_cpu_ms_per_request": 3.0, "postgres_cpu_ms_per_request": 1.0, "error_kinds": {"http_500": 1}}
+    fast = {**phase, "n": 300, "seconds": 1.0, "latencies_ms": [0.5] * 300, "server_cpu_ms_per_request": 1.0,
+            "postgres_cpu_ms_per_request": 1.0}
+    pooled = oauth_jwt._combined([slow, fast])
+    assert pooled["n"] == 400 and pooled["seconds"] == 3.0 and pooled["rps"] == pytest.approx(400 / 3)
+    assert pooled["server_cpu_ms_per_request"] == pytest.approx((300 + 300) / 400)
+    assert pooled["p50_ms"] == 0.5 and pooled["p99_ms"] == 97.0 and pooled["max_ms"] == 100.0
+    assert pooled["errors"] == 1 and pooled["error_kinds"] == {"http_500": 1}
