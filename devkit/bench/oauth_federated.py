@@ -3,7 +3,7 @@ without secrets").
 
 The same server, load generator and data as ``token_issue`` (``devkit.bench.oauth``: gunicorn with 2 sync workers,
 20 agents, ten conditional-access policies in force), plus a federated credential per agent trusting a local OpenID
-issuer (``tests.federation_issuer``: a loopback HTTP server, plain http allowed for the run). Each request presents
+issuer (``devkit.federation_issuer``: a loopback HTTP server, plain http allowed for the run). Each request presents
 a fresh Kubernetes-style service-account token as its ``client_assertion`` (a token is accepted once), signed
 before the run so that the load generator only sends bytes. The issuer's JWKS is fetched during the warm-up and
 then served from the cache, as in steady production use. In the same run the client-secret ``token_issue`` load is
@@ -38,7 +38,7 @@ def _federated_request(host: str, client_id: str, token: str) -> str:
 
 
 def _run(n: int, processes: oauth.Processes) -> tuple[dict, dict, dict, object]:
-    from tests.federation_issuer import FederationIssuer
+    from devkit.federation_issuer import FederationIssuer
 
     tag = f"oauthbench-{secrets.token_hex(4)}"
     fixture = server = None

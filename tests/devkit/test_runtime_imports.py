@@ -22,7 +22,7 @@ elif kind == "worker":
 print(json.dumps(sorted(sys.modules)))
 """
 
-DEV_ONLY = ("devkit.bench", "devkit.demo", "devkit.management")
+DEV_ONLY = ("devkit.bench", "devkit.demo", "devkit.management", "devkit.federation_issuer")
 
 
 @pytest.mark.parametrize("kind", ["web", "worker"])

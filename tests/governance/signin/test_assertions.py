@@ -16,7 +16,7 @@ from jwt.algorithms import ECAlgorithm
 from agents import registry, trust
 from governance.signin import assertions
 from tests.factories import agent_spec, make_blueprint
-from tests.federation_issuer import FederationIssuer
+from devkit.federation_issuer import FederationIssuer
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from agents import registry, trust
 from governance.signin import assertions
 from governance.signin.models import AccessToken, SignIn
 from tests.factories import agent_spec, make_blueprint
-from tests.federation_issuer import FederationIssuer
+from devkit.federation_issuer import FederationIssuer
 
 pytestmark = pytest.mark.django_db
 

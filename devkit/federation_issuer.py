@@ -1,5 +1,5 @@
-"""A local OpenID issuer for tests and the bench: a loopback HTTP server (a thread) publishing its discovery
-document and JWKS, and signing Kubernetes-style service-account tokens with RS256.
+"""A local OpenID issuer for tests, the bench and development: a loopback HTTP server (a thread) publishing its
+discovery document and JWKS, and signing Kubernetes-style service-account tokens with RS256.
 
     with FederationIssuer() as issuer:
         token = issuer.service_account_token("ns", "name", audience="https://portal.example")
