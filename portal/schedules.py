@@ -35,6 +35,7 @@ JOB_SCHEDULES = {
 
 def schedule_period(entry: schedule | crontab) -> timedelta:
     """How long one period of a schedule lasts: its interval, or the gap between two consecutive crontab times
+    "maintain_sign_in_partitions": crontab(minute=40, hour=0),  # daily: the sign-in log's days ahead and retention
     (from a fixed reference, so the answer never depends on the clock). A job is late past twice this."""
     if isinstance(entry, crontab):
         reference = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday at midnight
