@@ -416,7 +416,8 @@ def retirement_preview(agent: Agent) -> dict:
     grants = list(PermissionGrant.objects.filter(identity__agent=agent, ended_at__isnull=True)
                   .select_related("permission"))
     agent_user = User.objects.filter(agent_user_of__identity__agent=agent).first()
-    return {"identity": identity, "credentials": creds, "grants": grants, "agent_user": agent_user}
+    return {"identity": identity, "credentials": creds, "grants": grants, "agent_user": agent_user,
+            **trust.retirement_preview(agent, now)}
 
 
 @transaction.atomic

@@ -368,12 +368,31 @@ def revoke_for_retirement(agent: Agent, now: datetime) -> dict[str, int]:
     }
 
 
+def retirement_preview(agent: Agent, now: datetime | None = None) -> dict:
+    """What retirement removes of the agent's credentials without secrets (R5 with R28): its keys and its own
+    federated credentials still in force (revoked), and the blueprint defaults that stop applying to it (they stay
+    for the blueprint's other agents: a retired agent matches no rule)."""
+    now = now or timezone.now()
+    return {
+        "key_credentials": list(active_keys(agent, now).order_by("created_at")),
+        "federated_credentials": list(FederatedCredential.objects.filter(agent=agent, revoked_at__isnull=True)
+                                      .order_by("created_at")),
+        "inherited_rules": list(inherited_rules(agent)),
+    }
+
+
 # --- reads --------------------------------------------------------------------------------------------------
 
 
 def active_keys(agent: Agent, now: datetime | None = None):
     now = now or timezone.now()
     return KeyCredential.objects.filter(identity__agent=agent, revoked_at__isnull=True, expires_at__gt=now)
+
+
+def inherited_rules(agent: Agent):
+    """The federated credentials the agent holds through its blueprint (defaults set by an administrator)."""
+    return FederatedCredential.objects.filter(blueprint_id=agent.blueprint_id, revoked_at__isnull=True) \
+        .order_by("created_at")
 
 
 def active_rules(agent: Agent):

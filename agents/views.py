@@ -141,7 +141,8 @@ def setup_agent(request, blueprint_id: int):
     form = AgentSetupForm(request.POST or None, initial=initial, identity_choices=identity_choices,
                           scope_choices=scope_choices)
     context = {"blueprint": blueprint, "form": form, "permissions": blueprint.required_permissions.all(),
-               "workspace": workspace, "notices": registry.setup_notices(blueprint)}
+               "workspace": workspace, "notices": registry.setup_notices(blueprint),
+               "no_secrets": workspace.forbid_new_secrets}
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         spec = registry.AgentSpec(
@@ -167,6 +168,10 @@ def setup_agent(request, blueprint_id: int):
                 messages.success(request, f"Agent {result.agent.name} is set up.")
             if result.client_secret:
                 return _show_secret(request, result.agent, result.client_id, result.client_secret, created=True)
+            if result.agent.identity_type == IdentityType.AGENT_IDENTITY:  # no secret: the workspace forbids them
+                messages.info(request, f"No secret was issued to {result.agent.name}: add a key or a federated "
+                                       f"credential so that it can get tokens.")
+                return redirect("agent-credentials", agent_id=result.agent.pk)
             return redirect("agent-detail", agent_id=result.agent.pk)
     return render(request, "agents/setup_agent.html", context)
 

@@ -302,7 +302,7 @@ if OAUTH_DYNAMIC_REGISTRATION not in ("approval", "open", "off"):
 # Agents without secrets (docs/oauth.md, "Agents without secrets"): key credentials' lifetime, how far ahead a
 # client assertion may expire, how long an issuer's JWKS is kept, which hosts a key credential's jwks_uri may name.
 KEY_CREDENTIAL_DAYS = env.int("KEY_CREDENTIAL_DAYS", default=365)
-CLIENT_ASSERTION_MAX_SECONDS = env.int("CLIENT_ASSERTION_MAX_SECONDS", default=3600)
+CLIENT_ASSERTION_MAX_SECONDS = env.int("CLIENT_ASSERTION_MAX_SECONDS", default=300)  # exp - now, exp - iat
 FEDERATION_JWKS_CACHE_SECONDS = env.int("FEDERATION_JWKS_CACHE_SECONDS", default=300)
 OAUTH_KEY_JWKS_ALLOWED_HOSTS = env.list("OAUTH_KEY_JWKS_ALLOWED_HOSTS", default=[])  # empty: any https host
 # Runs (sessions and runs): where a run's API reads go (empty: the portal in-process), how long a run may take,

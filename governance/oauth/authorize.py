@@ -215,11 +215,13 @@ def grantable(person: User, client: OAuthClient, resource: resources.Resource,
 
 
 def conditional_access_evaluation(client: OAuthClient, *, ip: str | None, at: datetime, scopes,
-                                  resource: str) -> conditional_access.Evaluation:
-    """Conditional access for the client's agent (R20), as at the token endpoint."""
+                                  resource: str, credential_type: str = "") -> conditional_access.Evaluation:
+    """Conditional access for the client's agent (R20), as at the token endpoint. ``credential_type``: how the client
+    authenticated (R28; "" at the authorization endpoint, where it has not yet, and for a public client)."""
     policies = conditional_access.cached_active_policies()
     facts = conditional_access.agent_facts(client.agent, policies)
-    context = conditional_access.AccessContext(ip=ip, at=at, scopes=frozenset(scopes), resource=resource)
+    context = conditional_access.AccessContext(ip=ip, at=at, scopes=frozenset(scopes), resource=resource,
+                                               credential_type=credential_type)
     return conditional_access.evaluate(facts, context, policies)
 
 

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from agents.choices import CredentialType
 from agents.models import AgentIdentity
 from governance.conditional_access.choices import RiskLevel
 from governance.oauth import authorize, fastpath
@@ -86,6 +87,15 @@ def authenticate(client_id: str, secret: str, at: datetime) -> tuple[OAuthClient
     return (None, why) if why else (client, "")
 
 
+def credential_type(client: OAuthClient | None, request: GrantRequest) -> str:
+    """How the client authenticated, for conditional access and the sign-in log (R28): a confidential client with
+    its agent's secret (the only way these grants authenticate one), a public client not at all (""). Before the
+    client is known, what it tried: a secret if it sent one."""
+    if client is None:
+        return CredentialType.SECRET.value if request.secret else ""
+    return "" if client.token_endpoint_auth_method == AuthMethod.NONE else CredentialType.SECRET.value
+
+
 def _secret_refusal(client: OAuthClient, identity_client_id: str | None, secret: str, at: datetime) -> str:
     """"" when ``secret`` is a live secret of the client agent's credential; otherwise why not."""
     authenticated = tokens.authenticate_client(identity_client_id, secret, at) if identity_client_id and secret \
@@ -103,7 +113,8 @@ def _refuse(request: GrantRequest, client: OAuthClient | None, refusal: Refusal,
         ip=request.ip, agent_id=client.agent_id if client else None,
         actor_kind=ActorKind.ON_BEHALF_OF if client else ActorKind.UNKNOWN, subject_id=user_id, requested=requested,
         outcome=SignInOutcome.BLOCKED if refusal.blocked else SignInOutcome.FAILURE, error=refusal.error,
-        reason=refusal.reason or refusal.description, policies=policies, resource=request.resource)
+        reason=refusal.reason or refusal.description, policies=policies, resource=request.resource,
+        credential_type=credential_type(client, request))
     tokens.issuance_record(recorded)
     return GrantOutcome(Outcome(recorded, refusal=refusal), failed_authentication=failed)
 
@@ -123,7 +134,8 @@ def _issue(request: GrantRequest, client: OAuthClient, person, *, scopes: list[s
         at=request.at, client_id=client.client_id, grant_type=request.grant_type, ip=request.ip, agent_id=agent.pk,
         actor_kind=ActorKind.ON_BEHALF_OF, subject_id=person.pk, requested=tuple(request.scopes or ()),
         granted=tuple(scopes), outcome=SignInOutcome.SUCCESS, policies=policies, token_hash=token_hash,
-        expires_at=expires_at, resource=request.resource, audience=resource, family=family)
+        expires_at=expires_at, resource=request.resource, audience=resource, family=family,
+        credential_type=credential_type(client, request))
     refresh_value, refresh = "", None
     if refresh_scopes is not None:
         refresh_value = "aiprt_" + secrets.token_urlsafe(32)
@@ -183,7 +195,8 @@ def _still_allowed(request: GrantRequest, client: OAuthClient, person, scopes, r
         return [], (), Refusal("invalid_grant", "The person no longer holds any of the consented scopes.",
                                "nothing consented is still the person's")
     evaluation = authorize.conditional_access_evaluation(client, ip=request.ip, at=request.at, scopes=granted,
-                                                         resource=resource_id)
+                                                         resource=resource_id,
+                                                         credential_type=credential_type(client, request))
     policies = tuple(evaluation.applied())
     if not evaluation.allowed:
         names = evaluation.blocked_by

@@ -5,7 +5,8 @@ Two kinds of JWT reach the token endpoint as an assertion:
 
 * ``private_key_jwt`` (RFC 7523 §2.2): the agent signed it with a key registered as one of its key credentials.
   ``iss`` = ``sub`` = its client id, ``aud`` names our issuer or token endpoint, ``exp`` at most
-  ``CLIENT_ASSERTION_MAX_SECONDS`` ahead, ``iat``/``nbf`` not in the future, a ``jti`` never seen before.
+  ``CLIENT_ASSERTION_MAX_SECONDS`` ahead of now and of its ``iat``, ``iat``/``nbf`` not in the future, a ``jti``
+  never seen before.
 * a federated credential's token (workload identity federation): its platform (a Kubernetes cluster, a CI system,
   a cloud) signed it. A rule trusting its ``iss`` must exist (the agent's own or its blueprint's default); the
   issuer's keys come from its OpenID configuration's ``jwks_uri``; ``aud`` must hold the rule's audience and
@@ -140,8 +141,12 @@ def _check_expiry(claims: dict, now: datetime, *, max_ahead: int | None) -> None
         raise _Refused("the assertion has no exp")
     if exp + LEEWAY_SECONDS <= now.timestamp():
         raise _Refused("the assertion has expired")
-    if max_ahead is not None and exp - now.timestamp() > max_ahead + LEEWAY_SECONDS:
-        raise _Refused(f"the assertion expires more than {max_ahead} seconds ahead")
+    if max_ahead is not None:
+        issued = claims.get("iat")
+        if exp - now.timestamp() > max_ahead + LEEWAY_SECONDS:
+            raise _Refused(f"the assertion expires more than {max_ahead} seconds ahead")
+        if isinstance(issued, int | float) and exp - issued > max_ahead + LEEWAY_SECONDS:
+            raise _Refused(f"the assertion lives longer than {max_ahead} seconds (exp - iat)")
     for name in ("iat", "nbf"):
         value = claims.get(name)
         if isinstance(value, int | float) and value - LEEWAY_SECONDS > now.timestamp():

@@ -11,7 +11,7 @@ from django.urls import reverse
 from jwt.algorithms import ECAlgorithm
 
 from agents import registry, trust
-from agents.models import AgentIdentity, Credential
+from agents.models import Agent, AgentIdentity, Credential
 from portal import workspaces
 from portal.models import AuditEvent, Workspace
 from tests.factories import agent_spec
@@ -96,3 +96,29 @@ def test_r28_the_credential_policy_is_set_on_the_members_page(client, registry_w
     # The API shows it.
     client.force_login(w.owner)
     assert client.get("/api/v1/workspaces/alpha/").json()["forbid_new_secrets"] is True
+
+
+def test_r28_the_wizard_says_no_secret_will_be_issued_and_leads_to_the_credentials_page(client, registry_world):
+    w = registry_world
+    data = {"name": "keyless-agent", "identity_type": "agent_identity", "scope": "workspace", "sponsors": "owner",
+            "owners": "owner_b", "attributes": "", "expires_at": ""}
+    client.force_login(w.owner)
+    before = client.get(reverse("agent-setup-blueprint", args=[w.blueprint.pk])).content.decode()
+    assert "data-no-secret" not in before
+    with_secret = client.post(reverse("agent-setup-blueprint", args=[w.blueprint.pk]), {**data, "confirm": "1"})
+    assert 'id="client-secret"' in with_secret.content.decode()
+    credentials_url = reverse("agent-credentials", args=[Agent.objects.get(name="keyless-agent").pk])
+    assert f'href="{credentials_url}"' in with_secret.content.decode()  # the key or federated path, offered
+    _forbid(w)
+    data["name"] = "keyless-agent-2"
+    page = client.get(reverse("agent-setup-blueprint", args=[w.blueprint.pk])).content.decode()
+    assert "No secret will be issued." in page and "add a key or federated credential" in page
+    review = client.post(reverse("agent-setup-blueprint", args=[w.blueprint.pk]), data).content.decode()
+    assert "No secret will be issued" in review and "client secret (shown once)" not in review
+    created = client.post(reverse("agent-setup-blueprint", args=[w.blueprint.pk]), {**data, "confirm": "1"})
+    agent = Agent.objects.get(name="keyless-agent-2")
+    assert created.status_code == 302 and created["Location"] == reverse("agent-credentials", args=[agent.pk])
+    assert not Credential.objects.filter(identity__agent=agent).exists()
+    landing = client.get(created["Location"]).content.decode()
+    assert "No secret was issued to keyless-agent-2: add a key or a federated credential" in landing
+    assert 'id="federated-form"' in landing and 'id="key-form"' in landing

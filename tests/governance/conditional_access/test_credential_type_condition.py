@@ -141,3 +141,36 @@ def test_r28_credential_type_condition_in_the_editor_the_list_and_the_api(client
     assert bad.status_code == 200 and ConditionalAccessPolicy.objects.get(pk=policy.pk).credential_types == ["secret"]
     api = client.get(f"/api/v1/policies/{policy.pk}/")
     assert api.status_code == 200 and json.loads(api.content)["credential_types"] == ["secret"]
+
+
+def test_r28_secret_condition_blocks_a_confidential_clients_code_exchange_and_refresh(client):
+    """The authorization-code and refresh-token grants pass how the client authenticated to conditional access: a
+    confidential client with its secret is blocked by "credential type is one of secret", a public client (no
+    credential) is not, and the sign-in log records the credential type."""
+    from tests.governance.oauth.clients_helper import get_code, make_client, make_person, redeem, refresh
+
+    confidential, secret = make_client(public=False)
+    public, _ = make_client()
+    person = make_person()
+    code, verifier = get_code(client, confidential, person)
+    first = redeem(client, confidential, code, verifier, secret=secret)
+    assert first.status_code == 200, first.content
+    assert SignIn.objects.filter(client_id=confidential.client_id, outcome="success").latest("at") \
+        .credential_type == "secret"
+    public_code, public_verifier = get_code(client, public, person)
+    conditional_access.policy_save(actor=None, data={
+        "name": "No secrets for apps", "state": "on", "grant": "block", "agent_kinds": ["client_application"],
+        "credential_types": ["secret"]})
+    conditional_access.policies_changed()
+    code, verifier = get_code(client, confidential, person)
+    blocked = redeem(client, confidential, code, verifier, secret=secret)
+    assert blocked.status_code == 400 and "No secrets for apps" in blocked.json()["error_description"]
+    row = SignIn.objects.filter(client_id=confidential.client_id, grant_type="authorization_code").latest("at")
+    assert row.outcome == "blocked" and row.credential_type == "secret"
+    again = refresh(client, confidential, first.json()["refresh_token"], secret=secret)
+    assert again.status_code == 400 and "No secrets for apps" in again.json()["error_description"]
+    assert SignIn.objects.filter(client_id=confidential.client_id, grant_type="refresh_token").latest("at") \
+        .outcome == "blocked"
+    allowed = redeem(client, public, public_code, public_verifier)
+    assert allowed.status_code == 200, allowed.content
+    assert SignIn.objects.filter(client_id=public.client_id, outcome="success").latest("at").credential_type == ""

@@ -14,9 +14,9 @@ from django.utils import timezone
 from jwt.algorithms import ECAlgorithm
 
 from agents import registry, trust
+from devkit.federation_issuer import FederationIssuer
 from governance.signin import assertions
 from tests.factories import agent_spec, make_blueprint
-from devkit.federation_issuer import FederationIssuer
 
 pytestmark = pytest.mark.django_db
 

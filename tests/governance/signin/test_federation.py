@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 
+import jwt
 import pytest
 
 from agents import registry, trust
+from devkit.federation_issuer import FederationIssuer
 from governance.signin import assertions
 from governance.signin.models import AccessToken, SignIn
 from tests.factories import agent_spec, make_blueprint
-from devkit.federation_issuer import FederationIssuer
 
 pytestmark = pytest.mark.django_db
 
@@ -185,3 +186,49 @@ def test_r28_federated_issuance_on_both_paths(client, agent, issuer, path):
     sign_in = _last_sign_in()
     assert (sign_in.credential_type, sign_in.credential_issuer, sign_in.token_id is not None) == (
         "federated", issuer.issuer, True)
+
+
+def test_r5_r28_retirement_preview_lists_what_it_removes_and_leaves_nothing_usable(client, agent, issuer, world):
+    """The retire page lists the agent's keys, its own federated credentials and the blueprint defaults it
+    inherits; after retirement none of them (nor a secret) gets a token: the key and the rule are revoked, the
+    blueprint default stays for other agents but matches no retired agent."""
+    import uuid
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from django.urls import reverse
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    key = trust.key_credential_add(actor=world.owner, agent=agent, pem=pem)
+    trust.federated_credential_add(actor=world.ga, blueprint=agent.blueprint, issuer=issuer.issuer,
+                                   audience=AUDIENCE, subject="system:serviceaccount:agents:fleet")
+    _credential, secret = registry.credential_rotate(actor=world.owner, agent=agent)
+    client.force_login(world.owner)
+    page = client.get(reverse("agent-retire", args=[agent.pk])).content.decode()
+    assert f"1 key credential revoked: <span class=\"mono\">{key.kid}</span>" in page
+    assert "1 federated credential removed" in page and "system:serviceaccount:agents:cluster-agent" in page
+    assert "inherited from its blueprint" in page and "system:serviceaccount:agents:fleet" in page
+    assert "2 active client secrets revoked" in page  # the one set-up issued, and the rotated one
+    preview = registry.retirement_preview(agent)
+    assert [k.pk for k in preview["key_credentials"]] == [key.pk] and len(preview["federated_credentials"]) == 1
+    client.post(reverse("agent-retire", args=[agent.pk]))
+    agent.refresh_from_db()
+    assert agent.status == "retired" and trust.credential_types(agent) == set()
+    client.logout()
+    client_id = agent.identity.client_id
+    now = int(time.time())
+    own = jwt.encode({"iss": client_id, "sub": client_id, "aud": assertions.token_endpoint(), "iat": now,
+                      "exp": now + 60, "jti": uuid.uuid4().hex}, private, algorithm="ES256")
+    refused = [
+        _token(client, client_id, own),
+        _token(client, client_id, issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE)),
+        _token(client, client_id, issuer.service_account_token("agents", "fleet", audience=AUDIENCE)),
+        client.post("/oauth/token/", {"grant_type": JWT_BEARER, "assertion": issuer.service_account_token(
+            "agents", "fleet", audience=AUDIENCE)}, REMOTE_ADDR="127.0.0.1"),
+        client.post("/oauth/token/", {"grant_type": "client_credentials", "client_id": client_id,
+                                      "client_secret": secret}, REMOTE_ADDR="127.0.0.1"),
+    ]
+    assert [r.status_code for r in refused] == [401, 401, 401, 400, 401], [r.content for r in refused]
+    assert not AccessToken.objects.filter(agent=agent, issued_at__gt=agent.retired_at).exists()

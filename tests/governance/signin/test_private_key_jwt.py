@@ -4,6 +4,7 @@ overlap."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -41,7 +42,15 @@ def portal(live_server, settings, world):
     return live_server.url + "/oauth/token/", agent, world
 
 
-def _fetch(token_url: str, client_id: str, private_pem: str, **claims) -> dict:
+LIFETIME = 120  # seconds: within CLIENT_ASSERTION_MAX_SECONDS (authlib's own default is an hour)
+
+
+def _fetch(token_url: str, client_id: str, private_pem: str, *, lifetime: int | None = LIFETIME, **claims) -> dict:
+    """A client-credentials token through authlib's ``PrivateKeyJWT``. Its ``sign`` passes no lifetime, but the claims
+    it is given are laid over its own, so a short-lived assertion is ``claims={"exp": now + lifetime}`` on an auth
+    object made for this request (``lifetime=None``: authlib's default hour)."""
+    if lifetime is not None:
+        claims.setdefault("exp", int(time.time()) + lifetime)
     # An EC key is handed over as a key object (authlib reads a PEM string as RSA)
     session = OAuth2Session(client_id, ECKey.import_key(private_pem),
                             token_endpoint_auth_method=PrivateKeyJWT(token_url, alg="ES256", claims=claims or None))
@@ -101,3 +110,23 @@ def test_r28_authlib_private_key_jwt_rotation_overlap(portal):
     with pytest.raises(OAuthError):
         _fetch(token_url, agent.identity.client_id, old_private)
     assert _fetch(token_url, agent.identity.client_id, new_private)["access_token"]
+
+
+def test_r28_authlib_default_hour_long_assertion_is_refused_and_the_window_is_configurable(portal, settings):
+    """An assertion is a one-time proof with a short window (``CLIENT_ASSERTION_MAX_SECONDS``, 300 s by default):
+    authlib's default hour-long assertion is refused with the reason logged; raising the setting admits it."""
+    token_url, agent, world = portal
+    private_pem, public_pem = _keypair()
+    trust.key_credential_add(actor=world.owner, agent=agent, pem=public_pem)
+    assert settings.CLIENT_ASSERTION_MAX_SECONDS == 300
+    with pytest.raises(OAuthError) as refused:
+        _fetch(token_url, agent.identity.client_id, private_pem, lifetime=None)
+    assert refused.value.error == "invalid_client"
+    assert SignIn.objects.get(outcome="failure").reason == "the assertion expires more than 300 seconds ahead"
+    now = int(time.time())
+    with pytest.raises(OAuthError):  # exp near, but issued long before: it lived longer than the window
+        _fetch(token_url, agent.identity.client_id, private_pem, iat=now - 900, exp=now + 60)
+    assert SignIn.objects.filter(outcome="failure").latest("at").reason == \
+        "the assertion lives longer than 300 seconds (exp - iat)"
+    settings.CLIENT_ASSERTION_MAX_SECONDS = 3600
+    assert _fetch(token_url, agent.identity.client_id, private_pem, lifetime=None)["access_token"]
