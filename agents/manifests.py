@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 
 from agents import catalog
 from agents.choices import PublisherKind
+from agents.inputs import manifest_problems as declared_input_problems
 from agents.models import Blueprint, BlueprintSkill, Publisher
 from portal import audit
 from portal.models import Permission, User
@@ -44,7 +45,7 @@ CUSTOM_PUBLISHER = "Custom"  # what Security Copilot writes for an organisation'
 KEY_ORDER = ("Descriptor", "AgentDefinitions", "SkillGroups", "Name", "DisplayName", "Description", "Icon",
              "Publisher", "Product", "RequiredSkillsets", "AgentSingleInstanceConstraint", "Triggers",
              "DefaultPollPeriodSeconds", "ProcessSkill", "Format", "Skills", "Inputs", "DefaultValue", "Required",
-             "Settings", "ChildSkills", "ExecutorUrl")
+             "Type", "Minimum", "Maximum", "Settings", "ChildSkills", "ExecutorUrl")
 
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
@@ -308,6 +309,8 @@ def _check_structure(manifest: Any) -> list[str]:
                     if isinstance(item.get("DefaultValue"), dict | list):
                         check.add(f"{input_base}.DefaultValue must be a single value (found "
                                   f"{_kind(item['DefaultValue'])})")
+                    for problem in declared_input_problems(item, input_base):
+                        check.add(problem)
                 if skill.get("Settings") is not None and not isinstance(skill["Settings"], dict):
                     check.add(f"{skill_base}.Settings must be a mapping (found {_kind(skill['Settings'])})")
                 check.texts(skill, skill_base, "ChildSkills", what="skill names", max_length=MAX_SKILL_NAME)

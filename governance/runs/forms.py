@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from django import forms
+from django.core.exceptions import ValidationError
 
+from agents.inputs import declared_inputs
 from portal.forms import StyledForm
 
 
@@ -23,31 +25,44 @@ class SessionOpenForm(StyledForm):
 
 
 class RunInputsForm(forms.Form):
-    """One text field per input the agent's blueprint declares (``Blueprint.inputs``), its default prefilled.
+    """One text field per input the agent's blueprint declares (``agents.inputs``), labelled in words, its default
+    prefilled.
 
-    Required inputs are marked, not enforced here: ``runs.run_start`` enforces them (one rule, one place), and its
-    refusal is shown on this form."""
+    Required inputs, types and limits are marked, not enforced here: ``runs.run_start`` enforces them (one rule, one
+    place), and its refusal is shown next to each field (``add_start_errors``)."""
 
     def __init__(self, *args, declared=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.required_names: list[str] = []
-        for item in declared or ():
-            name = str(item.get("Name") or "").strip()
-            if not name or name in self.fields:
-                continue
-            help_text = str(item.get("Description") or "").strip()
-            self.fields[name] = forms.CharField(label=name, required=False, max_length=2000, help_text=help_text,
-                                                initial=str(item.get("DefaultValue") or ""))
-            attrs = self.fields[name].widget.attrs
+        for item in declared_inputs(declared):
+            help_text = item.description
+            expected = item.expected()
+            if item.type != "string" and expected not in help_text:
+                help_text = f"{help_text} ({expected[:1].upper()}{expected[1:]}.)".strip()
+            self.fields[item.name] = forms.CharField(label=item.label, required=False, max_length=2000,
+                                                     help_text=help_text, initial=item.default)
+            attrs = self.fields[item.name].widget.attrs
             attrs["class"] = "form-control"
+            if item.type in ("integer", "number"):
+                attrs["inputmode"] = "numeric" if item.type == "integer" else "decimal"
             if help_text:
-                attrs["aria-describedby"] = f"{self[name].id_for_label}_help"
-            if item.get("Required"):
-                self.required_names.append(name)
+                attrs["aria-describedby"] = f"{self[item.name].id_for_label}_help"
+            if item.required:
+                self.required_names.append(item.name)
                 attrs["aria-required"] = "true"
 
     def inputs(self) -> dict:
         return dict(self.cleaned_data)
+
+    def add_start_errors(self, error: ValidationError) -> None:
+        """A refused start: each input's problem next to its field, the rest above the form."""
+        if hasattr(error, "error_dict"):
+            for name, errors in error.message_dict.items():
+                for message in errors:
+                    self.add_error(name if name in self.fields else None, message)
+        else:
+            for message in error.messages:
+                self.add_error(None, message)
 
 
 class FeedbackForm(StyledForm):

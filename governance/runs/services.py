@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from agents import policy as agent_policy
 from agents.choices import AgentScope, AgentStatus, IdentityType, PublisherKind
+from agents.inputs import declared_inputs
 from agents.models import Agent
 from governance.conditional_access import services as conditional_access
 from governance.runs import builtin as builtin_agents
@@ -98,26 +99,35 @@ def authorise_run(agent: Agent, started_by: User | None, *, now: datetime | None
 
 
 def _missing_inputs(agent: Agent, inputs: dict) -> list[str]:
-    declared = agent.blueprint.inputs or []
-    return [item.get("Name", "") for item in declared
-            if item.get("Required") and not str(inputs.get(item.get("Name", ""), "")).strip()]
+    """The labels of the required inputs left empty."""
+    return [item.label for item in declared_inputs(agent.blueprint.inputs)
+            if item.required and not str(inputs.get(item.name, "")).strip()]
 
 
 def _clean_inputs(agent: Agent, inputs: dict | None) -> dict:
-    """The declared inputs only, as trimmed text (an undeclared name is refused: it would be silently ignored)."""
-    declared = {item.get("Name", "") for item in agent.blueprint.inputs or []}
+    """The declared inputs only, as trimmed text, each checked against its declared type and limits
+    (``agents.inputs``). Every problem is reported at once, keyed by the input's name, in the words of the form
+    (labels, not manifest names); nothing is recorded for a refused start. An undeclared name is refused: it would
+    be silently ignored."""
+    declared = {item.name: item for item in declared_inputs(agent.blueprint.inputs)}
     inputs = dict(inputs or {})
-    unknown = sorted(set(inputs) - declared)
+    unknown = sorted(set(inputs) - set(declared))
     if unknown:
         raise ValidationError({"inputs": f"{agent.blueprint.display_name} takes no input called "
                                          f"{', '.join(unknown)}."})
     cleaned = {name: str(value).strip() for name, value in inputs.items() if value is not None}
-    too_long = sorted(name for name, value in cleaned.items() if len(value) > 2000)
-    if too_long:
-        raise ValidationError({"inputs": f"Keep each input under 2,000 characters ({', '.join(too_long)})."})
-    missing = _missing_inputs(agent, cleaned)
-    if missing:
-        raise ValidationError({"inputs": f"Fill in the required inputs: {', '.join(missing)}."})
+    problems: dict[str, str] = {}
+    for name, item in declared.items():
+        value = cleaned.get(name, "")
+        if not value:
+            if item.required:
+                problems[name] = f"Fill in {item.label}: {agent.blueprint.display_name} needs it."
+            continue
+        problem = item.check(value)
+        if problem:
+            problems[name] = problem
+    if problems:
+        raise ValidationError(problems)
     return {name: value for name, value in cleaned.items() if value}
 
 
@@ -133,8 +143,8 @@ def runnable_problem(agent: Agent) -> str:
     """Why the portal cannot execute this agent's runs at all ("" when it can): built-in or an executor URL."""
     if builtin_agents.builtin_for(agent.blueprint) is not None or agent.blueprint.executor_url:
         return ""
-    return ("The portal cannot run this agent: it is not one of the built-in agents and its blueprint names no "
-            "executor (AgentDefinitions[].ExecutorUrl).")
+    return ("The portal cannot run this agent: it is not one of the built-in agents and its manifest names no "
+            "executor URL to send its runs to.")
 
 
 def _record(run: Run, decision: RunDecision, actor: User | None) -> Run:
@@ -183,8 +193,7 @@ def run_start(*, actor: User, session: Session, inputs: dict | None = None, ip: 
 def scheduled_run_start(agent: Agent) -> Run:
     """The agent's schedule starts a run (nobody's rights bound it: the agent's own, like a client-credentials
     token). Defaults of the declared inputs apply."""
-    defaults = {item["Name"]: str(item.get("DefaultValue") or "").strip()
-                for item in agent.blueprint.inputs or [] if item.get("Name")}
+    defaults = {item.name: item.default.strip() for item in declared_inputs(agent.blueprint.inputs)}
     run = Run(agent=agent, inputs={k: v for k, v in defaults.items() if v}, trigger=RunTrigger.SCHEDULE)
     if _missing_inputs(agent, run.inputs):
         decision = RunDecision(False, reason="a required input has no default value for a scheduled run")
@@ -383,11 +392,13 @@ def run_cancel(*, actor: User, run: Run) -> Run:
 
 
 def feedback_give(*, actor: User, run: Run, rating, comment: str = "") -> Feedback:
-    """Rate a finished run's output (1–5) with an optional comment; one per person and run (a second one replaces
-    the first). Kept as the agent's memory."""
+    """Rate a succeeded run's output (1–5) with an optional comment; one per person and run (a second one replaces
+    the first). Kept as the agent's memory. A failed run produced no output to rate."""
     if not run_policy.can_view_run(actor, run):
         raise PermissionDenied("You cannot see this run.")
-    if run.status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+    if run.status == RunStatus.FAILED:
+        raise ValidationError("This run failed: it has no output to rate.")
+    if run.status != RunStatus.SUCCEEDED:
         raise ValidationError("Rate a run once it has an output.")
     try:
         rating = int(rating)

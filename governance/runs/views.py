@@ -42,7 +42,7 @@ from portal import rbac
 from portal.choices import UserKind
 from portal.models import User, WorkspaceMembership
 from portal.network import client_ip
-from portal.viewutils import act, error_messages, flash_errors, flash_form_errors, page
+from portal.viewutils import act, flash_errors, flash_form_errors, page
 
 LEVEL_ORDER = {"critical": 4, "high": 3, "medium": 2, "low": 1}
 NOTHING_TO_APPLY = ("", "review")
@@ -260,8 +260,7 @@ def run_start(request, session_id: int):
         try:
             run = runs.run_start(actor=request.user, session=session, inputs=form.inputs(), ip=client_ip(request))
         except ValidationError as error:
-            for message in error_messages(error):
-                form.add_error(None, message)
+            form.add_start_errors(error)
         else:
             if run.status == RunStatus.REFUSED:
                 messages.warning(request, f"Run #{run.pk} was refused: {run.refused_reason}")
@@ -295,7 +294,7 @@ def _run_context(request, run: Run, feedback_form: FeedbackForm | None = None) -
     if feedback_form is None:
         feedback_form = FeedbackForm(initial={"rating": mine.rating, "comment": mine.comment} if mine else None)
     return {**_status_context(request, run), "feedback": feedback, "my_feedback": mine,
-            "feedback_form": feedback_form, "can_rate": run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)}
+            "feedback_form": feedback_form, "can_rate": run.status == RunStatus.SUCCEEDED}
 
 
 @login_required

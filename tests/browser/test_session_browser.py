@@ -87,7 +87,7 @@ def test_browser_a_contributor_runs_the_hygiene_agent_sees_its_findings_and_rate
         page.get_by_label("Title (optional)").fill("Monday hygiene check")
         page.get_by_role("button", name="Open the session").click()
         page.wait_for_selector("h1:has-text('Monday hygiene check')")
-        assert page.get_by_label("ExpiringWithinDays").input_value() == "30"  # the declared input, its default
+        assert page.get_by_label("Secrets expiring within (days)").input_value() == "30"  # the declared input
 
         page.get_by_role("button", name="Run", exact=True).click()
         page.wait_for_selector("text=is queued")
