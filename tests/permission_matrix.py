@@ -212,8 +212,8 @@ CASES += [
 
 # --- governance: partner approvals (R14–R16) --------------------------------------------------------------------
 
-APPROVAL_SEEN = expect(LOGIN, 200, 404, 404, 200, 404)
-API_APPROVAL = expect(403, 200, 404, 404, 200, 404)
+APPROVAL_SEEN = expect(LOGIN, 200, 200, 200, 200, 404)  # the requester, the agent's managers, GAs
+API_APPROVAL = expect(403, 200, 200, 200, 200, 404)
 
 
 def _approval_url(name):
@@ -223,10 +223,10 @@ def _approval_url(name):
 CASES += [
     Case("approval-list", "GET", lambda w: reverse("approval-list"), EVERYONE_OK),
     Case("approval-detail", "GET", _approval_url("approval-detail"), APPROVAL_SEEN),
-    Case("approval-approve", "POST", _approval_url("approval-approve"), expect(LOGIN, 403, 404, 404, 302, 404)),
-    Case("approval-deny", "POST", _approval_url("approval-deny"), expect(LOGIN, 403, 404, 404, 302, 404),
+    Case("approval-approve", "POST", _approval_url("approval-approve"), expect(LOGIN, 403, 403, 403, 302, 404)),
+    Case("approval-deny", "POST", _approval_url("approval-deny"), expect(LOGIN, 403, 403, 403, 302, 404),
          data=lambda w: {"reason": "Reads too much"}),
-    Case("approval-withdraw", "POST", _approval_url("approval-withdraw"), expect(LOGIN, 302, 404, 404, 302, 404)),
+    Case("approval-withdraw", "POST", _approval_url("approval-withdraw"), expect(LOGIN, 302, 302, 302, 302, 404)),
     Case("approval-create", "GET", lambda w: reverse("approval-create", args=[w.partner_agent.pk]),
          expect(LOGIN, 200, 200, 200, 200, 404)),
     Case("approval-create", "POST", lambda w: reverse("approval-create", args=[w.partner_agent.pk]),
@@ -239,9 +239,9 @@ CASES += [
     Case("api-approval-request-detail", "GET", lambda w: f"/api/v1/approval-requests/{w.approval.pk}/",
          API_APPROVAL),
     Case("api-approval-request-approve", "POST", lambda w: f"/api/v1/approval-requests/{w.approval.pk}/approve/",
-         expect(403, 403, 404, 404, 200, 404)),
+         expect(403, 403, 403, 403, 200, 404)),
     Case("api-approval-request-deny", "POST", lambda w: f"/api/v1/approval-requests/{w.approval.pk}/deny/",
-         expect(403, 403, 404, 404, 200, 404), data=lambda w: {"reason": "no"}),
+         expect(403, 403, 403, 403, 200, 404), data=lambda w: {"reason": "no"}),
     Case("api-approval-request-withdraw", "POST",
          lambda w: f"/api/v1/approval-requests/{w.approval.pk}/withdraw/", API_APPROVAL),
 ]

@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -213,11 +213,14 @@ def approval_withdraw(*, actor: User, approval: ApprovalRequest) -> ApprovalRequ
 
 
 def requests_visible_to(user) -> QuerySet[ApprovalRequest]:
-    """Global Administrators see every request; everyone else only their own."""
+    """Global Administrators see every request; everyone else the requests they made and those for agents they
+    manage (the people who may withdraw one, ``approval_withdraw``), so an owner sees where their agent stands."""
     qs = ApprovalRequest.objects.select_related("blueprint", "workspace", "agent", "requester", "decided_by")
     if rbac.is_global_administrator(user):
         return qs
-    return qs.filter(requester=user)
+    if not user.is_authenticated:
+        return qs.none()
+    return qs.filter(Q(requester=user) | Q(agent__in=agent_policy.agents_managed_by(user)))
 
 
 def previous_approved(request: ApprovalRequest) -> ApprovalRequest | None:

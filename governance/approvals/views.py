@@ -16,6 +16,7 @@ from portal import rbac
 from portal.viewutils import act, flash_errors, page
 
 TABS = {
+    "all": list(ApprovalStatus),
     "pending": [ApprovalStatus.PENDING],
     "decided": [ApprovalStatus.APPROVED, ApprovalStatus.DENIED, ApprovalStatus.WITHDRAWN],
     "expired": [ApprovalStatus.EXPIRED],
@@ -32,12 +33,15 @@ def _visible_request(user, request_id: int):
 @login_required
 @require_GET
 def approval_list(request):
-    tab = request.GET.get("tab", "pending")
-    statuses = TABS.get(tab, TABS["pending"])
+    """A Global Administrator's queue opens on what waits for a decision; anyone else's list opens on all their
+    requests (made by them or for agents they manage), each with where it stands."""
+    is_ga = rbac.is_global_administrator(request.user)
+    tab = request.GET.get("tab", "pending" if is_ga else "all")
+    tab = tab if tab in TABS else "pending"
     visible = approvals.requests_visible_to(request.user)
     return render(request, "governance/approvals/approval_list.html", {
-        "page": page(request, visible.filter(status__in=statuses)), "tab": tab, "query": f"tab={tab}",
-        "is_ga": rbac.is_global_administrator(request.user),
+        "page": page(request, visible.filter(status__in=TABS[tab])), "tab": tab, "query": f"tab={tab}",
+        "is_ga": is_ga,
         "counts": {name: visible.filter(status__in=s).count() for name, s in TABS.items()},
     })
 

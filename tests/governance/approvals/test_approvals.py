@@ -173,9 +173,11 @@ def test_r16_after_approval_the_contributor_completes_setup(world, partner, clie
     assert Agent.objects.get(pk=agent.pk).status == "active"
 
 
-def test_others_see_only_their_own_requests(world, partner, client):
+def test_others_see_only_their_own_requests_and_those_of_agents_they_manage(world, partner, client):
     request = ApprovalRequest.objects.get(agent=_pending_agent(world, partner))
-    client.force_login(world.owner)
+    client.force_login(world.owner)  # alpha's owner manages the contributor's agent: sees where it stands
+    assert client.get(f"/governance/approvals/{request.pk}/").status_code == 200
+    client.force_login(world.other)
     assert client.get(f"/governance/approvals/{request.pk}/").status_code == 404
     assert str(request.pk) not in client.get("/governance/approvals/").content.decode().split("approvals-table")[1]
     client.force_login(world.ga)
