@@ -1,4 +1,5 @@
-"""REST API for the registry: ``/api/v1/blueprints/`` and ``/api/v1/agents/``.
+"""REST API for the registry: ``/api/v1/blueprints/`` (with the federated credentials a blueprint's agents inherit)
+and ``/api/v1/agents/``.
 
 Agents are listed, read, created and moved through their lifecycle (disable, enable, retire) with the same
 selectors and services as the pages. There is no update: permissions, owners and sponsors cannot be PATCHed
@@ -7,6 +8,7 @@ selectors and services as the pages. There is no update: permissions, owners and
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
@@ -119,6 +121,34 @@ class BlueprintViewSet(viewsets.ReadOnlyModelViewSet):
     read_scopes = ("Portal.Agents.Read.All",)
     queryset = Blueprint.objects.select_related("publisher").prefetch_related("required_permissions") \
         .order_by("name", "-version")
+    lookup_value_regex = r"[0-9]+"
+
+    # --- federated credentials every agent of the blueprint inherits (R28): Global and Security Administrators ---
+
+    @extend_schema(methods=["GET"], request=None, responses={200: FederatedCredentialSerializer(many=True)})
+    @extend_schema(methods=["POST"], request=FederatedCredentialSerializer,
+                   responses={201: FederatedCredentialSerializer})
+    @action(detail=True, methods=["get", "post"], url_path="federated-credentials")
+    def federated_credentials(self, request, pk=None):
+        blueprint = self.get_object()
+        if request.method == "GET":
+            rows = FederatedCredential.objects.filter(blueprint=blueprint).order_by("-created_at")
+            return Response(FederatedCredentialSerializer(rows, many=True).data)
+        if not trust.is_trust_administrator(request.user):  # before the body is read: nothing to learn from it
+            raise PermissionDenied("Only Global and Security Administrators add blueprint defaults.")
+        payload = FederatedCredentialSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        credential = trust.federated_credential_add(actor=request.user, blueprint=blueprint,
+                                                    **payload.validated_data)
+        return Response(FederatedCredentialSerializer(credential).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: FederatedCredentialSerializer})
+    @action(detail=True, methods=["post"], url_path=r"federated-credentials/(?P<credential_id>[0-9]+)/revoke")
+    def federated_credential_revoke(self, request, pk=None, credential_id=None):
+        blueprint = self.get_object()
+        credential = get_object_or_404(FederatedCredential, pk=credential_id, blueprint=blueprint)
+        return Response(FederatedCredentialSerializer(trust.federated_credential_revoke(
+            actor=request.user, credential=credential)).data)
 
 
 class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

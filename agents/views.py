@@ -257,7 +257,7 @@ def _credentials_page(request, agent, *, key_form=None, federated_form=None, sta
     secrets = list(Credential.objects.filter(identity__agent=agent).order_by("-created_at"))
     keys = list(KeyCredential.objects.filter(identity__agent=agent).order_by("-created_at"))
     rules = list(FederatedCredential.objects.filter(agent=agent).order_by("-created_at"))
-    defaults = list(FederatedCredential.objects.filter(blueprint_id=agent.blueprint_id, revoked_at__isnull=True))
+    defaults = list(trust.inherited_rules(agent))
     for row in (*secrets, *keys):
         row.active_now = row.is_active(now)
     return render(request, "agents/agent_credentials.html", {
@@ -456,22 +456,57 @@ def blueprint_list(request):
     })
 
 
-@login_required
-@require_GET
-def blueprint_detail(request, blueprint_id: int):
-    blueprint = selectors.blueprint_get(blueprint_id)
+def _blueprint_page(request, blueprint, *, federated_form=None, status: int = 200):
     previous = Blueprint.objects.filter(name=blueprint.name, version__lt=blueprint.version).order_by("-version") \
         .first()
     current = {p.name for p in blueprint.required_permissions.all()}
     before = {p.name for p in previous.required_permissions.all()} if previous else set()
     return render(request, "agents/blueprint_detail.html", {
+        "federated_defaults": list(FederatedCredential.objects.filter(blueprint=blueprint, revoked_at__isnull=True)
+                                   .order_by("created_at")),
+        "can_trust": trust.is_trust_administrator(request.user),
+        "federated_form": federated_form or FederatedCredentialForm(),
         "blueprint": blueprint, "previous": previous,
         "permissions": blueprint.required_permissions.all(),
         "added": sorted(current - before) if previous else [], "removed": sorted(before - current),
         "skills": blueprint.skill_refs.select_related("skill__skillset").order_by("name"),
         "versions": Blueprint.objects.filter(name=blueprint.name).order_by("-version"),
         "can_curate": catalog.can_edit_skill_map(request.user), "resolve_form": ResolveSkillForm(),
-    })
+    }, status=status)
+
+
+@login_required
+@require_GET
+def blueprint_detail(request, blueprint_id: int):
+    return _blueprint_page(request, selectors.blueprint_get(blueprint_id))
+
+
+@login_required
+@require_POST
+def blueprint_federated_credential_add(request, blueprint_id: int):
+    """A federated credential every agent of the blueprint inherits (R28): Global and Security Administrators."""
+    blueprint = selectors.blueprint_get(blueprint_id)
+    if not trust.is_trust_administrator(request.user):
+        raise PermissionDenied("Only Global and Security Administrators add blueprint defaults.")
+    form = FederatedCredentialForm(request.POST)
+    if not form.is_valid():
+        return _blueprint_page(request, blueprint, federated_form=form, status=400)
+    try:
+        trust.federated_credential_add(actor=request.user, blueprint=blueprint, **form.cleaned_data)
+    except ValidationError as error:
+        form.add_error(None, error)
+        return _blueprint_page(request, blueprint, federated_form=form, status=400)
+    messages.success(request, f"Every agent of {blueprint.display_name} now trusts this federated credential.")
+    return redirect("blueprint-detail", blueprint_id=blueprint.pk)
+
+
+@login_required
+@require_POST
+def blueprint_federated_credential_revoke(request, blueprint_id: int, credential_id: int):
+    blueprint = selectors.blueprint_get(blueprint_id)
+    credential = get_object_or_404(FederatedCredential, pk=credential_id, blueprint=blueprint)
+    act(request, trust.federated_credential_revoke, lambda c: "Blueprint default removed.", credential=credential)
+    return redirect("blueprint-detail", blueprint_id=blueprint.pk)
 
 
 @login_required

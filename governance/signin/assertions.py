@@ -12,13 +12,18 @@ Two kinds of JWT reach the token endpoint as an assertion:
   issuer's keys come from its OpenID configuration's ``jwks_uri``; ``aud`` must hold the rule's audience and
   ``sub`` match its subject (exactly, or the pattern an administrator allowed). A token is accepted once.
 
-Replay store: the shared cache (Redis, ``SET NX`` with an expiry just past the assertion's ``exp``: ``cache.add``).
-When Redis does not answer, ``portal.cache`` serves this process's memory instead; a replay across two processes
-is then not seen for as long as Redis is down (the assertion still expires within minutes).
+Replay store: the shared cache (Redis, ``SET NX`` with an expiry just past the assertion's ``exp``). The token
+endpoint's gate writes the entry in the same Redis command as its rate-limit counters (``replay_entry``; one round
+trip per request) and hands the answer to the verifier, which refuses a second use once the assertion has verified,
+and deletes the entry again when it refuses the assertion for any other reason (``release``). Without the gate's
+answer the verifier writes the entry itself (``cache.add``). When Redis does not answer, ``portal.cache`` serves this
+process's memory instead; a replay across two processes is then not seen for as long as Redis is down (the assertion
+still expires within minutes).
 
 Issuer keys: the discovery document and JWKS are fetched over https (http only on loopback when
 ``OAUTH_ALLOW_LOOPBACK_HTTP``), at most 64 KiB each, 5 s timeout, no redirects, and kept in the shared cache for
-``FEDERATION_JWKS_CACHE_SECONDS`` (and in this process's memory for as long). A ``kid`` that is not among the
+``FEDERATION_JWKS_CACHE_SECONDS``; this process keeps the parsed keys until the shared copy expires (for at most
+``MAX_KEPT_SOURCES`` issuers and URLs, thread-safe), so a token costs no cache read. A ``kid`` that is not among the
 keys forces one refetch, at most once every ``REFETCH_SECONDS`` per issuer, so that an issuer's rotated keys are
 picked up without letting anyone make the portal fetch on every request.
 
@@ -34,6 +39,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -56,6 +62,8 @@ LEEWAY_SECONDS = 30
 MAX_FETCH_BYTES = 64 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0
 REFETCH_SECONDS = 5
+MAX_REPLAY_SECONDS = 400 * 86400
+MAX_KEPT_SOURCES = 256  # issuers and jwks_uris whose keys one process keeps
 INVALID_CLIENT = "invalid_client"
 INVALID_GRANT = "invalid_grant"
 
@@ -125,13 +133,60 @@ class _JWS:
             raise _Refused("the signature does not verify")
 
 
-def _not_seen_before(issuer: str, claims: dict, assertion: str, now: datetime) -> None:
-    """Remember the assertion until just after it expires; a second use is refused (``cache.add`` is SET NX)."""
+class Replay(NamedTuple):
+    """An assertion's entry in the replay store: its cache key (``cache.make_key`` gives the Redis key), how long it
+    is kept, and, once the token endpoint's gate has written it (``SET NX`` in the gate's one Redis command),
+    whether this request was the first to present it (None: not written yet; the verifier then writes it itself)."""
+
+    key: str
+    ttl: int
+    first: bool | None = None
+
+
+def _replay_key(issuer: str, claims: dict, assertion: str) -> str:
     jti = claims.get("jti")
     marker = jti if isinstance(jti, str) and jti else "sha256:" + hashlib.sha256(assertion.encode()).hexdigest()
-    key = "assertion-seen:" + hashlib.sha256(f"{issuer}\n{marker}".encode()).hexdigest()
-    ttl = max(1, int(claims["exp"] - now.timestamp()) + LEEWAY_SECONDS)
-    if not cache.add(key, 1, timeout=ttl):
+    return "assertion-seen:" + hashlib.sha256(f"{issuer}\n{marker}".encode()).hexdigest()
+
+
+def _replay_ttl(exp: float, now: float) -> int:
+    """Until just after the assertion expires (at most ``MAX_REPLAY_SECONDS``: an expiry far ahead stays a number
+    Redis takes)."""
+    return min(MAX_REPLAY_SECONDS, max(1, int(exp - now) + LEEWAY_SECONDS))
+
+
+def replay_entry(assertion: str, now: float) -> Replay | None:
+    """The replay-store entry of an assertion as sent (read, not verified: the gate writes it before the signature
+    is checked, and the verifier releases it when the assertion is refused for any other reason, so a forged
+    token cannot use up a real one's ``jti``). None when it has no readable ``iss`` and ``exp`` (it is refused)."""
+    try:
+        claims = json.loads(_b64(assertion.split(".")[1]))
+    except (ValueError, TypeError, IndexError, binascii.Error, UnicodeDecodeError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    issuer, exp = claims.get("iss"), claims.get("exp")
+    if not isinstance(issuer, str) or not issuer or isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    return Replay(_replay_key(issuer, claims, assertion), _replay_ttl(exp, now))
+
+
+def release(replay: Replay | None) -> None:
+    """Forget an entry the gate wrote for an assertion that was then not accepted (refused, over a rate limit,
+    locked out): presenting it again is not a replay."""
+    if replay is not None and replay.first:
+        cache.delete(replay.key)
+
+
+def _not_seen_before(issuer: str, claims: dict, assertion: str, now: datetime, replay: Replay | None) -> None:
+    """Remember the assertion until just after it expires; a second use is refused. The gate has usually written the
+    entry already (``replay``: one Redis command per request); otherwise ``cache.add`` (SET NX) writes it here."""
+    key = _replay_key(issuer, claims, assertion)
+    if replay is not None and replay.first is not None and replay.key == key:
+        if not replay.first:
+            raise _Refused("assertion replayed (its jti was already used)")
+        return
+    if not cache.add(key, 1, timeout=_replay_ttl(claims["exp"], now.timestamp())):
         raise _Refused("assertion replayed (its jti was already used)")
 
 
@@ -156,8 +211,19 @@ def _check_expiry(claims: dict, now: datetime, *, max_ahead: int | None) -> None
 # --- fetching keys ----------------------------------------------------------------------------------------------
 
 
-_memo: dict[str, tuple[float, dict]] = {}  # url → (monotonic expiry, {kid: PyJWK}), this process's copy
+# This process's copy of fetched keys: source → (wall-clock expiry, {kid: PyJWK}), the verified key objects, expiring
+# when the shared cache's copy does, at most MAX_KEPT_SOURCES of them (the oldest written goes first).
+_memo: OrderedDict[str, tuple[float, dict]] = OrderedDict()
 _memo_lock = threading.Lock()
+
+
+def _keep(source: str, expires: float, keys: dict) -> dict:
+    with _memo_lock:
+        _memo.pop(source, None)
+        _memo[source] = (expires, keys)
+        while len(_memo) > MAX_KEPT_SOURCES:
+            _memo.popitem(last=False)
+    return keys
 
 
 def _get(url: str) -> dict:
@@ -226,20 +292,15 @@ def _keys(source: str, *, issuer: bool, refresh: bool = False) -> dict:
             return _keys(source, issuer=issuer)
     else:
         held = _memo.get(source)
-        if held and held[0] > time.monotonic():
+        if held is not None and held[0] > time.time():
             return held[1]
-        document = cache.get(key)
-        if document is not None:
-            keys = _parse_keys(document)
-            with _memo_lock:
-                _memo[source] = (time.monotonic() + ttl, keys)
-            return keys
+        shared = cache.get(key)  # {"expires": wall-clock expiry, "jwks": the document}
+        if isinstance(shared, dict) and isinstance(shared.get("expires"), float) and shared["expires"] > time.time():
+            return _keep(source, shared["expires"], _parse_keys(shared.get("jwks") or {}))
     document = _get(_jwks_uri_of(source) if issuer else source)
-    cache.set(key, document, timeout=ttl)
-    keys = _parse_keys(document)
-    with _memo_lock:
-        _memo[source] = (time.monotonic() + ttl, keys)
-    return keys
+    expires = time.time() + ttl
+    cache.set(key, {"expires": expires, "jwks": document}, timeout=ttl)
+    return _keep(source, expires, _parse_keys(document))
 
 
 def forget_keys() -> None:
@@ -266,7 +327,7 @@ def _key_for(source: str, kid: str | None, *, issuer: bool):
 # --- private_key_jwt --------------------------------------------------------------------------------------------
 
 
-def _private_key_jwt(client_id: str, jws: _JWS, now: datetime) -> Verified:
+def _private_key_jwt(client_id: str, jws: _JWS, now: datetime, replay: Replay | None) -> Verified:
     claims = jws.claims
     if claims.get("iss") != client_id or claims.get("sub") != client_id:
         raise _Refused("iss and sub of the assertion must both be the client id")
@@ -293,7 +354,7 @@ def _private_key_jwt(client_id: str, jws: _JWS, now: datetime) -> Verified:
         _check_expiry(claims, now, max_ahead=settings.CLIENT_ASSERTION_MAX_SECONDS)
         if not isinstance(claims.get("jti"), str) or not claims["jti"]:
             raise _Refused("the assertion has no jti")
-        _not_seen_before(client_id, claims, jws.token, now)
+        _not_seen_before(client_id, claims, jws.token, now, replay)
         return Verified(client_id=client_id, identity_id=credential.identity_id,
                         agent_id=credential.identity.agent_id, credential_type=CredentialType.KEY)
     raise _Refused("the signature does not verify with any active key of the client")
@@ -363,7 +424,7 @@ def _rules(issuer: str, client_id: str) -> list[_Rule]:
     return [_Rule(*row) for row in rows]
 
 
-def _federated(client_id: str, jws: _JWS, now: datetime) -> Verified:
+def _federated(client_id: str, jws: _JWS, now: datetime, replay: Replay | None) -> Verified:
     claims = jws.claims
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not issuer:
@@ -386,7 +447,7 @@ def _federated(client_id: str, jws: _JWS, now: datetime) -> Verified:
         raise _Refused(f"subject not trusted: {subject[:120]}")
     if len({r.identity_id for r in matching}) != 1:
         raise _Refused("the token matches the rules of several agents; name the client id")
-    _not_seen_before(issuer, claims, jws.token, now)
+    _not_seen_before(issuer, claims, jws.token, now, replay)
     rule = matching[0]
     return Verified(client_id=rule.client_id, agent_id=rule.identity_agent_id, identity_id=rule.identity_id,
                     credential_type=CredentialType.FEDERATED, issuer=issuer)
@@ -395,19 +456,23 @@ def _federated(client_id: str, jws: _JWS, now: datetime) -> Verified:
 # --- entry points ---------------------------------------------------------------------------------------------
 
 
-def verify_client_assertion(client_id: str, assertion: str, now: datetime) -> Verified:
+def verify_client_assertion(client_id: str, assertion: str, now: datetime, *,
+                            replay: Replay | None = None) -> Verified:
     """Client authentication by assertion (RFC 7521 §4.2): the agent's own signed JWT (``iss`` is its client id)
-    or its platform's token (any other issuer). Refusals are ``invalid_client``."""
-    return _verify(client_id, assertion, now, INVALID_CLIENT)
+    or its platform's token (any other issuer). Refusals are ``invalid_client``. ``replay``: the replay-store entry
+    the gate wrote for this assertion, if it did."""
+    return _verify(client_id, assertion, now, INVALID_CLIENT, replay=replay)
 
 
-def verify_grant_assertion(client_id: str, assertion: str, now: datetime) -> Verified:
+def verify_grant_assertion(client_id: str, assertion: str, now: datetime, *,
+                           replay: Replay | None = None) -> Verified:
     """The jwt-bearer grant (RFC 7523 §2.1) with a federated credential's token; ``client_id`` may be empty, then
     the one agent whose rules the token matches is the client. Refusals are ``invalid_grant``."""
-    return _verify(client_id, assertion, now, INVALID_GRANT, federated_only=True)
+    return _verify(client_id, assertion, now, INVALID_GRANT, federated_only=True, replay=replay)
 
 
-def _verify(client_id: str, assertion: str, now: datetime, error: str, *, federated_only: bool = False) -> Verified:
+def _verify(client_id: str, assertion: str, now: datetime, error: str, *, federated_only: bool = False,
+            replay: Replay | None = None) -> Verified:
     issuer, own = "", False
     try:
         jws = _JWS(assertion)
@@ -418,9 +483,11 @@ def _verify(client_id: str, assertion: str, now: datetime, error: str, *, federa
         # The agent's own assertion names its client id (RFC 7523 §3: iss and sub); a platform's token does not.
         own = bool(client_id) and client_id in (issuer, claims.get("sub")) and not federated_only
         if own:
-            return _private_key_jwt(client_id, jws, now)
-        return _federated(client_id, jws, now)
+            return _private_key_jwt(client_id, jws, now, replay)
+        return _federated(client_id, jws, now, replay)
     except _Refused as refused:
+        if replay is not None and replay.first:
+            release(replay)  # refused before (or instead of) being accepted: it used nothing up
         kind = CredentialType.KEY if own else CredentialType.FEDERATED
         return Verified(client_id=client_id, credential_type=kind,
                         issuer=issuer[:255] if kind == CredentialType.FEDERATED else "", error=error,

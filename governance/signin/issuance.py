@@ -104,15 +104,18 @@ class _Caller:
     credential_issuer: str = ""  # a federated credential's issuer
 
 
-def token_issue(request: TokenRequest, *, locked: bool = False, policy_version: int | None = None) -> Outcome:
+def token_issue(request: TokenRequest, *, locked: bool = False, policy_version: int | None = None,
+                replay: assertions.Replay | None = None) -> Outcome:
     """Decide one token request and record it. ``locked``: the gate found its client id locked out;
-    ``policy_version``: the conditional-access policies' version, if the gate read it."""
-    outcome = _decide(request, locked, policy_version)
+    ``policy_version``: the conditional-access policies' version, if the gate read it; ``replay``: the client
+    assertion's replay entry, if the gate wrote it."""
+    outcome = _decide(request, locked, policy_version, replay)
     tokens.issuance_record(outcome.recorded)
     return outcome
 
 
-def _decide(request: TokenRequest, locked: bool, policy_version: int | None) -> Outcome:
+def _decide(request: TokenRequest, locked: bool, policy_version: int | None,
+            replay: assertions.Replay | None = None) -> Outcome:
     if request.malformed is not None:  # its values were made printable and cut short for the log by the edge
         return _refuse(request, _Caller(request.client_id), request.malformed, requested=request.scopes or ())
     if request.grant_type not in (CLIENT_CREDENTIALS, TOKEN_EXCHANGE, JWT_BEARER):
@@ -123,9 +126,11 @@ def _decide(request: TokenRequest, locked: bool, policy_version: int | None) -> 
                                 "client id locked at this address after repeated failed authentication")
     credential_type, credential_issuer = CredentialType.SECRET, ""
     if request.grant_type == JWT_BEARER or request.client_assertion:
-        verified = (assertions.verify_grant_assertion(request.client_id, request.assertion, request.at)
+        verified = (assertions.verify_grant_assertion(request.client_id, request.assertion, request.at,
+                                                      replay=replay)
                     if request.grant_type == JWT_BEARER else
-                    assertions.verify_client_assertion(request.client_id, request.client_assertion, request.at))
+                    assertions.verify_client_assertion(request.client_id, request.client_assertion, request.at,
+                                                       replay=replay))
         client = tokens.authenticate_identity(verified.client_id, request.at) if verified.ok else None
         if client is None:
             return _unverified(request, exchange, verified)

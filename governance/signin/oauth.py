@@ -99,8 +99,9 @@ def _redis():
 
 
 # The gate as one Redis command: increment each counter (its expiry set when the window's first request creates it),
-# then, when asked, whether the lock-out key exists and the version key's value. One command instead of a pipeline of
-# six: the client packs and parses one (docs/design.md, "What one token request costs").
+# then, when asked, whether the lock-out key exists, a client assertion's replay entry written if it is new (SET NX
+# EX: 1 when this request is the first to present the assertion, else 0) and the version key's value. One command
+# instead of a pipeline of six: the client packs and parses one (docs/design.md, "What one token request costs").
 _GATE_LUA = """
 local counters = tonumber(ARGV[2])
 local out = {}
@@ -112,6 +113,11 @@ end
 local next_key = counters + 1
 if ARGV[3] == '1' then
   out[#out + 1] = redis.call('EXISTS', KEYS[next_key])
+  next_key = next_key + 1
+end
+if ARGV[5] == '1' then
+  local first = redis.call('SET', KEYS[next_key], '1', 'NX', 'EX', ARGV[6])
+  out[#out + 1] = first and 1 or 0
   next_key = next_key + 1
 end
 if ARGV[4] == '1' then
@@ -138,29 +144,37 @@ def _integer(raw) -> int | None:
         return None
 
 
-def _gate(keys: list[str], window: int, lock_of: str, *,
-          version_of: str = "") -> tuple[list[int], bool, int | None]:
+def _gate(keys: list[str], window: int, lock_of: str, *, version_of: str = "",
+          replay: assertions.Replay | None = None) -> tuple[list[int], bool, int | None, assertions.Replay | None]:
     """Increment fixed-window counters (in the cache: Redis in production, shared by every worker), read a
-    lock-out and, when asked, an integer version kept in the cache (``version_of``: its cache key), in one Redis
-    round trip. While Redis does not answer, the counters and lock-outs are this process's own (``portal.cache``;
-    docs/design.md, Faults): limits hold per worker and requests keep being served; the version is then None, and
-    its reader asks the cache itself."""
+    lock-out and, when asked, an integer version kept in the cache (``version_of``: its cache key), and write a
+    client assertion's replay entry if it is new (``replay``; returned with ``first`` set), in one Redis round trip.
+    While Redis does not answer, the counters and lock-outs are this process's own (``portal.cache``; docs/design.md,
+    Faults): limits hold per worker and requests keep being served; the version is then None, and its reader asks
+    the cache itself, and the replay entry is returned unwritten (the verifier writes it)."""
     bucket = int(time.time() // window)
     names = [cache.make_key(f"aip:{key}:{bucket}") for key in keys]
     client = _redis()
     if client is not None:
         extra = [cache.make_key(_lock_key(lock_of))] if lock_of else []
+        if replay is not None:
+            extra.append(cache.make_key(replay.key))  # the key cache.add would write: the two paths agree
         if version_of:
             extra.append(cache.make_key(version_of))  # Django's Redis cache keeps an integer as its digits
         try:
             results = _run_gate(client, names + extra,
-                                [window + 5, len(names), int(bool(lock_of)), int(bool(version_of))])
+                                [window + 5, len(names), int(bool(lock_of)), int(bool(version_of)),
+                                 int(replay is not None), replay.ttl if replay is not None else 0])
         except REDIS_UNAVAILABLE as error:
             cache.redis_failed(error)  # the cache below now answers from this process's memory
         else:
             counts = [int(count) for count in results[:len(names)]]
-            locked = bool(lock_of and results[len(names)])
-            return counts, locked, _integer(results[-1]) if version_of else None
+            at = len(names)
+            locked = bool(lock_of and results[at])
+            at += bool(lock_of)
+            if replay is not None:
+                replay = replay._replace(first=results[at] == 1)
+            return counts, locked, _integer(results[-1]) if version_of else None, replay
     counts = []
     for key in keys:
         name = f"aip:{key}:{bucket}"
@@ -170,7 +184,7 @@ def _gate(keys: list[str], window: int, lock_of: str, *,
         except ValueError:  # evicted between add and incr
             cache.set(name, 1, window + 5)
             counts.append(1)
-    return counts, bool(lock_of) and cache.get(_lock_key(lock_of)) is not None, None
+    return counts, bool(lock_of) and cache.get(_lock_key(lock_of)) is not None, None, replay
 
 
 class Gate(NamedTuple):
@@ -179,13 +193,15 @@ class Gate(NamedTuple):
     retry_after: int  # over a rate limit: the seconds until its window turns over (0: within every limit)
     locked: bool  # the client id is locked out at this address after repeated failed authentication
     policy_version: int | None = None  # conditional access's policy version, when it was asked for and read
+    replay: assertions.Replay | None = None  # the client assertion's replay entry, ``first`` set once written
 
 
 def request_gate(ip: str | None, client_id: str, *, introspection: bool = False,
-                 policy_version: bool = False) -> Gate:
+                 policy_version: bool = False, replay: assertions.Replay | None = None) -> Gate:
     """The rate limits and the lock-out of one OAuth request: one round trip to the cache, which also reads the
     conditional-access policies' version when ``policy_version`` is set (the token endpoint evaluates the policies
-    this process keeps, and the version says whether they are still current, without a second round trip).
+    this process keeps, and the version says whether they are still current, without a second round trip) and
+    writes a client assertion's replay entry when ``replay`` is given (docs/oauth.md, "Agents without secrets").
 
     Agents' requests (token, revoke) and resource servers' introspections count in separate buckets with their own
     limits: a resource server checks a token on every call it serves."""
@@ -202,12 +218,12 @@ def request_gate(ip: str | None, client_id: str, *, introspection: bool = False,
         keys.append(f"{kind}:client:{client_id}")
         limits.append(per_client)
     version_of = conditional_access.POLICY_VERSION_KEY if policy_version else ""
-    if not keys and not client_id and not version_of:
+    if not keys and not client_id and not version_of and replay is None:
         return Gate(0, False)
-    counts, locked, version = _gate(keys, 60, lock_of=_source(ip, client_id) if client_id else "",
-                                    version_of=version_of)
+    counts, locked, version, replay = _gate(keys, 60, lock_of=_source(ip, client_id) if client_id else "",
+                                            version_of=version_of, replay=replay)
     limited = any(c > limit for c, limit in zip(counts, limits, strict=True))
-    return Gate(60 - int(time.time()) % 60 if limited else 0, locked, version)
+    return Gate(60 - int(time.time()) % 60 if limited else 0, locked, version, replay)
 
 
 def _source(ip: str | None, client_id: str) -> str:
@@ -246,7 +262,8 @@ def failed_authentication(client_id: str, ip: str | None) -> None:
     if agent is None:
         return
     source = _source(ip, client_id)
-    (failures, from_source), _locked, _version = _gate([f"fail:{client_id}", f"fail:{source}"], 900, lock_of="")
+    (failures, from_source), _locked, _version, _replay = _gate([f"fail:{client_id}", f"fail:{source}"], 900,
+                                                                lock_of="")
     locked_out = from_source >= settings.OAUTH_FAILED_AUTH_LOCK
     if locked_out:
         _lock(source)
@@ -464,10 +481,15 @@ def token(request: HttpRequest) -> HttpResponse:
     is counted against its address only: its client id is not one to trust."""
     token_request = read_token_request(request)
     client_id = token_request.client_id if token_request.malformed is None else ""
-    gate = request_gate(token_request.ip, client_id, policy_version=True)
+    assertion = token_request.client_assertion or token_request.assertion  # "" when malformed
+    replay = assertions.replay_entry(assertion, token_request.at.timestamp()) if assertion else None
+    gate = request_gate(token_request.ip, client_id, policy_version=True, replay=replay)
+    if gate.retry_after or gate.locked:  # the assertion is not looked at: presenting it again is no replay
+        assertions.release(gate.replay)
     if gate.retry_after:
         return too_many_requests(gate.retry_after)
-    outcome = issuance.token_issue(token_request, locked=gate.locked, policy_version=gate.policy_version)
+    outcome = issuance.token_issue(token_request, locked=gate.locked, policy_version=gate.policy_version,
+                                   replay=gate.replay)
     if outcome.failed_authentication:
         failed_authentication(client_id, token_request.ip)
     return _token_response(token_request, outcome)

@@ -191,3 +191,56 @@ def test_r28_bulk_file_adds_keys_and_federated_credentials(registry_world):
         bulk.provision_file(actor=w.owner, workspace=w.alpha, stream=csv_text, filename="b.csv")
     columns = {column for _row, column, _message in refused.value.problems}
     assert {"public_jwk", "federated_subject"} <= columns
+
+
+def test_r28_blueprint_defaults_on_the_blueprint_page_and_inherited_on_the_agents_credentials_page(client,
+                                                                                                  registry_world):
+    from django.urls import reverse
+
+    w = registry_world
+    rule = {"name": "fleet", "issuer": ISSUER, "subject": "system:serviceaccount:agents:fleet", "audience": "portal"}
+    add = reverse("blueprint-federated-credential-add", args=[w.blueprint.pk])
+    client.force_login(w.owner)
+    page = client.get(reverse("blueprint-detail", args=[w.blueprint.pk])).content.decode()
+    assert "No defaults" in page and 'id="blueprint-federated-form"' not in page  # owners see, do not add
+    assert client.post(add, rule).status_code == 403 and not FederatedCredential.objects.exists()
+    client.force_login(w.inherited)  # a Security Administrator
+    bad = client.post(add, {**rule, "issuer": "http://oidc.example"})
+    assert bad.status_code == 400 and "only https" in bad.content.decode() and not FederatedCredential.objects.exists()
+    assert client.post(add, rule).status_code == 302
+    default = FederatedCredential.objects.get(blueprint=w.blueprint)
+    assert AuditEvent.objects.filter(action="agent.federated_credential_add").count() == 1
+    page = client.get(reverse("blueprint-detail", args=[w.blueprint.pk])).content.decode()
+    assert f'data-blueprint-default="{default.pk}"' in page and "data-confirm=\"Remove this default?" in page
+    client.force_login(w.owner)
+    credentials = client.get(reverse("agent-credentials", args=[w.agent.pk])).content.decode()
+    assert "system:serviceaccount:agents:fleet" in credentials and "inherited from" in credentials
+    assert 'id="inherited-note"' in credentials and reverse("blueprint-detail", args=[w.blueprint.pk]) in credentials
+    assert "federated" in trust.credential_types(w.agent)
+    revoke = reverse("blueprint-federated-credential-revoke", args=[w.blueprint.pk, default.pk])
+    assert client.post(revoke).status_code == 403
+    client.force_login(w.ga)
+    assert client.post(revoke).status_code == 302
+    default.refresh_from_db()
+    assert default.revoked_at is not None and "federated" not in trust.credential_types(w.agent)
+    assert AuditEvent.objects.filter(action="agent.federated_credential_revoke").count() == 1
+
+
+def test_r28_blueprint_defaults_api(client, registry_world):
+    w = registry_world
+    url = f"/api/v1/blueprints/{w.blueprint.pk}/federated-credentials/"
+    rule = {"issuer": ISSUER, "subject": "system:serviceaccount:agents:*", "subject_is_pattern": True,
+            "audience": "portal"}
+    client.force_login(w.owner)
+    assert client.get(url).json() == []
+    assert client.post(url, rule, content_type="application/json").status_code == 403
+    client.force_login(w.ga)
+    assert client.post(url, {**rule, "audience": ""}, content_type="application/json").status_code == 400
+    created = client.post(url, rule, content_type="application/json")
+    assert created.status_code == 201 and created.json()["subject_is_pattern"] is True
+    assert client.post(url, rule, content_type="application/json").status_code == 400  # the same rule twice
+    listed = client.get(url).json()
+    assert [r["id"] for r in listed] == [created.json()["id"]]
+    revoked = client.post(f"{url}{created.json()['id']}/revoke/")
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert client.post(f"/api/v1/blueprints/{w.blueprint.pk}/federated-credentials/999999/revoke/").status_code == 404

@@ -67,3 +67,37 @@ CASES = [
     Case("api-agent-federated-credential-revoke", "POST",
          lambda w: f"/api/v1/agents/{w.agent.pk}/federated-credentials/{_rule_id(w)}/revoke/", API_WRITE),
 ]
+
+
+# Blueprint defaults: every signed-in person sees them (as the blueprint page); Global and Security Administrators
+# (here the inherited owner, a Security Administrator, and the Global Administrator) add and remove them.
+def _blueprint_rule_id(w) -> int:
+    from agents import trust
+    from agents.models import FederatedCredential
+
+    existing = FederatedCredential.objects.filter(blueprint=w.blueprint, revoked_at__isnull=True).first()
+    if existing is not None:
+        return existing.pk
+    return trust.federated_credential_add(actor=None, blueprint=w.blueprint, issuer="https://issuer.example/fleet",
+                                          subject="system:serviceaccount:agents:fleet", audience="portal").pk
+
+
+TRUST_ADMIN = expect(LOGIN, 403, 403, 302, 302, 403)
+API_ALL_READ = expect(403, 200, 200, 200, 200, 200)
+
+CASES += [
+    Case("blueprint-federated-credential-add", "POST",
+         lambda w: reverse("blueprint-federated-credential-add", args=[w.blueprint.pk]), TRUST_ADMIN,
+         data=lambda w: RULE),
+    Case("blueprint-federated-credential-revoke", "POST",
+         lambda w: reverse("blueprint-federated-credential-revoke", args=[w.blueprint.pk, _blueprint_rule_id(w)]),
+         TRUST_ADMIN),
+    Case("api-blueprint-federated-credentials", "GET",
+         lambda w: f"/api/v1/blueprints/{w.blueprint.pk}/federated-credentials/", API_ALL_READ),
+    Case("api-blueprint-federated-credentials", "POST",
+         lambda w: f"/api/v1/blueprints/{w.blueprint.pk}/federated-credentials/",
+         expect(403, 403, 403, 201, 201, 403), data=lambda w: RULE),
+    Case("api-blueprint-federated-credential-revoke", "POST",
+         lambda w: f"/api/v1/blueprints/{w.blueprint.pk}/federated-credentials/{_blueprint_rule_id(w)}/revoke/",
+         expect(403, 403, 403, 200, 200, 403)),
+]

@@ -105,7 +105,8 @@ def test_r28_the_wizard_says_no_secret_will_be_issued_and_leads_to_the_credentia
     client.force_login(w.owner)
     before = client.get(reverse("agent-setup-blueprint", args=[w.blueprint.pk])).content.decode()
     assert "data-no-secret" not in before
-    with_secret = client.post(reverse("agent-setup-blueprint", args=[w.blueprint.pk]), {**data, "confirm": "1"})
+    with_secret = client.post(reverse("agent-setup-blueprint", args=[w.blueprint.pk]), {**data, "confirm": "1"},
+                              follow=True)
     assert 'id="client-secret"' in with_secret.content.decode()
     credentials_url = reverse("agent-credentials", args=[Agent.objects.get(name="keyless-agent").pk])
     assert f'href="{credentials_url}"' in with_secret.content.decode()  # the key or federated path, offered

@@ -232,3 +232,81 @@ def test_r5_r28_retirement_preview_lists_what_it_removes_and_leaves_nothing_usab
     ]
     assert [r.status_code for r in refused] == [401, 401, 401, 400, 401], [r.content for r in refused]
     assert not AccessToken.objects.filter(agent=agent, issued_at__gt=agent.retired_at).exists()
+
+
+def test_r28_a_forged_token_does_not_use_up_a_real_ones_jti(client, agent, issuer):
+    """The gate writes an assertion's replay entry before its signature is checked; a token that then fails (here:
+    the same iss and jti, signed by a stranger's key) releases it, so the real token is still accepted once."""
+    stranger = FederationIssuer()
+    claims = {"iss": issuer.issuer, "sub": "system:serviceaccount:agents:cluster-agent", "aud": [AUDIENCE],
+              "iat": int(time.time()), "exp": int(time.time()) + 600, "jti": "shared-jti"}
+    forged = stranger.sign(claims)
+    assert _token(client, agent.identity.client_id, forged).status_code == 401
+    assert "signature" in _last_sign_in().reason or "signing key" in _last_sign_in().reason
+    real = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE, jti="shared-jti")
+    assert _token(client, agent.identity.client_id, real).status_code == 200
+    assert _token(client, agent.identity.client_id, real).status_code == 401
+    assert "replayed" in _last_sign_in().reason
+
+
+def test_r28_the_gate_writes_the_replay_entry_in_its_one_redis_command(redis_url, agent, issuer):
+    """``request_gate`` with an assertion's entry answers whether this request is the first to present it, in the
+    same Redis command as the rate limits; the entry lives until just after the assertion expires."""
+    from django.core.cache import cache
+
+    from governance.signin import oauth
+
+    token = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE, lifetime=120)
+    entry = assertions.replay_entry(token, time.time())
+    first = oauth.request_gate("127.0.0.1", agent.identity.client_id, policy_version=True, replay=entry)
+    again = oauth.request_gate("127.0.0.1", agent.identity.client_id, policy_version=True, replay=entry)
+    assert (first.replay.first, again.replay.first) == (True, False)
+    ttl = oauth._redis().ttl(cache.make_key(entry.key))
+    assert 120 < ttl <= 120 + assertions.LEEWAY_SECONDS
+    assertions.release(first.replay)
+    assert oauth.request_gate("127.0.0.1", agent.identity.client_id, replay=entry).replay.first is True
+    assert assertions.replay_entry("not.a-jwt", time.time()) is None
+
+
+REPLAY_PROBE = """
+import os, sys, time
+import django
+django.setup()
+from django.test import Client
+from django.test.utils import setup_test_environment
+setup_test_environment()
+client_id, token, start = sys.argv[1], sys.stdin.read(), float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+response = Client().post("/oauth/token/", {"grant_type": "client_credentials", "client_id": client_id,
+                         "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                         "client_assertion": token}, secure=True, REMOTE_ADDR="127.0.0.1")
+print(response.status_code)
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_r28_a_token_is_accepted_once_across_two_processes(postgres, redis_url, agent, issuer, settings):
+    """Two processes (each with its own memory) present the same service-account token at the same moment: the
+    replay entry lives in Redis, so exactly one gets a token and the other's refusal says it was replayed."""
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    database = connection.settings_dict
+    env = {**os.environ, "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
+                                         f"{database['NAME']}",
+           "REDIS_URL": redis_url, "OAUTH_ALLOW_LOOPBACK_HTTP": "1", "PORTAL_BASE_URL": settings.PORTAL_BASE_URL,
+           "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    token = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE)
+    start = str(time.time() + 6)
+    probes = [subprocess.Popen([sys.executable, "-c", REPLAY_PROBE, agent.identity.client_id, start], env=env,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    results = [probe.communicate(token, timeout=120) for probe in probes]
+    statuses = sorted(out.strip().splitlines()[-1] for out, _err in results if out.strip())
+    assert statuses == ["200", "401"], results
+    outcomes = sorted(SignIn.objects.filter(agent=agent).values_list("outcome", flat=True))
+    assert outcomes == ["failure", "success"]
+    assert "replayed" in SignIn.objects.get(agent=agent, outcome="failure").reason
