@@ -8,4 +8,8 @@ class AgentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from agents import api  # noqa: F401  (registers the API routes)
+        from agents import api, dashboard  # noqa: F401  (registers the API routes)
+        from portal import signals as portal
+
+        portal.dashboard_cards.connect(lambda request, **_: dashboard.posture_cards(request),
+                                       weak=False, dispatch_uid="agents.dashboard_cards")

@@ -15,6 +15,11 @@ def header_counts(user) -> list[HeaderCount]:
 
 
 def dashboard_cards(request) -> list[dict]:
-    """The dashboard cards for this request, in the apps' order."""
-    return [card for _receiver, card in signals.dashboard_cards.send(sender=None, request=request)
-            if card is not None]
+    """The dashboard cards for this request, in the apps' order (a receiver answers one card or a list of them)."""
+    cards = []
+    for _receiver, answer in signals.dashboard_cards.send(sender=None, request=request):
+        if isinstance(answer, list | tuple):
+            cards.extend(card for card in answer if card is not None)
+        elif answer is not None:
+            cards.append(answer)
+    return cards

@@ -86,11 +86,14 @@ class ThrottledLoginView(auth_views.LoginView):
 @login_required
 def dashboard(request):
     workspace = request.workspace
+    cards = navigation.dashboard_cards(request)
     context = {
         "counts": selectors.dashboard_counts(request.user, workspace),
         "owners": rbac.effective_owners(workspace) if workspace else [],
         "recent_runs": selectors.latest_job_runs(5) if rbac.can_view_jobs(request.user) else None,
-        "cards": navigation.dashboard_cards(request),
+        "cards": [card for card in cards if card.get("section") != "posture"],
+        # Pictures of the workspace's posture, each drawn from what the viewer may see (docs/design.md, "Pictures").
+        "posture": [card for card in cards if card.get("section") == "posture"],
     }
     return render(request, "portal/dashboard.html", context)
 

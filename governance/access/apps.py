@@ -12,7 +12,11 @@ class AccessConfig(AppConfig):
 
     def ready(self) -> None:
         from agents import signals as agents
-        from governance.access import api, lifecycle, services  # noqa: F401  (jobs and API routes register on import)
+        from governance.access import api, dashboard, lifecycle, services  # noqa: F401  (register on import)
+        from portal import signals as portal
+
+        portal.dashboard_cards.connect(lambda request, **_: dashboard.posture_card(request),
+                                       weak=False, dispatch_uid="access.dashboard_cards")
 
         agents.extra_grants.connect(lambda agent, **_: services.package_grants(agent),
                                     weak=False, dispatch_uid="access.extra_grants")

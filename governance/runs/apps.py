@@ -11,10 +11,12 @@ class RunsConfig(AppConfig):
 
     def ready(self) -> None:
         from agents import signals as agents
-        from governance.runs import api, services, views  # noqa: F401  (jobs and API routes register on import)
+        from governance.runs import api, dashboard, services, views  # noqa: F401  (jobs, API routes register on import)
         from portal import signals as portal
 
         agents.detail_panels.connect(lambda user, agent, **_: views.agent_panels(user, agent),
                                      weak=False, dispatch_uid="runs.detail_panels")
         portal.dashboard_cards.connect(lambda request, **_: views.builtin_findings_card(request),
                                        weak=False, dispatch_uid="runs.dashboard_cards")
+        portal.dashboard_cards.connect(lambda request, **_: dashboard.posture_card(request),
+                                       weak=False, dispatch_uid="runs.posture_card")
