@@ -1,9 +1,12 @@
-"""The audit trail (R23): append-only, hash-chained events written inside each service's transaction.
+"""The audit trail (R23): append-only events written inside each service's transaction, with no shared lock.
 
-``record()`` is the only way an event is written. It locks the chain head, so concurrent writers append one
-after the other and the chain never forks; the lock is released when the caller's transaction commits, and
-a rolled-back change leaves no event behind. ``verify_chain()`` recomputes every hash and names the first
-event that does not fit.
+``record()``/``record_many()`` are the only way an event is written: one plain insert in the caller's transaction,
+touching no row any other writer touches, so audited changes never wait for each other and a rolled-back change
+leaves no event behind. After commit, the sequencer (``portal.audit_log``) integrates the event into the log's
+Merkle tree and signs a new tree head; ``portal.audit_log.verify_log()`` recomputes the tree and checks every head.
+
+Events written before the Merkle log are also hash-chained (``prev_hash``/``hash``); ``compute_hash`` and
+``verify_legacy_chain`` keep checking that chain, whose verified head was recorded when the log replaced it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from portal.choices import ActorKind, UserKind
-from portal.models import AuditChainHead, AuditEvent, User, Workspace
+from portal.models import AuditEvent, AuditLogState, User, Workspace
 
 GENESIS_HASH = "0" * 64
 REDACTED = "[redacted]"
@@ -49,7 +52,8 @@ def scrub(value: Any) -> Any:
 
 
 def compute_hash(fields: dict[str, Any]) -> str:
-    """SHA-256 over a canonical JSON rendering of the hashed fields (stable across databases)."""
+    """The old hash chain's link: SHA-256 over a canonical JSON rendering of ``HASHED_FIELDS`` (events written
+    before the Merkle log)."""
     canonical = {name: fields[name] for name in HASHED_FIELDS}
     created_at = canonical["created_at"]
     canonical["created_at"] = created_at.astimezone(UTC).isoformat(timespec="microseconds")
@@ -66,7 +70,7 @@ def actor_kind_of(actor: User | None) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """One event to append; ``record_many`` writes a batch of them under a single lock."""
+    """One event to write; ``record_many`` writes a batch of them in one insert."""
 
     action: str
     target: models.Model | None = None
@@ -76,55 +80,39 @@ class Change:
     target_label: str = ""
 
 
-def _lock_head() -> AuditChainHead:
-    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is None:
-        AuditChainHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS_HASH})
-        head = AuditChainHead.objects.select_for_update().get(pk=1)
-    return head
-
-
 def record_many(*, actor: User | None, changes: Iterable[Change], actor_kind: str | None = None,
                 actor_name: str | None = None) -> list[AuditEvent]:
-    """Append events for a batch of changes by one actor, in the caller's transaction."""
+    """Write events for a batch of changes by one actor, in the caller's transaction (R23). No shared row is read
+    or locked: the events wait, "pending sequencing", until the sequencer gives them their place in the log."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("record() must run inside the transaction of the change it records.")
-    head = _lock_head()
     now = timezone.now()
-    prev_hash = head.last_hash
     events = []
     for change in changes:
         target = change.target
-        fields = {
-            "created_at": now,
-            "actor_name": actor_name or (actor.username if actor else "system"),
-            "actor_kind": actor_kind or actor_kind_of(actor),
-            "action": change.action,
-            "target_type": target._meta.label_lower if target is not None else "",
-            "target_id": str(target.pk) if target is not None else "",
-            "target_label": (change.target_label or (str(target) if target is not None else ""))[:200],
-            "workspace_id": change.workspace.pk if change.workspace is not None else None,
-            "before": scrub(change.before) if change.before is not None else None,
-            "after": scrub(change.after) if change.after is not None else None,
-            "request_id": current_request_id.get(),
-            "prev_hash": prev_hash,
-        }
-        fields["hash"] = compute_hash(fields)
-        prev_hash = fields["hash"]
-        events.append(AuditEvent(actor=actor, **fields))
+        events.append(AuditEvent(
+            created_at=now,
+            actor=actor,
+            actor_name=actor_name or (actor.username if actor else "system"),
+            actor_kind=actor_kind or actor_kind_of(actor),
+            action=change.action,
+            target_type=target._meta.label_lower if target is not None else "",
+            target_id=str(target.pk) if target is not None else "",
+            target_label=(change.target_label or (str(target) if target is not None else ""))[:200],
+            workspace_id=change.workspace.pk if change.workspace is not None else None,
+            before=scrub(change.before) if change.before is not None else None,
+            after=scrub(change.after) if change.after is not None else None,
+            request_id=current_request_id.get(),
+        ))
     if not events:
         return []
-    created = AuditEvent.objects.bulk_create(events, batch_size=2000)
-    if created[-1].pk is None:  # backends that do not return ids from bulk inserts
-        created[-1] = AuditEvent.objects.get(hash=created[-1].hash)
-    AuditChainHead.objects.filter(pk=1).update(last_event_id=created[-1].pk, last_hash=prev_hash)
-    return created
+    return AuditEvent.objects.bulk_create(events, batch_size=2000)
 
 
 def record(*, actor: User | None, action: str, target: models.Model | None = None,
            workspace: Workspace | None = None, before: dict | None = None, after: dict | None = None,
            target_label: str = "", actor_kind: str | None = None) -> AuditEvent:
-    """Append one event describing a state change, inside the caller's transaction (R23)."""
+    """Write one event describing a state change, inside the caller's transaction (R23)."""
     change = Change(action=action, target=target, workspace=workspace, before=before, after=after,
                     target_label=target_label)
     return record_many(actor=actor, changes=[change], actor_kind=actor_kind)[0]
@@ -138,33 +126,38 @@ class ChainCheck:
     reason: str = ""
 
 
-def verify_chain(chunk_size: int = 5000) -> ChainCheck:
-    """Recompute every hash in id order; the first event whose content or link does not fit is named."""
+def verify_legacy_chain(chunk_size: int = 5000) -> ChainCheck:
+    """Recompute the old hash chain over the events written before the Merkle log (those with a ``hash``), in id
+    order, and check it ends at the head verified when the log replaced it; the first event that does not fit is
+    named."""
     expected_prev = GENESIS_HASH
     checked = 0
-    last_id = None
-    columns = ("id", "hash", *[f for f in HASHED_FIELDS])
-    rows = AuditEvent.objects.order_by("id").values_list(*columns).iterator(chunk_size=chunk_size)
+    last_id = 0
+    columns = ("id", "hash", *HASHED_FIELDS)
+    rows = AuditEvent.objects.exclude(hash="").order_by("id").values_list(*columns).iterator(chunk_size=chunk_size)
     for row in rows:
         event_id, stored_hash, *values = row
         fields = dict(zip(HASHED_FIELDS, values, strict=True))
         if fields["prev_hash"] != expected_prev:
-            return ChainCheck(False, checked, event_id, "its link to the previous event is broken "
-                                                         "(an event before it was removed or changed)")
+            return ChainCheck(False, checked, event_id, "its link to the previous event of the old hash chain is "
+                                                         "broken (an event before it was removed or changed)")
         if compute_hash(fields) != stored_hash:
-            return ChainCheck(False, checked, event_id, "its content does not match its hash (it was edited)")
+            return ChainCheck(False, checked, event_id, "its content does not match its old chain hash (it was "
+                                                         "edited)")
         expected_prev = stored_hash
         last_id = event_id
         checked += 1
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and (head.last_hash != expected_prev or (last_id or 0) != head.last_event_id):
-        return ChainCheck(False, checked, head.last_event_id,
-                          "the newest events were removed (the chain ends before the recorded head)")
+    state = AuditLogState.objects.filter(pk=1).first()
+    recorded = (state.legacy_chain_head_hash or GENESIS_HASH, state.legacy_chain_last_event_id) if state else None
+    if recorded is not None and recorded != (expected_prev, last_id):
+        return ChainCheck(False, checked, state.legacy_chain_last_event_id or None,
+                          "the old hash chain no longer ends at the head verified when the Merkle log replaced it "
+                          "(its newest events were removed, or events were added to it)")
     return ChainCheck(True, checked)
 
 
 EXPORT_COLUMNS = ("id", "created_at", "actor_name", "actor_kind", "action", "target_type", "target_id",
-                  "target_label", "workspace__slug", "before", "after", "request_id", "hash")
+                  "target_label", "workspace__slug", "before", "after", "request_id", "leaf_index", "leaf_hash")
 
 
 def export_rows(queryset, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from portal import audit, celery, rbac, selectors
+from portal import audit, audit_log, celery, rbac, selectors
 from portal.choices import JobStatus, JobTrigger
 from portal.models import JobRun, SchedulerHeartbeat, User
 from portal.schedules import HEARTBEAT_SCHEDULE, JOB_SCHEDULES, schedule_period
@@ -173,10 +173,21 @@ def _fail_lost_runs(name: str) -> int:
         status=JobStatus.FAILED, finished_at=timezone.now(), error="The worker was lost before the run finished.")
 
 
-@register("verify_audit_chain", "Recompute the audit trail's hash chain and report the first tampered event.")
+@register("verify_audit_chain", "Integrate pending audit events, then recompute the audit log's Merkle tree and "
+                               "check every signed tree head; report the first tampered event.")
 def verify_audit_chain() -> dict:
-    check = audit.verify_chain()
-    counts = {"events_checked": check.checked}
+    audit_log.sequence()
+    check = audit_log.verify_log()
+    counts = {"events_checked": check.events_checked, "tree_heads_checked": check.heads_checked,
+              "pending": check.pending}
     if not check.ok:
-        raise JobFailed(f"Audit event #{check.broken_event_id}: {check.reason}.", counts)
+        raise JobFailed(check.first_problem, counts)
     return counts
+
+
+@register("sequence_audit_log", "Give committed audit events their place in the audit log's Merkle tree and sign "
+                                "a new tree head.")
+def sequence_audit_log() -> dict:
+    result = audit_log.sequence()
+    return {"integrated": result.integrated, "batches": result.batches, "tree_size": result.tree_size,
+            "busy": int(result.busy)}

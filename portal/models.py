@@ -171,10 +171,13 @@ class AppendOnlyQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """One state change (R23): who did what to which object, before/after, hash-chained to the previous event.
+    """One state change (R23): who did what to which object, before/after. Append-only.
 
-    ``hash`` covers every field but ``actor`` (a foreign key that may be nulled when a user row goes); the actor's
-    name is copied into ``actor_name`` and covered instead.
+    A service writes its event in its own transaction and touches nothing shared, so audited writes never wait for
+    one another. After commit the sequencer (``portal.audit_log``) gives the event its place in the log's Merkle
+    tree: ``leaf_index`` and ``leaf_hash`` (RFC 9162 leaf hash of the event's canonical form), written once; until
+    then the event is "pending sequencing". ``prev_hash``/``hash`` are the links of the hash chain that events
+    written before the Merkle log carry (empty for later events); the tree covers them too.
     """
 
     created_at = models.DateTimeField(db_index=True)
@@ -189,14 +192,21 @@ class AuditEvent(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    prev_hash = models.CharField(max_length=64, blank=True, default="")
+    hash = models.CharField(max_length=64, blank=True, default="")
+    leaf_index = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    leaf_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["workspace", "-id"]), models.Index(fields=["actor_name"])]
+        indexes = [
+            models.Index(fields=["workspace", "-id"]),
+            models.Index(fields=["actor_name"]),
+            # the sequencer's queue: only the events still pending sequencing are in this index
+            models.Index(fields=["id"], condition=Q(leaf_index__isnull=True), name="audit_event_pending"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} {self.target_label}"
@@ -209,19 +219,76 @@ class AuditEvent(models.Model):
     def delete(self, *args, **kwargs):
         raise PermissionError("Audit events are append-only.")
 
+    @property
+    def pending_sequencing(self) -> bool:
+        return self.leaf_index is None
 
-class AuditChainHead(models.Model):
-    """Singleton row holding the newest event's hash. Locking it serialises appends so the chain never forks."""
+    def field_changes(self) -> list[tuple[str, str, str]]:
+        """What changed, for people: (field, old, new) for each field that differs between ``before`` and
+        ``after``, values as short text ("" where a side has no such field)."""
+        before, after = _as_fields(self.before), _as_fields(self.after)
+        keys = list(before) + [key for key in after if key not in before]
+        return [(key.replace("_", " "), _shown(before[key]) if key in before else "",
+                 _shown(after[key]) if key in after else "")
+                for key in keys if key not in before or key not in after or before[key] != after[key]]
+
+
+def _as_fields(snapshot) -> dict:
+    if isinstance(snapshot, dict):
+        return snapshot
+    return {} if snapshot is None else {"value": snapshot}
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value or "empty"
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_shown(v)}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+class AuditLogState(models.Model):
+    """The sequencer's singleton row (R23): how many events the Merkle tree holds and its compact range (the roots
+    of the perfect subtrees covering them), enough to extend it. Only the sequencer locks this row; writers never
+    read it. ``legacy_*`` record the hash chain verified when the Merkle log replaced it."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    last_event_id = models.BigIntegerField(default=0)
-    last_hash = models.CharField(max_length=64)
+    size = models.BigIntegerField(default=0)
+    frontier = models.JSONField(default=list, blank=True)
+    legacy_chain_events = models.BigIntegerField(default=0)
+    legacy_chain_last_event_id = models.BigIntegerField(default=0)
+    legacy_chain_head_hash = models.CharField(max_length=64, blank=True)
+    legacy_chain_verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_chain_head_singleton")]
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_log_state_singleton")]
 
     def __str__(self) -> str:
-        return f"audit chain head at event #{self.last_event_id}"
+        return f"audit log of {self.size} events"
+
+
+class AuditTreeHead(models.Model):
+    """A signed tree head (R23): the Merkle tree's size and root at a moment, signed with the portal's audit log
+    key (Ed25519 over ``portal.merkle.tree_head_message``). One per sequencer batch; every head is kept."""
+
+    size = models.BigIntegerField(unique=True)
+    root_hash = models.CharField(max_length=64)
+    timestamp_ms = models.BigIntegerField()
+    signature = models.CharField(max_length=128)
+    key_id = models.CharField(max_length=16)
+
+    class Meta:
+        ordering = ["-size"]
+        constraints = [models.CheckConstraint(condition=Q(size__gt=0), name="audit_tree_head_not_empty")]
+
+    def __str__(self) -> str:
+        return f"tree head of {self.size} events"
 
 
 class JobRun(models.Model):

@@ -18,8 +18,12 @@ AGENT_SCHEDULER_SECONDS = int(os.environ.get("AGENT_SCHEDULER_SECONDS", "60"))
 SCHEDULER_HEARTBEAT_SECONDS = int(os.environ.get("SCHEDULER_HEARTBEAT_SECONDS", "60"))
 HEARTBEAT_SCHEDULE = schedule(run_every=timedelta(seconds=SCHEDULER_HEARTBEAT_SECONDS))
 
+#: How often the sequencer integrates committed audit events into the log's Merkle tree (docs/design.md, R23).
+AUDIT_SEQUENCE_SECONDS = int(os.environ.get("AUDIT_SEQUENCE_SECONDS", "60"))
+
 JOB_SCHEDULES = {
     "verify_audit_chain": crontab(minute=30, hour=3),
+    "sequence_audit_log": schedule(run_every=timedelta(seconds=AUDIT_SEQUENCE_SECONDS)),
     "expire_approval_requests": crontab(minute=0),
     "expire_assignments": crontab(),  # every minute
     "send_expiry_reminders": crontab(minute=0, hour=8),

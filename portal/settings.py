@@ -272,6 +272,11 @@ EXPORT_MAX_ROWS = env.int("EXPORT_MAX_ROWS", default=100_000)
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))
 EXPORT_FILE_HOURS = env.int("EXPORT_FILE_HOURS", default=24)
 JOB_BATCH_SIZE = env("JOB_BATCH_SIZE")
+# The audit log's tree heads (docs/design.md, R23): an Ed25519 private key as base64 of its 32-byte seed, derived
+# from SECRET_KEY when unset; the public keys of earlier signing keys (base64, comma-separated) stay trusted.
+AUDIT_LOG_SIGNING_KEY = env.str("AUDIT_LOG_SIGNING_KEY", default="")
+AUDIT_LOG_TRUSTED_KEYS = env.list("AUDIT_LOG_TRUSTED_KEYS", default=[])
+AUDIT_SEQUENCE_BATCH = env.int("AUDIT_SEQUENCE_BATCH", default=10000)
 JOB_BATCH_PAUSE_SECONDS = env("JOB_BATCH_PAUSE_SECONDS")
 REVIEW_INACTIVE_DAYS = env("REVIEW_INACTIVE_DAYS")
 

@@ -33,6 +33,7 @@ urlpatterns = [
     path("directory/roles/", views.directory_roles, name="directory-roles"),
     path("audit/", views.audit_list, name="audit-list"),
     path("audit/export/", views.audit_export, name="audit-export"),
+    path("audit/log-key/", views.audit_log_key, name="audit-log-key"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/<slug:name>/run/", views.job_run_now, name="job-run-now"),
     path("notifications/", views.notification_list, name="notification-list"),

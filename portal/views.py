@@ -16,14 +16,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from kombu import Connection
 
-from portal import audit, directory, jobs, navigation, notifications, rbac, selectors, workspaces
+from portal import audit, audit_log, directory, jobs, navigation, notifications, rbac, selectors, workspaces
 from portal.cache import redis_degraded
 from portal.forms import (
     AuditFilterForm,
@@ -326,20 +327,38 @@ def audit_list(request):
     form, events = _audit_queryset(request)
     query = request.GET.copy()
     query.pop("page", None)
+    head = audit_log.latest_head()
     return render(request, "portal/audit_list.html", {
         "form": form, "page": page(request, events.order_by("-id")), "query": query.urlencode(),
+        "tree_head": head, "tree_head_time": audit_log.head_time(head) if head else None,
+        "pending": audit_log.pending_count(),
     })
 
 
 @login_required
 @require_GET
 def audit_export(request):
-    """Stream the filtered events as CSV or JSON; memory stays flat whatever the row count."""
+    """Stream the filtered events as CSV or JSON; memory stays flat whatever the row count. With ``proofs=1``
+    (JSON only) each event comes with its inclusion proof and the signed tree head, to check offline."""
     _form, events = _audit_queryset(request)
+    if request.GET.get("proofs") == "1":
+        audit_log.sequence()  # integrate what is pending so it can be proven; returns at once if a run is under way
+        filters = {key: value for key, value in request.GET.items() if key not in ("format", "proofs", "page")}
+        response = StreamingHttpResponse(audit_log.export_with_proofs(events, filters),
+                                         content_type="application/json")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="audit-with-proofs-{stamp}.json"'
+        return response
     columns = [c if c != "workspace__slug" else "workspace" for c in audit.EXPORT_COLUMNS]
     return streamed_export(request, audit.export_rows(events), columns, "audit",
                            csv_cell=lambda column, value: json.dumps(value) if column in ("before", "after")
                            else value)
+
+
+@require_GET
+def audit_log_key(request):
+    """The audit log's public key, published so anyone holding an export can check its tree head (R23)."""
+    return JsonResponse(audit_log.key_document())
 
 
 # --- jobs ---------------------------------------------------------------------------------------------

@@ -407,3 +407,9 @@ CASES += _credential_cases.CASES
 from tests.matrix_cases import credential_governance as _credential_governance_cases  # noqa: E402
 
 CASES += _credential_governance_cases.CASES
+
+# --- the audit log: the export with inclusion proofs and the log's public key ------------------------------------
+
+from tests.matrix_cases import audit_log as _audit_log_cases  # noqa: E402
+
+CASES += _audit_log_cases.CASES
