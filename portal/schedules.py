@@ -34,12 +34,13 @@ JOB_SCHEDULES = {
     "run_scheduled_agents": schedule(run_every=timedelta(seconds=AGENT_SCHEDULER_SECONDS)),
     "expire_runs": crontab(),  # every minute
     "rotate_signing_keys": crontab(minute=20, hour=1),  # daily (docs/oauth.md, "Signing keys")
+    "maintain_sign_in_partitions": crontab(minute=40, hour=0),  # daily: the sign-in log's days ahead and retention
+    "expire_sign_in_exports": crontab(minute=10),  # hourly: export files nobody downloaded in time
 }
 
 
 def schedule_period(entry: schedule | crontab) -> timedelta:
     """How long one period of a schedule lasts: its interval, or the gap between two consecutive crontab times
-    "maintain_sign_in_partitions": crontab(minute=40, hour=0),  # daily: the sign-in log's days ahead and retention
     (from a fixed reference, so the answer never depends on the clock). A job is late past twice this."""
     if isinstance(entry, crontab):
         reference = datetime(2030, 1, 7, tzinfo=UTC)  # a Monday at midnight

@@ -43,6 +43,10 @@ class SignInFilterForm(StyledForm):
                                         label="Credential")
     ip = forms.GenericIPAddressField(required=False, label="IP address")
     scope = forms.CharField(required=False, max_length=200, label="Scope", help_text="Requested or granted.")
+    period = forms.ChoiceField(required=False, label="Time", initial="24h",
+                               choices=[("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days"),
+                                        ("all", "Everything kept")],
+                               help_text="Ignored when From or To is set.")
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
 

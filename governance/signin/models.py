@@ -80,10 +80,14 @@ class AccessToken(models.Model):
 
 
 class SignIn(models.Model):
-    """One token request, successful or not (the sign-in log). Never holds a secret or a token value."""
+    """One token request, successful or not (the sign-in log). Never holds a secret or a token value.
+
+    On PostgreSQL the table is partitioned by day on ``at`` (``governance.signin.partitions``): the database's
+    primary key is ``(id, at)`` while Django keeps ``id`` (unique: one identity sequence feeds every partition), and
+    no table may hold a foreign key to a sign-in."""
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
-    # Every token request inserts a row: two indexes (time, agent + time) serve the log's pages and the risk job.
+    # Every token request inserts a row: few indexes (time, agent + time, IP + time and partial ones) serve the log.
     agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.PROTECT, related_name="sign_ins",
                               db_index=False)
     client_id = models.CharField(max_length=64, blank=True)
@@ -109,9 +113,59 @@ class SignIn(models.Model):
 
     class Meta:
         ordering = ["-at", "-pk"]
-        indexes = [models.Index(fields=["agent", "-at"], name="signin_agent_at")]
+        # The log's filters each read an index or only the partitions of their time window (docs/design.md, "The
+        # sign-in log at volume"). Partial indexes hold only the rare rows (failures, people, unknown clients), so
+        # the token endpoint's insert of an ordinary success touches three indexes, not six.
+        indexes = [models.Index(fields=["agent", "-at"], name="signin_agent_at"),
+                   models.Index(fields=["outcome", "-at"], condition=~models.Q(outcome="success"),
+                                name="signin_not_success_at"),
+                   models.Index(fields=["actor_kind", "-at"], condition=~models.Q(actor_kind="agent"),
+                                name="signin_not_agent_at"),
+                   models.Index(fields=["client_id", "-at"], condition=models.Q(agent__isnull=True),
+                                name="signin_unknown_client_at"),
+                   models.Index(fields=["ip", "-at"], name="signin_ip_at")]
 
     def __str__(self) -> str:
         return f"{self.client_id or '?'} {self.outcome} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
+
+
+class SignInExport(models.Model):
+    """A sign-in export too large to stream in a request (more than ``EXPORT_MAX_ROWS`` rows): a Celery worker
+    writes the file, with progress, and its requester downloads it once (docs/design.md, "The sign-in log at
+    volume"). The file is deleted as it is handed over, or by ``expire_sign_in_exports`` past ``expires_at``;
+    ``filters`` are the log's filters as the requester set them, applied again as the requester when it runs."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Ready"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    file_format = models.CharField(max_length=10, default="csv")
+    filters = models.JSONField(default=dict, blank=True)
+    total = models.PositiveBigIntegerField(default=0)
+    done = models.PositiveBigIntegerField(default=0)
+    file_name = models.CharField(max_length=100, blank=True, help_text="Under EXPORT_DIR; empty once deleted.")
+    downloaded_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=models.Q(expires_at__gt=models.F("created_at")),
+                                              name="signin_export_expires_after_creation")]
+
+    def __str__(self) -> str:
+        return f"sign-in export #{self.pk}"
+
+    @property
+    def percent(self) -> int:
+        return min(100, int(100 * self.done / self.total)) if self.total else 0

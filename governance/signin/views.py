@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents import policy as agent_policy
-from governance.signin import resource_servers, signins, tokens
+from governance.signin import exports, resource_servers, signins, tokens
 from governance.signin.forms import AgentResourceForm, PersonalTokenForm, ResourceServerForm, SignInFilterForm
-from governance.signin.models import ResourceServer
+from governance.signin.models import ResourceServer, SignInExport
 from portal import rbac
-from portal.viewutils import act, page, streamed_export
+from portal.viewutils import PAGE_SIZE, act, flash_errors, page, streamed_export
 
 
 @login_required
@@ -118,9 +118,11 @@ def _signin_queryset(request):
     rbac.require(signins.can_view_signins(request.user), FORBIDDEN)
     rows = signins.signins_visible_to(request.user)
     form = SignInFilterForm(request.GET or None)
-    if form.is_bound and form.is_valid():
+    if not form.is_bound:
+        rows = signins.signins_filtered(rows, {})  # the default window: the last 24 hours
+    elif form.is_valid():
         rows = signins.signins_filtered(rows, form.cleaned_data)
-    elif form.is_bound:
+    else:
         rows = rows.none()
     return form, rows
 
@@ -132,30 +134,92 @@ def signin_list(request):
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("format", None)
-    signin_page = page(request, signins.signins_for_page(rows))
+    paginator = signins.LogPaginator(signins.signins_for_page(rows), PAGE_SIZE)
+    signin_page = paginator.get_page(request.GET.get("page"))
     linkable = signins.visible_agent_ids(request.user, (row.agent_id for row in signin_page))
     agent_resources = signins.resource_agents() if any(row.resource for row in signin_page) else {}
     for row in signin_page:
         row.resource_agent = agent_resources.get(row.resource, "")
+    filters = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    dated = bool(filters.get("since") or filters.get("until"))
+    period = "" if dated else (filters.get("period") or signins.DEFAULT_PERIOD)
+    widen = request.GET.copy()
+    for name in ("page", "format", "period", "from", "to"):
+        widen.pop(name, None)
     return render(request, "governance/signin/signins.html", {
         "form": form, "page": signin_page, "query": query.urlencode(), "linkable": linkable,
+        "period": period, "period_label": PERIOD_LABELS.get(period, ""), "periods": PERIOD_LABELS,
+        "widen_query": widen.urlencode(),
+        "count_label": signins.about(paginator.count) if paginator.estimated else f"{paginator.count:,}",
+        "retention_days": settings.SIGNIN_RETENTION_DAYS,
     })
+
+
+PERIOD_LABELS = {"24h": "the last 24 hours", "7d": "the last 7 days", "30d": "the last 30 days",
+                 "all": "everything kept"}
 
 
 @login_required
 @require_GET
 def signin_export(request):
-    """Stream the filtered log as CSV or JSON; memory stays flat whatever the row count."""
-    _form, rows = _signin_queryset(request)
+    """Stream the filtered log as CSV or JSON (memory stays flat whatever the row count) up to
+    ``EXPORT_MAX_ROWS`` rows; a larger export is offered as a background job instead (nothing starts on a GET)."""
+    form, rows = _signin_queryset(request)
+    query = request.GET.copy()
+    query.pop("page", None)
+    file_format = "json" if query.pop("format", ["csv"])[-1] == "json" else "csv"
+    if form.is_valid() and exports.is_large(request.user, query.dict()):
+        return render(request, "governance/signin/export_start.html", {
+            "filters": query, "file_format": file_format, "limit": settings.EXPORT_MAX_ROWS,
+            "hours": settings.EXPORT_FILE_HOURS})
     return streamed_export(request, signins.export_rows(rows), signins.EXPORT_COLUMNS, "sign-ins",
-                           csv_cell=_csv_cell)
+                           csv_cell=signins.csv_cell)
 
 
-def _csv_cell(column: str, value):
-    if column in ("requested_scopes", "granted_scopes"):
-        return " ".join(value)
-    if column == "policies":
-        return json.dumps(value, separators=(",", ":"))
-    return value
+@login_required
+@require_POST
+def signin_export_start(request):
+    """Start a large export as a background job for the filters posted (the log's query string)."""
+    rbac.require(signins.can_view_signins(request.user), FORBIDDEN)
+    filters = request.POST.copy()
+    filters.pop("csrfmiddlewaretoken", None)
+    file_format = filters.pop("format", ["csv"])[-1]
+    try:
+        export = exports.signin_export_start(actor=request.user, filters=filters.dict(), file_format=file_format)
+    except ValidationError as error:
+        flash_errors(request, error)
+        return redirect("signin-list")
+    return redirect("signin-export-job", export_id=export.pk)
 
 
+def _own_export(request, export_id: int) -> SignInExport:
+    """An export is its requester's alone: anyone else gets a 404."""
+    rbac.require(signins.can_view_signins(request.user), FORBIDDEN)
+    return get_object_or_404(SignInExport, pk=export_id, requested_by=request.user)
+
+
+@login_required
+@require_GET
+def signin_export_job(request, export_id: int):
+    export = _own_export(request, export_id)
+    template = ("governance/signin/partials/export_progress.html" if request.htmx
+                else "governance/signin/export_job.html")
+    return render(request, template, {"export": export})
+
+
+@login_required
+@never_cache
+@require_POST
+def signin_export_download(request, export_id: int):
+    """The export's file, once: a second download is 410 Gone, with the reason."""
+    export = _own_export(request, export_id)
+    try:
+        handle = exports.signin_export_download(actor=request.user, export=export)
+    except exports.ExportGone as gone:
+        return render(request, "governance/signin/export_job.html", {"export": export, "gone": str(gone)},
+                      status=410)
+    content_type = "application/json" if export.file_format == "json" else "text/csv"
+    response = FileResponse(handle, content_type=content_type, as_attachment=True,
+                            filename=f"sign-ins-{export.pk}.{export.file_format}")
+    response["Cache-Control"] = "no-store"
+    return response

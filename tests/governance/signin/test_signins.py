@@ -172,7 +172,7 @@ def filter_rows(registry_world):
     ("actor_kind=on_behalf_of", {"delegated"}),
     ("ip=10.9.9.9", {"beta"}),
     ("scope=mail.send", {"delegated"}),
-    ("scope=Policy.Read", {"old"}),  # requested only, never granted
+    ("scope=Policy.Read&period=all", {"old"}),  # requested only, never granted; older than the last day
     ("outcome=success&scope=User.Read.All", {"plain", "beta"}),
     ("to={old}", {"old"}),
     ("from={today}", {"plain", "beta", "failed", "delegated"}),
