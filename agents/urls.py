@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:agent_id>/enable/", views.agent_enable, name="agent-enable"),
     path("<int:agent_id>/retire/", views.agent_retire, name="agent-retire"),
     path("<int:agent_id>/credentials/rotate/", views.credential_rotate, name="agent-credential-rotate"),
+    path("<int:agent_id>/secret/", views.agent_secret_once, name="agent-secret-once"),
     path("<int:agent_id>/credentials/<int:credential_id>/revoke/", views.credential_revoke,
          name="agent-credential-revoke"),
     path("<int:agent_id>/credentials/", views.agent_credentials, name="agent-credentials"),

@@ -176,9 +176,37 @@ def setup_agent(request, blueprint_id: int):
     return render(request, "agents/setup_agent.html", context)
 
 
+SECRET_ONCE = "agents.secret_once"
+
+
+def show_secret_once(request, agent, client_id: str, secret: str, *, created: bool, back_url: str = "",
+                     back_label: str = ""):
+    """Post/Redirect/Get for a new secret: it waits in the person's session for the one page that shows it
+    (``agent_secret_once``), which takes it out; reloading that page shows it no more and re-submits nothing."""
+    request.session[SECRET_ONCE] = {"agent_id": agent.pk, "client_id": client_id, "secret": secret,
+                                    "created": created, "back_url": back_url, "back_label": back_label}
+    return redirect("agent-secret-once", agent_id=agent.pk)
+
+
 def _show_secret(request, agent, client_id: str, secret: str, *, created: bool):
-    response = render(request, "agents/secret_once.html", {"agent": agent, "client_id": client_id,
-                                                          "secret": secret, "created": created})
+    return show_secret_once(request, agent, client_id, secret, created=created)
+
+
+@login_required
+@never_cache
+@require_GET
+def agent_secret_once(request, agent_id: int):
+    """The new secret, once: taken out of the session as it is shown, never cached."""
+    agent = selectors.agent_get(request.user, agent_id)
+    shown = request.session.get(SECRET_ONCE)
+    if not shown or shown.get("agent_id") != agent.pk:
+        messages.info(request, f"The secret of {agent.name} was shown once and is no longer available. If you did "
+                               f"not store it, rotate the secret on this page.")
+        return redirect("agent-detail", agent_id=agent.pk)
+    del request.session[SECRET_ONCE]
+    response = render(request, "agents/secret_once.html", {
+        "agent": agent, "client_id": shown["client_id"], "secret": shown["secret"], "created": shown["created"],
+        "back_url": shown.get("back_url", ""), "back_label": shown.get("back_label", "")})
     response["Cache-Control"] = "no-store"
     return response
 

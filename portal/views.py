@@ -187,14 +187,20 @@ def member_add(request, slug: str):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def member_role(request, slug: str, membership_id: int):
+    """GET: the confirmation page (what the new role may do, what it may no longer do); POST: the change."""
     workspace = selectors.workspace_get(request.user, slug)
     membership = selectors.membership_get(request.user, workspace, membership_id)
-    form = MemberRoleForm(request.POST)
+    rbac.require(rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS),
+                 "Only owners of this workspace change members' roles.")
+    form = MemberRoleForm(request.POST if request.method == "POST" else request.GET)
     if not form.is_valid():
         messages.error(request, "Choose owner or contributor.")
         return redirect("workspace-members", slug=workspace.slug)
+    if request.method == "GET":
+        return render(request, "portal/member_role.html", {"workspace": workspace, "membership": membership,
+                                                           "role": form.cleaned_data["role"]})
     act(request, workspaces.membership_change_role,
          lambda m: f"{m.user.username} is now {m.get_role_display().lower()}.",
          membership=membership, role=form.cleaned_data["role"])

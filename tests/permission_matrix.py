@@ -67,6 +67,8 @@ CASES: list[Case] = [
          data=lambda w: {"user": "newcomer", "role": "contributor"}),
     Case("member-role", "POST", _contrib_membership_url("member-role"), ALPHA_MANAGE,
          data=lambda w: {"role": "owner"}),
+    Case("member-role", "GET", lambda w: _contrib_membership_url("member-role")(w) + "?role=owner",
+         expect(LOGIN, 403, 200, 200, 200, 404), label="member-role confirmation page"),
     Case("member-remove", "GET", _contrib_membership_url("member-remove"), expect(LOGIN, 403, 200, 200, 200, 404)),
     Case("member-remove", "POST", _contrib_membership_url("member-remove"), ALPHA_MANAGE),
     Case("directory-users", "GET", lambda w: reverse("directory-users"), DIRECTORY_ONLY),
@@ -149,6 +151,8 @@ API_AGENT = expect(403, 403, 200, 200, 200, 404)
 CASES += [
     Case("agent-list", "GET", lambda w: reverse("agent-list"), EVERYONE_OK),
     Case("agent-detail", "GET", _agent_url("agent-detail"), AGENT_VIEW),
+    Case("agent-secret-once", "GET", _agent_url("agent-secret-once"), expect(LOGIN, 302, 302, 302, 302, 404),
+         label="agent-secret-once with no secret waiting (back to the agent)"),
     Case("agent-setup", "GET", lambda w: reverse("agent-setup"), EVERYONE_OK),
     Case("agent-setup-blueprint", "GET", lambda w: reverse("agent-setup-blueprint", args=[w.blueprint.pk]),
          EVERYONE_OK),

@@ -24,6 +24,7 @@ from agents import policy as agent_policy
 from agents import selectors as agent_selectors
 from agents.choices import AgentStatus, PublisherKind
 from agents.models import Agent, AgentIdentity
+from agents.views import show_secret_once
 from governance.runs import builtin as builtin_agents
 from governance.runs import policy as run_policy
 from governance.runs import services as runs
@@ -342,14 +343,11 @@ def run_feedback(request, run_id: int):
 
 
 def _show_secret(request, finding: dict, secret: str, run: Run):
-    """A rotated secret, shown once on this response (the agent page's page for it: never stored, never cached)."""
+    """A rotated secret, shown once on the agent's secret page (Post/Redirect/Get: never stored, never cached)."""
     identity = AgentIdentity.objects.select_related("agent").filter(agent_id=finding.get("agent_id")).first()
-    response = render(request, "agents/secret_once.html", {
-        "agent": identity.agent if identity else run.agent, "client_id": identity.client_id if identity else "",
-        "secret": secret, "created": False, "back_url": reverse("run-detail", args=[run.pk]),
-        "back_label": "Back to the run"})
-    response["Cache-Control"] = "no-store"
-    return response
+    return show_secret_once(request, identity.agent if identity else run.agent,
+                            identity.client_id if identity else "", secret, created=False,
+                            back_url=reverse("run-detail", args=[run.pk]), back_label="Back to the run")
 
 
 @login_required
@@ -357,7 +355,7 @@ def _show_secret(request, finding: dict, secret: str, run: Run):
 @require_POST
 def run_apply(request, run_id: int, index: int):
     """Apply a built-in agent's finding as the signed-in person; the services it calls decide (403 if they may
-    not). A new secret from a rotation is shown once, on this response."""
+    not). A new secret from a rotation is shown once, on the page this redirects to."""
     run = _run_or_404(request.user, run_id)
     finding = run.findings[index] if 0 <= index < len(run.findings or []) else {}
     params = {}

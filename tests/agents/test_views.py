@@ -47,9 +47,11 @@ def test_wizard_reviews_then_creates_and_shows_the_secret_once(client, registry_
     assert "Review and create" in review.content.decode()
     assert not Agent.objects.filter(name="wizard-agent").exists()  # the review step writes nothing
     created = client.post(f"/agents/new/{w.blueprint.pk}/", _wizard_data(confirm="1"))
-    body = created.content.decode()
-    assert "no-store" in created["Cache-Control"] and 'id="client-secret"' in body
     agent = Agent.objects.get(name="wizard-agent")
+    assert created.status_code == 302 and created["Location"] == f"/agents/{agent.pk}/secret/"
+    shown = client.get(created["Location"])
+    body = shown.content.decode()
+    assert "no-store" in shown["Cache-Control"] and 'id="client-secret"' in body
     secret = body.split('id="client-secret" class="user-select-all">')[1].split("<")[0]
     assert Credential.objects.get(identity__agent=agent).secret_hash != secret
     assert {a.key: a.value for a in agent.attributes.all()} == {"tier": "1", "department": "SOC"}

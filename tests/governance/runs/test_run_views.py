@@ -377,6 +377,8 @@ def test_a_hygiene_finding_is_applied_from_the_run_page(client, registry_world):
     assert not AgentUserObjectPermission.objects.filter(content_object=lonely, user=w.contributor).exists()
 
     rotate = client.post(reverse("run-apply", args=[run.pk, kinds["credential_expired"]]))
+    assert rotate.status_code == 302  # Post/Redirect/Get: the secret waits in the session for one page
+    rotate = client.get(rotate["Location"])
     body = rotate.content.decode()
     assert rotate.status_code == 200 and "no-store" in rotate["Cache-Control"]
     assert 'id="client-secret"' in body and "Copy the secret now" in body
