@@ -77,28 +77,29 @@ def bars(*, chart_id: str, title: str, rows: Sequence[tuple[str, int]], unit: st
 
 
 def columns(*, chart_id: str, title: str, buckets: Sequence[str], series: Sequence[tuple[str, Sequence[int]]],
-            unit: str = "", bucket_header: str = "Week", classes: Sequence[str] | None = None) -> Chart:
+            unit: str = "", bucket_header: str = "Week", classes: Sequence[str] | None = None,
+            width: int = COLUMN_WIDTH, height: int = COLUMN_HEIGHT, labels: int = 5) -> Chart:
     """Stacked columns over ``buckets`` (weeks, days…), one colour per series, with a legend and a total per bucket."""
     buckets = list(buckets)
     totals = [sum(values[i] for _name, values in series) for i in range(len(buckets))]
     largest = max(totals, default=0) or 1
-    plot_width = COLUMN_WIDTH - COLUMN_LEFT - 6
-    plot_height = COLUMN_HEIGHT - COLUMN_BOTTOM - 10
+    plot_width = width - COLUMN_LEFT - 6
+    plot_height = height - COLUMN_BOTTOM - 10
     slot = plot_width / max(len(buckets), 1)
     bar = max(slot * 0.7, 2)
     marks = []
     for i, bucket in enumerate(buckets):
         x = COLUMN_LEFT + i * slot + (slot - bar) / 2
-        base = COLUMN_HEIGHT - COLUMN_BOTTOM
+        base = height - COLUMN_BOTTOM
         for index, (name, values) in enumerate(series):
             value = values[i]
             if not value:
                 continue
-            height = plot_height * value / largest
-            base -= height
-            marks.append({"x": round(x, 1), "y": round(base, 1), "width": round(bar, 1), "height": round(height, 1),
+            tall = plot_height * value / largest
+            base -= tall
+            marks.append({"x": round(x, 1), "y": round(base, 1), "width": round(bar, 1), "height": round(tall, 1),
                           "css": classes[index] if classes else _css(index), "label": f"{bucket}: {value} {name}"})
-    every = max(1, -(-len(buckets) // 5))  # at most five labels on the axis
+    every = max(1, -(-len(buckets) // labels))  # at most ``labels`` labels on the axis
     ticks = [{"x": round(COLUMN_LEFT + i * slot + slot / 2, 1), "label": bucket}
              for i, bucket in enumerate(buckets) if i % every == 0]
     legend = [{"name": name, "css": classes[index] if classes else _css(index), "x": index * 150}
@@ -111,8 +112,8 @@ def columns(*, chart_id: str, title: str, buckets: Sequence[str], series: Sequen
                  headers=[bucket_header, *[name for name, _values in series], "Total"],
                  rows=[[bucket, *[values[i] for _name, values in series], totals[i]] for i, bucket in
                        enumerate(buckets)],
-                 width=COLUMN_WIDTH, height=COLUMN_HEIGHT + 22, marks=marks, legend=legend, ticks=ticks,
-                 lanes=[{"y": COLUMN_HEIGHT - COLUMN_BOTTOM, "top": 10, "largest": max(totals, default=0)}],
+                 width=width, height=height + 6, marks=marks, legend=legend, ticks=ticks,
+                 lanes=[{"y": height - COLUMN_BOTTOM, "top": 10, "largest": max(totals, default=0)}],
                  empty=grand == 0)
 
 
