@@ -40,7 +40,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -53,7 +53,7 @@ from django.db.models import Q
 from agents import trust
 from agents.choices import AgentStatus, CredentialType
 from agents.models import Agent, AgentIdentity, FederatedCredential, KeyCredential
-from governance.signin import fastpath
+from governance.signin import fastpath, tokens
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -80,6 +80,9 @@ class Verified:
     issuer: str = ""
     error: str = ""
     reason: str = ""
+    # The client's row as ``tokens.authenticate_identity`` reads it, when it was read with the rules (PostgreSQL:
+    # one statement for both); issuance then reads it no more.
+    client_row: tuple | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -381,47 +384,48 @@ class _Rule(NamedTuple):
     client_id: str
 
 
-_RULES_FOR_CLIENT = None
 _RULES_FOR_ISSUER = None
 
 
-def _rules(issuer: str, client_id: str) -> list[_Rule]:
+def _rules(issuer: str, client_id: str, now: datetime) -> tuple[list[_Rule], tuple | None]:
     """The active rules trusting ``issuer``: for ``client_id``, its agent's and its blueprint's defaults; without
-    one (the jwt-bearer grant), every agent's own rules. Retired agents have none. One prepared statement on
-    PostgreSQL (the hot path, docs/design.md "The token endpoint"), the ORM elsewhere."""
-    global _RULES_FOR_CLIENT, _RULES_FOR_ISSUER
+    one (the jwt-bearer grant), every agent's own rules. Retired agents have none. On PostgreSQL (the hot path,
+    docs/design.md "The token endpoint") one prepared statement, which for a named client also reads the client's
+    row for issuance (returned second; None elsewhere); the ORM elsewhere."""
+    global _RULES_FOR_ISSUER
     if fastpath.enabled():
         t = fastpath._t
         columns = "r.subject, r.subject_is_pattern, r.audience, r.agent_id, i.id, i.agent_id, i.client_id"
         if client_id:
-            if _RULES_FOR_CLIENT is None:
-                _RULES_FOR_CLIENT = (
-                    f"SELECT {columns} FROM {t(AgentIdentity)} i JOIN {t(Agent)} a ON a.id = i.agent_id "
-                    f"JOIN {t(FederatedCredential)} r ON (r.agent_id = a.id OR r.blueprint_id = a.blueprint_id) "
-                    f"WHERE i.client_id = %s AND r.issuer = %s AND r.revoked_at IS NULL AND a.status <> %s")
-            rows = fastpath.run(_RULES_FOR_CLIENT, (client_id, issuer, AgentStatus.RETIRED.value), read_only=True)
-        else:
-            if _RULES_FOR_ISSUER is None:
-                _RULES_FOR_ISSUER = (
-                    f"SELECT {columns} FROM {t(FederatedCredential)} r JOIN {t(Agent)} a ON a.id = r.agent_id "
-                    f"JOIN {t(AgentIdentity)} i ON i.agent_id = a.id "
-                    f"WHERE r.issuer = %s AND r.revoked_at IS NULL AND a.status <> %s")
-            rows = fastpath.run(_RULES_FOR_ISSUER, (issuer, AgentStatus.RETIRED.value), read_only=True)
-        return [_Rule(*row) for row in rows]
+            row = fastpath.authenticate_identity_with_rules(client_id, issuer, now)
+            if row is None:
+                return [], None
+            client_row = row[1:]
+            agent = tokens.client_from_row(client_row).agent
+            if agent.status == AgentStatus.RETIRED or not row[0]:
+                return [], None
+            return [_Rule(*rule, client_row[0], agent.pk, client_row[1]) for rule in row[0]], client_row
+        if _RULES_FOR_ISSUER is None:
+            _RULES_FOR_ISSUER = (
+                f"SELECT {columns} FROM {t(FederatedCredential)} r JOIN {t(Agent)} a ON a.id = r.agent_id "
+                f"JOIN {t(AgentIdentity)} i ON i.agent_id = a.id "
+                f"WHERE r.issuer = %s AND r.revoked_at IS NULL AND a.status <> %s")
+        rows = fastpath.run(_RULES_FOR_ISSUER, (issuer, AgentStatus.RETIRED.value), read_only=True)
+        return [_Rule(*row) for row in rows], None
     if client_id:
         identity = AgentIdentity.objects.filter(client_id=client_id).exclude(agent__status=AgentStatus.RETIRED) \
             .values_list("pk", "agent_id", "client_id", "agent__blueprint_id").first()
         if identity is None:
-            return []
+            return [], None
         rows = FederatedCredential.objects.filter(
             Q(agent_id=identity[1]) | Q(blueprint_id=identity[3]), issuer=issuer, revoked_at__isnull=True) \
             .values_list("subject", "subject_is_pattern", "audience", "agent_id")
-        return [_Rule(*row, *identity[:3]) for row in rows]
+        return [_Rule(*row, *identity[:3]) for row in rows], None
     rows = FederatedCredential.objects.filter(issuer=issuer, revoked_at__isnull=True, agent__identity__isnull=False) \
         .exclude(agent__status=AgentStatus.RETIRED) \
         .values_list("subject", "subject_is_pattern", "audience", "agent_id", "agent__identity__id", "agent_id",
                      "agent__identity__client_id")
-    return [_Rule(*row) for row in rows]
+    return [_Rule(*row) for row in rows], None
 
 
 def _federated(client_id: str, jws: _JWS, now: datetime, replay: Replay | None) -> Verified:
@@ -429,7 +433,7 @@ def _federated(client_id: str, jws: _JWS, now: datetime, replay: Replay | None) 
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not issuer:
         raise _Refused("the token has no issuer")
-    rules = _rules(issuer, client_id)
+    rules, client_row = _rules(issuer, client_id, now)
     if not rules:
         raise _Refused(f"no federated credential trusts the issuer {issuer[:120]}")
     jws.verify(_key_for(issuer, jws.header.get("kid"), issuer=True))
@@ -450,7 +454,7 @@ def _federated(client_id: str, jws: _JWS, now: datetime, replay: Replay | None) 
     _not_seen_before(issuer, claims, jws.token, now, replay)
     rule = matching[0]
     return Verified(client_id=rule.client_id, agent_id=rule.identity_agent_id, identity_id=rule.identity_id,
-                    credential_type=CredentialType.FEDERATED, issuer=issuer)
+                    credential_type=CredentialType.FEDERATED, issuer=issuer, client_row=client_row)
 
 
 # --- entry points ---------------------------------------------------------------------------------------------

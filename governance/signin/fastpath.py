@@ -20,7 +20,16 @@ from django.db import InterfaceError, OperationalError, connection
 from psycopg import pq
 from psycopg.types.json import Jsonb
 
-from agents.models import Agent, AgentIdentity, AgentUser, AttributeValue, Blueprint, Credential, PermissionGrant
+from agents.models import (
+    Agent,
+    AgentIdentity,
+    AgentUser,
+    AttributeValue,
+    Blueprint,
+    Credential,
+    FederatedCredential,
+    PermissionGrant,
+)
 from governance.access.models import AccessPackage, Assignment
 from governance.signin.models import AccessToken, ResourceServer, SignIn
 from portal.models import Permission, User
@@ -115,6 +124,25 @@ def authenticate_identity(client_id: str, now: datetime) -> tuple | None:
         _AUTH_IDENTITY = _client_statement("i.id", f"FROM {_t(AgentIdentity)} i ",
                                            "WHERE i.client_id = %s LIMIT 1")
     rows = run(_AUTH_IDENTITY, (now, now, client_id), read_only=True)
+    return rows[0] if rows else None
+
+
+_AUTH_IDENTITY_RULES = None
+
+
+def authenticate_identity_with_rules(client_id: str, issuer: str, now: datetime) -> tuple | None:
+    """``authenticate_identity`` and the federated credentials trusting ``issuer`` that the client's agent holds
+    (its own and its blueprint's defaults, in force) in one statement: (rules, *the same row), where ``rules`` is a
+    list of [subject, subject_is_pattern, audience, agent_id] or None; None when there is no such client. The
+    caller checks the agent's status (docs/oauth.md, "Agents without secrets")."""
+    global _AUTH_IDENTITY_RULES
+    if _AUTH_IDENTITY_RULES is None:
+        rules = (f"(SELECT json_agg(json_build_array(r.subject, r.subject_is_pattern, r.audience, r.agent_id)) "
+                 f"FROM {_t(FederatedCredential)} r WHERE (r.agent_id = a.id OR r.blueprint_id = a.blueprint_id) "
+                 f"AND r.issuer = %s AND r.revoked_at IS NULL), i.id")
+        _AUTH_IDENTITY_RULES = _client_statement(rules, f"FROM {_t(AgentIdentity)} i ",
+                                                 "WHERE i.client_id = %s LIMIT 1")
+    rows = run(_AUTH_IDENTITY_RULES, (issuer, now, now, client_id), read_only=True)
     return rows[0] if rows else None
 
 

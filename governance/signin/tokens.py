@@ -135,6 +135,12 @@ def authenticate_identity(client_id: str, now: datetime | None = None) -> AgentC
     return None if row is None else _client(row)
 
 
+def client_from_row(row: tuple) -> AgentClient:
+    """The client from the row ``fastpath.authenticate_identity_with_rules`` read with a federated credential's
+    rules (the same row as ``authenticate_identity``'s)."""
+    return _client(row)
+
+
 def _client(row: tuple) -> AgentClient:
     agent = Agent(**dict(zip(_AGENT_FIELDS, row[2:2 + len(_AGENT_FIELDS)], strict=True)))
     publisher_kind, username, user_active = row[2 + len(_AGENT_FIELDS):5 + len(_AGENT_FIELDS)]

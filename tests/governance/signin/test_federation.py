@@ -179,10 +179,18 @@ def test_r28_federated_issuance_on_both_paths(client, agent, issuer, path):
     assert found.client_id == agent.identity.client_id and found.agent.pk == agent.pk
     assert found.agent.status == "active" and found.agent.publisher_kind == "microsoft"
     assert tokens.authenticate_identity("no-such-client") is None
-    response = _token(client, agent.identity.client_id,
-                      issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE))
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _token(client, agent.identity.client_id,  # warm: the issuer's keys fetched, the policies read
+           issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE))
+    with CaptureQueriesContext(connection) as queries:
+        response = _token(client, agent.identity.client_id,
+                          issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE))
     assert response.status_code == 200, response.content
     assert response.json()["scope"] == "User.Read.All"
+    if path == "prepared":  # the rules with the client in one statement, the sign-in row with the token in another
+        assert len(queries) == 2, [q["sql"][:120] for q in queries]
     sign_in = _last_sign_in()
     assert (sign_in.credential_type, sign_in.credential_issuer, sign_in.token_id is not None) == (
         "federated", issuer.issuer, True)
