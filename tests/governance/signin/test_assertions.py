@@ -123,3 +123,27 @@ def test_r28_federated_keys_are_cached(world, agent, issuer):
 def test_r28_key_expiry_is_bounded(world, agent):
     with pytest.raises(Exception, match="at most"):
         _key(world, agent, expires_at=timezone.now() + timedelta(days=400))
+
+
+def test_r28_an_issuers_keys_are_kept_per_process_until_the_shared_copy_expires_and_bounded(issuer, monkeypatch,
+                                                                                          settings):
+    """The parsed keys live in this process as long as the shared cache's copy (the same wall-clock expiry), so a
+    token costs no fetch and no cache read; past the expiry they are read again; at most MAX_KEPT_SOURCES sources are
+    kept (the oldest written goes first)."""
+    from django.core.cache import cache
+
+    settings.FEDERATION_JWKS_CACHE_SECONDS = 60
+    keys = assertions._keys(issuer.issuer, issuer=True)
+    assert keys and issuer.fetches == 2  # the discovery document and the JWKS
+    shared = cache.get(assertions._cache_key(issuer.issuer))
+    assert assertions._memo[issuer.issuer][0] == shared["expires"]
+    assert abs(shared["expires"] - (time.time() + 60)) < 5
+    cache.delete(assertions._cache_key(issuer.issuer))
+    assert assertions._keys(issuer.issuer, issuer=True) is keys and issuer.fetches == 2  # this process's copy
+    now = time.time()
+    monkeypatch.setattr(assertions.time, "time", lambda: now + 61)  # past the shared copy's expiry
+    assert assertions._keys(issuer.issuer, issuer=True) is not keys and issuer.fetches == 4
+    monkeypatch.setattr(assertions, "MAX_KEPT_SOURCES", 3)
+    for n in range(5):
+        assertions._keep(f"https://issuer-{n}.example", now + 120, {})
+    assert list(assertions._memo) == [f"https://issuer-{n}.example" for n in (2, 3, 4)]
