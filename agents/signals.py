@@ -21,6 +21,8 @@ Questions (each receiver answers; empty answers are dropped):
 - ``extra_grants(agent)``: permission rows the agent holds from elsewhere (access packages), as dicts.
 - ``detail_panels(user, agent)``: panels for the agent's page (dicts with ``template`` and ``slot``), in a fixed
   number of queries.
+- ``timeline_lanes(user, agent, start, end)``: lanes for the agent's timeline as a list of ``(name, events)`` where
+  an event is ``(at, what, count or None)`` between ``start`` and ``end``, in a fixed number of queries.
 - ``last_used(agent_ids)``: ``{agent_id: datetime}`` of the latest use known to the receiver.
 - ``attribute_keys_in_rules()``: ``{key: [rule names]}`` of the custom security attribute keys the receiver's rules
   match on (conditional-access policies); those keys are protected like a protected set's (R20).
@@ -40,6 +42,7 @@ setup_notices = Signal()
 status_notes = Signal()
 extra_grants = Signal()
 detail_panels = Signal()
+timeline_lanes = Signal()
 last_used = Signal()
 attribute_keys_in_rules = Signal()
 

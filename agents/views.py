@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from agents import attributes, bulk, catalog, manifests, policy, registry, selectors, trust
+from agents import attributes, bulk, catalog, manifests, policy, registry, selectors, timeline, trust
 from agents.choices import AgentScope, AgentStatus, IdentityType, PublisherKind
 from agents.forms import (
     AgentSetupForm,
@@ -93,6 +93,7 @@ def agent_detail(request, agent_id: int):
         "can_toggle": policy.can_toggle_agent(request.user, agent),
         "person_form": PersonForm(), "attribute_form": AttributeForm(),
         "panels": registry.detail_panels(request.user, agent),
+        "timeline": timeline.agent_timeline(request.user, agent),
     })
 
 

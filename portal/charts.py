@@ -22,8 +22,8 @@ COLUMN_WIDTH = 380
 COLUMN_HEIGHT = 160
 COLUMN_LEFT = 34
 COLUMN_BOTTOM = 22
-STRIP_WIDTH = 760
-STRIP_LEFT = 110
+STRIP_WIDTH = 1080
+STRIP_LEFT = 120
 STRIP_LANE = 30
 
 
@@ -118,7 +118,8 @@ def columns(*, chart_id: str, title: str, buckets: Sequence[str], series: Sequen
 
 
 def timeline(*, chart_id: str, title: str, start: datetime, end: datetime,
-             lanes: Sequence[tuple[str, Sequence[tuple[datetime, str, int | None]]]], when=str) -> Chart:
+             lanes: Sequence[tuple[str, Sequence[tuple[datetime, str, int | None]]]], when=str,
+             now: datetime | None = None) -> Chart:
     """A strip from ``start`` to ``end`` with one lane per kind of event; an event is ``(at, what, count)`` where a
     count (daily sign-ins, say) draws a bar scaled within its lane and None draws a tick."""
     span = (end - start).total_seconds() or 1
@@ -147,14 +148,17 @@ def timeline(*, chart_id: str, title: str, start: datetime, end: datetime,
     ticks = []
     for n in range(0, days + 1, step):
         at = start + timedelta(days=n)
-        ticks.append({"x": round(STRIP_LEFT + plot * min((at - start).total_seconds() / span, 1), 1),
-                      "label": at.date().isoformat() if isinstance(at, datetime) else str(at)})
+        x = round(STRIP_LEFT + plot * min((at - start).total_seconds() / span, 1), 1)
+        ticks.append({"x": x, "label": at.date().isoformat() if isinstance(at, datetime) else str(at),
+                      "anchor": "end" if x > STRIP_WIDTH - 50 else "middle"})
     summary = ", ".join(f"{lane['count']} {lane['name'].lower()}" for lane in drawn)
     return Chart(kind="timeline", chart_id=chart_id, title=title,
                  summary=f"From {when(start)} to {when(end)}: {summary}",
                  headers=["When", "What", "Detail"], rows=[[when(at), name, what] for at, name, what in rows],
-                 width=STRIP_WIDTH, height=len(lanes) * STRIP_LANE + 30, lanes=drawn, ticks=ticks,
-                 legend=[{"y": len(lanes) * STRIP_LANE + 8}], empty=not rows)
+                 width=STRIP_WIDTH, height=len(lanes) * STRIP_LANE + 40, lanes=drawn, ticks=ticks,
+                 legend=[{"y": len(lanes) * STRIP_LANE + 8,
+                          "now_x": round(STRIP_LEFT + plot * min(max((now - start).total_seconds() / span, 0), 1), 1)
+                          if now else None}], empty=not rows)
 
 
 def week_buckets(start: date, weeks: int) -> list[date]:

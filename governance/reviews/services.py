@@ -37,6 +37,7 @@ from agents.models import (
 )
 from governance.access import services as access_packages
 from governance.access.choices import AssignmentStatus
+from governance.access.ends import access_ends
 from governance.access.models import AccessPackage, Assignment
 from governance.reviews.choices import (
     ReviewDecisionKind,
@@ -344,7 +345,8 @@ def _evidence_rows(campaign: AccessReview) -> Iterator[list[dict]]:
                 package__in=campaign.packages.all(), status__in=[AssignmentStatus.PENDING, AssignmentStatus.ACTIVE],
                 pk__gt=last).order_by("pk").values(
                 "pk", "agent_id", "status", "package__name", "starts_at", "requested_at", "expires_at",
-                "requested_by__username", "first_approver__username", "second_approver__username",
+                "agent__expires_at", "requested_by__username", "first_approver__username",
+                "second_approver__username",
                 "agent__created_at", "agent__run_as_user_id", last_seen=F(f"agent__{seen}"),
                 agent_user_id=F(f"agent__{agent_user}"))[:BATCH])
         else:
@@ -394,8 +396,8 @@ def _item_for(campaign: AccessReview, instance: ReviewInstance, row: dict, grant
         return ReviewItem(instance=instance, agent_id=row["agent_id"], assignment_id=row["pk"],
                           access=f"Access package {row['package__name']}{pending}",
                           granted_at=row["starts_at"] or row["requested_at"], granted_by=", ".join(by),
-                          ends_at=row["expires_at"], last_used_at=last_used, recommendation=recommendation,
-                          recommendation_reason=reason)
+                          ends_at=access_ends(row["expires_at"], row["agent__expires_at"]), last_used_at=last_used,
+                          recommendation=recommendation, recommendation_reason=reason)
     if row["identity_type"] == IdentityType.USER_ACCOUNT:
         access = f"Runs as user {row['run_as_user__username']} ({row['blueprint__display_name']} v" \
                  f"{row['blueprint__version']})"
