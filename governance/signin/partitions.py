@@ -87,6 +87,24 @@ def _create_day(cursor, day: date) -> int:
     return moved
 
 
+def create_days(first: date, last: date) -> int:
+    """Create the day partitions from ``first`` to ``last`` (inclusive) that do not exist yet; returns how many
+    (for loading history, e.g. the benchmarks; the job creates the days ahead)."""
+    if not is_partitioned():
+        return 0
+    created = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        existing = partition_days()
+        day = first
+        while day <= last:
+            if day not in existing:
+                _create_day(cursor, day)
+                created += 1
+            day += timedelta(days=1)
+    return created
+
+
 def maintain(now: datetime | None = None) -> dict:
     """Create the days ahead (and the days of rows the default partition caught), drop the days past retention."""
     now = now or timezone.now()
