@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from portal import api, views
@@ -14,6 +16,8 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
     path("robots.txt", views.robots, name="robots"),
+    # Pages that are not the portal's own (the API docs, a JSON answer opened in a browser) ask for /favicon.ico.
+    path("favicon.ico", RedirectView.as_view(url=static("portal/favicon.svg"), permanent=True)),
     path("workspaces/", views.workspace_list, name="workspace-list"),
     path("workspaces/new/", views.workspace_create, name="workspace-create"),
     path("workspaces/switch/", views.workspace_switch, name="workspace-switch"),
