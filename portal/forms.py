@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
-from portal.choices import ActorKind, UserKind, WorkspaceRole
+from portal.choices import ActorKind, JobStatus, UserKind, WorkspaceRole
 from portal.models import DirectoryRole, User
 
 
@@ -120,3 +120,15 @@ class UsernameListField(forms.CharField):
         raw = super().clean(value) or ""
         single = UsernameField()
         return [single.clean(n.strip()) for n in dict.fromkeys(raw.replace(";", ",").split(",")) if n.strip()]
+
+
+class JobRunFilterForm(forms.Form):
+    """The Jobs page's filters: one job, one outcome, and whether routine successes of frequent jobs are shown."""
+
+    job = forms.ChoiceField(required=False, label="Job")
+    status = forms.ChoiceField(required=False, label="Outcome", choices=[("", "Any outcome"), *JobStatus.choices])
+    routine = forms.BooleanField(required=False, label="Show every successful run of the frequent jobs")
+
+    def __init__(self, *args, job_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["job"].choices = [("", "Every job"), *[(name, name) for name in job_names]]

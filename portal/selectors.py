@@ -85,6 +85,41 @@ def latest_job_runs(limit: int = 50) -> QuerySet[JobRun]:
     return JobRun.objects.select_related("triggered_by").order_by("-started_at", "-id")[:limit]
 
 
+#: Jobs scheduled this often or more are "frequent": the Jobs page folds their successful runs away by default.
+FREQUENT_JOB_PERIOD = timedelta(minutes=5)
+#: How far back the folded runs are counted (one bounded count on the runs' time index).
+FOLDED_COUNT_WINDOW = timedelta(hours=24)
+
+
+def frequent_jobs() -> list[str]:
+    """The registered jobs whose schedule comes round every ``FREQUENT_JOB_PERIOD`` or more often."""
+    from portal import jobs
+
+    return sorted(job.name for job in jobs.REGISTRY.values()
+                  if job.period is not None and job.period <= FREQUENT_JOB_PERIOD)
+
+
+def job_runs_filtered(*, job: str = "", status: str = "", routine: bool = False,
+                      limit: int = 50) -> tuple[list[JobRun], int]:
+    """The Jobs page's recent runs, newest first, narrowed to one job and one outcome when given.
+
+    Unless ``routine`` is set, successful runs of the frequent jobs are folded away (they would fill the page every
+    few minutes), and the second answer says how many were folded in the last ``FOLDED_COUNT_WINDOW``; a filter on
+    one job or on "succeeded" shows them all. Two queries."""
+    runs = JobRun.objects.select_related("triggered_by")
+    if job:
+        runs = runs.filter(job=job)
+    if status:
+        runs = runs.filter(status=status)
+    folded = 0
+    if not (routine or job or status == JobStatus.SUCCEEDED):
+        routine_runs = Q(job__in=frequent_jobs(), status=JobStatus.SUCCEEDED)
+        runs = runs.exclude(routine_runs)
+        folded = JobRun.objects.filter(routine_runs,
+                                       started_at__gte=timezone.now() - FOLDED_COUNT_WINDOW).count()
+    return list(runs.order_by("-started_at", "-id")[:limit]), folded
+
+
 def last_run_per_job() -> dict[str, JobRun]:
     """The newest run of each job, in two queries however many jobs and runs there are."""
     last_ids = JobRun.objects.values("job").annotate(last_id=Max("id")).values_list("last_id", flat=True)

@@ -28,6 +28,7 @@ from portal import audit, audit_log, directory, jobs, navigation, notifications,
 from portal.cache import redis_degraded
 from portal.forms import (
     AuditFilterForm,
+    JobRunFilterForm,
     MemberAddForm,
     MemberRoleForm,
     RoleAssignForm,
@@ -382,8 +383,15 @@ def job_list(request):
         last = last_runs.get(job.name)
         rows.append({"job": job, "last": last, "next": job.next_run_after(last.started_at if last else None),
                      "health": health_by_name[job.name]})
+    form = JobRunFilterForm(request.GET or None, job_names=sorted(jobs.REGISTRY))
+    filters = form.cleaned_data if form.is_valid() else {}
+    runs, folded = selectors.job_runs_filtered(job=filters.get("job", ""), status=filters.get("status", ""),
+                                               routine=filters.get("routine", False))
+    query = urlencode({key: value for key, value in request.GET.items() if key in form.fields and value})
     template = "portal/partials/job_runs.html" if request.htmx else "portal/job_list.html"
-    return render(request, template, {"rows": rows, "runs": selectors.latest_job_runs(50), "scheduler": scheduler})
+    return render(request, template, {"rows": rows, "runs": runs, "scheduler": scheduler, "form": form,
+                                      "folded": folded, "query": query, "frequent": selectors.frequent_jobs(),
+                                      "filtered": bool(filters.get("job") or filters.get("status"))})
 
 
 @login_required
