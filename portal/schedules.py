@@ -33,6 +33,7 @@ JOB_SCHEDULES = {
     "evaluate_risk": crontab(minute="*/5"),
     "run_scheduled_agents": schedule(run_every=timedelta(seconds=AGENT_SCHEDULER_SECONDS)),
     "expire_runs": crontab(),  # every minute
+    "rollup_sign_ins": crontab(),  # every minute: the usage rollup (docs/design.md, "Usage")
     "rotate_signing_keys": crontab(minute=20, hour=1),  # daily (docs/oauth.md, "Signing keys")
     "maintain_sign_in_partitions": crontab(minute=40, hour=0),  # daily: the sign-in log's days ahead and retention
     "expire_sign_in_exports": crontab(minute=10),  # hourly: export files nobody downloaded in time

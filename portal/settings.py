@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "governance.conditional_access",
     "governance.signing",
     "governance.signin",
+    "governance.usage",
     "governance.risk",
     "governance.runs",
     "governance.oauth",
@@ -278,6 +279,11 @@ AUDIT_LOG_SIGNING_KEY = env.str("AUDIT_LOG_SIGNING_KEY", default="")
 AUDIT_LOG_TRUSTED_KEYS = env.list("AUDIT_LOG_TRUSTED_KEYS", default=[])
 AUDIT_SEQUENCE_BATCH = env.int("AUDIT_SEQUENCE_BATCH", default=10000)
 JOB_BATCH_PAUSE_SECONDS = env("JOB_BATCH_PAUSE_SECONDS")
+#: The usage rollup (docs/design.md, "Usage") integrates the sign-ins up to the highest id a run saw once that sight
+#: is this old and no transaction of this database that began before it is still open.
+USAGE_SETTLE_SECONDS = env.float("USAGE_SETTLE_SECONDS", default=5.0)
+#: How many sign-in ids one statement of the rollup integrates (one transaction each).
+USAGE_ROLLUP_BATCH = env.int("USAGE_ROLLUP_BATCH", default=250_000)
 REVIEW_INACTIVE_DAYS = env("REVIEW_INACTIVE_DAYS")
 
 # --- OAuth 2.0 for agents (R22): the token, introspection and revocation endpoints -------------------------------

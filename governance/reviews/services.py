@@ -48,7 +48,8 @@ from governance.reviews.choices import (
     ReviewScope,
 )
 from governance.reviews.models import AccessReview, ReviewDecision, ReviewInstance, ReviewItem, ReviewItemReviewer
-from portal import audit, csvexport, jobs, notifications, rbac
+from governance.usage import selectors as usage
+from portal import audit, csvexport, jobs, notifications, rbac, timefmt
 from portal.choices import UserKind
 from portal.models import User, Workspace
 
@@ -324,19 +325,27 @@ def current_period(campaign: AccessReview, now: datetime) -> datetime | None:
 
 
 # --- opening an instance: items and their evidence ------------------------------------------------------------------
-def recommend(last_used_at: datetime, now: datetime, *, used: bool = True) -> tuple[str, str]:
-    """Deny when unused for REVIEW_INACTIVE_DAYS, approve otherwise, with the reason in words (R19)."""
+def recommend(last_used_at: datetime | None, now: datetime, *, set_up_at: datetime | None = None) \
+        -> tuple[str, str]:
+    """Deny when unused for REVIEW_INACTIVE_DAYS, approve otherwise, with the reason in words (R19).
+
+    ``last_used_at`` is the agent's last use in governance.usage's one definition (None: never used), so the
+    evidence agrees with the registry and the hygiene agent; a never-used agent counts as idle since its set-up."""
     limit = settings.REVIEW_INACTIVE_DAYS
-    idle = max(0, (now - last_used_at).days)
-    since = f"last use {last_used_at:%Y-%m-%d}" if used else f"no recorded use since set-up {last_used_at:%Y-%m-%d}"
-    if last_used_at <= now - timedelta(days=limit):
+    if last_used_at is None and set_up_at is None:
+        raise ValueError("An agent never used needs its set-up time to be judged.")
+    reference = last_used_at if last_used_at is not None else set_up_at
+    idle = max(0, (now - reference).days)
+    # Times as every page writes them (portal.timefmt): the registry's "Last used" shows the same instant.
+    since = (f"last use {timefmt.when(last_used_at)}" if last_used_at is not None
+             else f"no recorded use since set-up on {timefmt.when(set_up_at)}")
+    if reference <= now - timedelta(days=limit):
         return ReviewDecisionKind.DENY, f"Unused for {idle} days ({since}); over {limit} days counts as inactive."
     return ReviewDecisionKind.APPROVE, f"Used within the last {limit} days ({since})."
 
 
 def _evidence_rows(campaign: AccessReview) -> Iterator[list[dict]]:
     """The scope as batches of plain dicts (one query per batch, keyset pagination)."""
-    seen = "identity__agent_user__user__last_seen_at"
     agent_user = "identity__agent_user__user_id"
     last = 0
     while True:
@@ -347,8 +356,7 @@ def _evidence_rows(campaign: AccessReview) -> Iterator[list[dict]]:
                 "pk", "agent_id", "status", "package__name", "starts_at", "requested_at", "expires_at",
                 "agent__expires_at", "requested_by__username", "first_approver__username",
                 "second_approver__username",
-                "agent__created_at", "agent__run_as_user_id", last_seen=F(f"agent__{seen}"),
-                agent_user_id=F(f"agent__{agent_user}"))[:BATCH])
+                "agent__created_at", "agent__run_as_user_id", agent_user_id=F(f"agent__{agent_user}"))[:BATCH])
         else:
             agents = Agent.objects.filter(workspace=campaign.workspace, status=AgentStatus.ACTIVE, pk__gt=last)
             if campaign.scope_kind == ReviewScope.PARTNER_AGENTS:
@@ -356,7 +364,7 @@ def _evidence_rows(campaign: AccessReview) -> Iterator[list[dict]]:
             rows = list(agents.order_by("pk").values(
                 "pk", "name", "identity_type", "created_at", "created_by__username", "expires_at",
                 "run_as_user__username", "blueprint__display_name", "blueprint__version",
-                agent__created_at=F("created_at"), agent__run_as_user_id=F("run_as_user_id"), last_seen=F(seen),
+                agent__created_at=F("created_at"), agent__run_as_user_id=F("run_as_user_id"),
                 agent_user_id=F(agent_user))[:BATCH])
             for row in rows:
                 row["agent_id"] = row["pk"]
@@ -383,10 +391,10 @@ def _people_of(agent_ids: list[int], codename: str) -> dict[int, list[int]]:
     return people
 
 
-def _item_for(campaign: AccessReview, instance: ReviewInstance, row: dict, grants: dict, now: datetime) -> ReviewItem:
-    used = row["last_seen"] is not None
-    last_used = row["last_seen"] or row["agent__created_at"]
-    recommendation, reason = recommend(last_used, now, used=used)
+def _item_for(campaign: AccessReview, instance: ReviewInstance, row: dict, grants: dict, used: dict,
+              now: datetime) -> ReviewItem:
+    last_used = used.get(row["agent_id"])  # None: never used (the item says so, as the registry does)
+    recommendation, reason = recommend(last_used, now, set_up_at=row["agent__created_at"])
     if campaign.scope_kind == ReviewScope.PACKAGES:
         by = [f"requested by {row['requested_by__username'] or 'the system'}"]
         approvers = [n for n in (row["first_approver__username"], row["second_approver__username"]) if n]
@@ -411,7 +419,8 @@ def _item_for(campaign: AccessReview, instance: ReviewInstance, row: dict, grant
 
 
 def _create_items(campaign: AccessReview, instance: ReviewInstance, now: datetime) -> tuple[int, set[int]]:
-    """Items in batches: per batch one scope query, one for reviewers (and grants), two bulk inserts."""
+    """Items in batches: per batch one scope query, one for reviewers (and grants), one for the agents' last use
+    (governance.usage), two bulk inserts."""
     named = [u.pk for u in campaign.named_reviewers.filter(is_active=True, kind=UserKind.HUMAN)]
     codename = {ReviewerKind.SPONSORS: agent_policy.SPONSOR_AGENT, ReviewerKind.OWNERS: agent_policy.OWN_AGENT}
     fallback = campaign.fallback_reviewer
@@ -422,7 +431,8 @@ def _create_items(campaign: AccessReview, instance: ReviewInstance, now: datetim
         people = (_people_of(agent_ids, codename[campaign.reviewer_kind])
                   if campaign.reviewer_kind in codename else {})
         grants = _grants_of(agent_ids) if campaign.scope_kind != ReviewScope.PACKAGES else {}
-        items = [_item_for(campaign, instance, row, grants, now) for row in rows]
+        used = usage.last_used(agent_ids)
+        items = [_item_for(campaign, instance, row, grants, used, now) for row in rows]
         ReviewItem.objects.bulk_create(items, batch_size=BATCH)
         links = []
         for item, row in zip(items, rows, strict=True):

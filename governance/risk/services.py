@@ -34,6 +34,7 @@ from governance.risk.models import RiskDetection, RiskRemediationPolicy
 from governance.signin import tokens
 from governance.signin.choices import SignInOutcome
 from governance.signin.models import SignIn
+from governance.usage import selectors as usage
 from portal import audit, jobs, rbac
 from portal.choices import JobStatus
 from portal.models import JobRun, User
@@ -269,14 +270,14 @@ def evaluation_start(now: datetime) -> datetime:
 def _new_scopes(since: datetime) -> list[Finding]:
     """A successful sign-in granting a scope the agent was never granted before (not its very first sign-in).
 
-    Two queries: the window's successful sign-ins, and the distinct granted sets of the same agents before it
-    (agents ask for the same few sets, so that is a handful of rows per agent however long the history)."""
-    successes = SignIn.objects.filter(outcome=SignInOutcome.SUCCESS, agent__isnull=False)
-    in_window = successes.filter(at__gte=since)
-    known: dict[int, set[str]] = {}
-    for agent_id, scopes in (successes.filter(at__lt=since, agent_id__in=in_window.values("agent_id"))
-                             .order_by().values_list("agent_id", "granted_scopes").distinct()):
-        known.setdefault(agent_id, set()).update(scopes or ())
+    "Granted before" is governance.usage's one definition of use (docs/design.md, "Usage"): the scopes whose first
+    use came before the window, read from the usage rollup and the log's tail, never from the whole log. Five
+    queries: the agents signed in during the window, their usage (three), then the window's successful sign-ins
+    (streamed)."""
+    in_window = SignIn.objects.filter(outcome=SignInOutcome.SUCCESS, agent__isnull=False, at__gte=since)
+    history = usage.usage(in_window.order_by().values_list("agent_id", flat=True).distinct())
+    known: dict[int, set[str]] = {agent_id: used.scopes_used_before(since) for agent_id, used in history.items()
+                                  if used.first_used_at is not None and used.first_used_at < since}
     seen_before = set(known)
     findings = []
     for agent_id, at, scopes in in_window.order_by("agent_id", "at", "pk").values_list(

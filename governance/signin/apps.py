@@ -17,8 +17,6 @@ class SigninConfig(AppConfig):
 
         agents.agent_disabled.connect(lambda agent, **_: tokens.revoke_for_disabled_agent(agent),
                                       weak=False, dispatch_uid="signin.agent_disabled")
-        agents.last_used.connect(lambda agent_ids, **_: signins.last_used(agent_ids),
-                                 weak=False, dispatch_uid="signin.last_used")
         agents.detail_panels.connect(lambda user, agent, **_: views.agent_resource_panels(user, agent),
                                      weak=False, dispatch_uid="signin.agent_resource")
         signing.live_tokens.connect(lambda windows, now, **_: tokens.live_tokens_signed_in(windows, now),

@@ -1,13 +1,12 @@
-"""The sign-in log (R20, R22): reads over ``SignIn``, restricted to who may see them, and each agent's last use.
+"""The sign-in log (R20, R22): reads over ``SignIn``, restricted to who may see them.
 
 Every token request leaves one ``SignIn`` row (``governance.signin.oauth``). Directory roles that read security data
 (Global, Security and Compliance Administrators, Security and Global Readers) see every row; workspace owners,
 explicit or inherited (R11), see the rows of the agents in the workspaces they own; anyone else sees none (403).
 A row records no secret and no token value, and the export adds none.
 
-``last_used`` answers the registry's ``agents.signals.last_used`` (connected in this app's ``ready``; the registry is
-a lower layer and may not import governance: docs/design.md, Layers), so the registry pages show when an agent last
-got a token.
+When an agent was last used is not read here but from ``governance.usage.selectors`` (docs/design.md, "Usage"),
+the one definition of use that the registry, reviews, the hygiene agent and risk share.
 """
 
 from __future__ import annotations
@@ -19,13 +18,12 @@ from typing import Any
 
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.functional import cached_property
 
 from agents import policy as agent_policy
 from agents.models import Agent
-from governance.signin.choices import SignInOutcome
 from governance.signin.models import ResourceServer, SignIn
 from portal import rbac
 
@@ -204,10 +202,3 @@ def resource_agents() -> dict[str, str]:
     return dict(ResourceServer.objects.filter(agent__isnull=False, identifier__isnull=False)
                 .values_list("identifier", "agent__name"))
 
-def last_used(agent_ids: Iterable[int]) -> dict[int, datetime]:
-    """When each agent last got a token: its latest successful sign-in (one query; agents never used are absent)."""
-    ids = list(agent_ids)
-    if not ids:
-        return {}
-    return dict(SignIn.objects.filter(agent_id__in=ids, outcome=SignInOutcome.SUCCESS).order_by()
-                .values("agent_id").annotate(last=Max("at")).values_list("agent_id", "last"))

@@ -11,7 +11,8 @@ from agents import registry
 from governance.access import services as access_packages
 from governance.access.models import Assignment
 from governance.reviews import services as reviews
-from portal.models import AuditEvent, Permission, User
+from governance.signin.models import SignIn
+from portal.models import AuditEvent, Permission
 from tests.browser.helpers import sign_in
 from tests.factories import UserFactory, agent_spec, make_blueprint, make_workspace
 
@@ -36,8 +37,9 @@ def test_r19_browser_sponsor_accepts_recommendations_owner_closes_early_denied_a
     for agent in (busy, idle):
         access_packages.assignment_request(actor=sam, package=package, agent=agent)
     now = timezone.now()
-    User.objects.filter(agent_user_of__identity__agent=busy).update(last_seen_at=now - timedelta(days=2))
-    User.objects.filter(agent_user_of__identity__agent=idle).update(last_seen_at=now - timedelta(days=45))
+    for agent, days in ((busy, 2), (idle, 45)):  # their last use (a successful sign-in: governance.usage)
+        SignIn.objects.create(agent=agent, at=now - timedelta(days=days), client_id=agent.identity.client_id,
+                              outcome="success", granted_scopes=["SecurityIncident.ReadWrite.All"])
     campaign = reviews.review_create(actor=olga, workspace=workspace, name="Responder review",
                                      scope_kind="packages", packages=[package], reviewer_kind="sponsors",
                                      starts_at=now - timedelta(hours=1), duration_days=14, no_response="keep")

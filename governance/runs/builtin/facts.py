@@ -15,7 +15,7 @@ credentials it is trusted through. The shape of one agent (datetimes as ISO 8601
      "federated_credentials": [{"issuer", "subject", "from_blueprint"}],          # unrevoked, own or blueprint's
      "permissions": [{"name", "source" (blueprint|package), "assignment_id", "ends_at", "write"}],
      "run_as_admin": bool,               # a user-account agent whose user holds a privileged directory role
-     "usage": {"last_used", "scopes_30d"},                                       # successful sign-ins
+     "usage": {"last_used", "scopes_30d"},     # governance.usage's one definition of use (successful sign-ins)
      "policies": [{"id", "name", "state", "grant", "min_risk_level", "excluded"}]}  # targeting or excluding it
 """
 
@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from agents import policy as agent_policy
 from agents.choices import AgentStatus, IdentityType
@@ -44,8 +44,7 @@ from governance.access.models import Assignment
 from governance.conditional_access import services as conditional_access
 from governance.conditional_access.choices import RiskLevel
 from governance.conditional_access.models import ConditionalAccessPolicy
-from governance.signin.choices import SignInOutcome
-from governance.signin.models import SignIn
+from governance.usage import selectors as usage_selectors
 from portal.models import DirectoryRoleAssignment
 
 CREDENTIALS, PERMISSIONS, RUN_AS_ADMIN = "credentials", "permissions", "run_as_admin"
@@ -94,7 +93,7 @@ def facts(agents: QuerySet[Agent], *, sections: Iterable[str], now: datetime) ->
     """The facts of the active agents among ``agents``, ordered by name, with the requested ``sections``.
 
     Queries: one for the agents and one for their sponsors, plus credentials 3, permissions 2, run_as_admin 1,
-    usage 2, policies 5 — never more with more agents."""
+    usage 3, policies 5 — never more with more agents."""
     sections = frozenset(sections)
     unknown = sections - ALL_SECTIONS
     if unknown:
@@ -200,15 +199,11 @@ def _admin_users(user_ids: set[int]) -> set[int]:
 
 
 def _usage(ids: list[int], now: datetime) -> dict[int, dict]:
-    """The latest successful sign-in and the scopes granted in successful sign-ins of the last ``USAGE_DAYS``."""
-    successes = SignIn.objects.filter(agent_id__in=ids, outcome=SignInOutcome.SUCCESS)
-    last = dict(successes.values("agent_id").annotate(last=Max("at")).order_by().values_list("agent_id", "last"))
-    scopes: dict[int, set[str]] = defaultdict(set)
-    for agent_id, granted in (successes.filter(at__gte=now - timedelta(days=USAGE_DAYS))
-                              .values_list("agent_id", "granted_scopes").order_by().distinct()):
-        scopes[agent_id].update(granted or [])
-    return {agent_id: {"last_used": iso(last.get(agent_id)), "scopes_30d": sorted(scopes.get(agent_id, ()))}
-            for agent_id in set(last) | set(scopes)}
+    """The last use and the scopes used in the last ``USAGE_DAYS`` (governance.usage's definition: the rollup plus
+    the log's tail, never a scan of the whole log)."""
+    since = now - timedelta(days=USAGE_DAYS)
+    return {agent_id: {"last_used": iso(used.last_used_at), "scopes_30d": sorted(used.scopes_used_since(since))}
+            for agent_id, used in usage_selectors.usage(ids).items()}
 
 
 def _policies(rows: list[Agent]) -> dict[int, list[dict]]:

@@ -29,6 +29,7 @@ from governance.conditional_access.services import RISK_ORDER
 from governance.runs.builtin import Applied, Output, count_by_level
 from governance.runs.builtin import facts as agent_facts
 from governance.runs.builtin.facts import parse_iso
+from portal import timefmt
 from portal.models import User
 
 EXPIRING_DAYS = 30
@@ -132,7 +133,8 @@ def _usage_findings(item: dict, now: datetime) -> list[Finding]:
     last = parse_iso(usage["last_used"])
     unused_since = now - timedelta(days=UNUSED_AGENT_DAYS)
     if (last or parse_iso(item["created_at"])) <= unused_since:
-        when = f"since {last:%Y-%m-%d}" if last else "ever"
+        # The same instant, with its zone, as the registry's "Last used" and the review's evidence (governance.usage).
+        when = f"since {timefmt.when(last)}" if last else "ever"
         # An unused agent's permissions are all unused: this one finding says it.
         return [Finding(item["id"], item["name"], "agent_unused", RiskLevel.MEDIUM,
                         f"no token {when} (over {UNUSED_AGENT_DAYS} days)", "retire")]

@@ -16,6 +16,7 @@ from governance.access import services as ap
 from governance.access.models import Assignment
 from governance.reviews import services as reviews
 from governance.reviews.models import ReviewDecision, ReviewInstance, ReviewItem
+from governance.signin.models import SignIn
 from portal import jobs
 from portal.models import AuditEvent, JobRun, Notification, Permission, User
 from tests.factories import UserFactory, agent_spec
@@ -36,8 +37,9 @@ def _agents(w, count: int, prefix: str = "rev") -> list[Agent]:
 
 
 def _idle(agent: Agent, days: int) -> None:
-    """The agent's last use (its agent user's last_seen_at) ``days`` ago."""
-    User.objects.filter(agent_user_of__identity__agent=agent).update(last_seen_at=timezone.now() - timedelta(days=days))
+    """The agent's last use (a successful sign-in: governance.usage's definition) ``days`` ago."""
+    SignIn.objects.create(agent=agent, at=timezone.now() - timedelta(days=days), client_id="review-test",
+                          outcome="success", granted_scopes=["User.Read.All"])
 
 
 def _campaign(w, packages, **fields):

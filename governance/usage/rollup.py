@@ -1,0 +1,182 @@
+"""The ``rollup_sign_ins`` job: the sign-in log summarised once into ``SignInUsage`` (docs/design.md, "Usage").
+
+Each run moves the watermark (``SignInRollupMark``) forward over sign-in ids, in batches, one set-based statement
+per batch (``INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE``, on PostgreSQL and on SQLite alike), each batch in
+its own transaction with the watermark row locked. Nothing is written on the token path.
+
+**Exactly once.** Ids are handed out when a row is inserted but become visible when its transaction commits, so a
+lower id can appear after a higher one. A run therefore integrates only up to a *settled* sighting: the highest id
+seen by an earlier look (``observed_id``) once that look is ``USAGE_SETTLE_SECONDS`` old and, on PostgreSQL, no
+transaction of this database that began before it and has written anything is still open. Every id at or below the
+sighting then belongs to a committed row or to none, and ids above the watermark are never integrated twice because
+the watermark moves in the same transaction as the rows it covers. SQLite has one writer at a time, so ids there
+commit in order; the age rule alone applies.
+
+**Two workers.** The watermark row is taken with ``SELECT … FOR UPDATE SKIP LOCKED``: a second worker finds it taken
+and stops (counted as ``busy``); the next batch is taken by whichever worker asks first, from the watermark as it
+then stands.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from governance.signin.models import SignIn
+from governance.usage.models import SignInRollupMark, SignInUsage
+from portal import jobs
+
+MARK = "sign_ins"
+SCOPE_LENGTH = SignInUsage._meta.get_field("scope").max_length
+
+
+def _tables() -> dict[str, str]:
+    quote = connection.ops.quote_name
+    return {"usage": quote(SignInUsage._meta.db_table), "signin": quote(SignIn._meta.db_table),
+            "scope_length": str(SCOPE_LENGTH)}
+
+
+# One statement per batch: the sign-ins with ids in (low, high], one group per agent, UTC day, granted scope (or
+# none) and resource, added to the rows already there.
+_POSTGRESQL = """
+INSERT INTO {usage} AS u (agent_id, day, scope, resource, successes, failures, blocked, first_used_at, last_used_at)
+SELECT s.agent_id, (s.at AT TIME ZONE 'UTC')::date, COALESCE(LEFT(g.scope, {scope_length}), ''), s.resource,
+       COUNT(*) FILTER (WHERE s.outcome = 'success'), COUNT(*) FILTER (WHERE s.outcome = 'failure'),
+       COUNT(*) FILTER (WHERE s.outcome = 'blocked'),
+       MIN(s.at) FILTER (WHERE s.outcome = 'success'), MAX(s.at) FILTER (WHERE s.outcome = 'success')
+FROM {signin} s
+LEFT JOIN LATERAL jsonb_array_elements_text(
+    CASE jsonb_typeof(s.granted_scopes) WHEN 'array' THEN s.granted_scopes ELSE '[]'::jsonb END) AS g(scope) ON TRUE
+WHERE s.id > %s AND s.id <= %s AND s.agent_id IS NOT NULL
+GROUP BY 1, 2, 3, 4
+ON CONFLICT (agent_id, scope, resource, day) DO UPDATE SET
+    successes = u.successes + EXCLUDED.successes,
+    failures = u.failures + EXCLUDED.failures,
+    blocked = u.blocked + EXCLUDED.blocked,
+    first_used_at = LEAST(u.first_used_at, EXCLUDED.first_used_at),
+    last_used_at = GREATEST(u.last_used_at, EXCLUDED.last_used_at)
+"""
+
+_SQLITE = """
+INSERT INTO {usage} (agent_id, day, scope, resource, successes, failures, blocked, first_used_at, last_used_at)
+SELECT s.agent_id, date(s.at), COALESCE(substr(g.value, 1, {scope_length}), ''), s.resource,
+       SUM(s.outcome = 'success'), SUM(s.outcome = 'failure'), SUM(s.outcome = 'blocked'),
+       MIN(CASE WHEN s.outcome = 'success' THEN s.at END), MAX(CASE WHEN s.outcome = 'success' THEN s.at END)
+FROM {signin} s
+LEFT JOIN json_each(CASE json_type(s.granted_scopes) WHEN 'array' THEN s.granted_scopes ELSE '[]' END) AS g ON 1
+WHERE s.id > %s AND s.id <= %s AND s.agent_id IS NOT NULL
+GROUP BY 1, 2, 3, 4
+ON CONFLICT (agent_id, scope, resource, day) DO UPDATE SET
+    successes = successes + excluded.successes,
+    failures = failures + excluded.failures,
+    blocked = blocked + excluded.blocked,
+    first_used_at = CASE WHEN excluded.first_used_at IS NOT NULL
+                              AND (first_used_at IS NULL OR excluded.first_used_at < first_used_at)
+                         THEN excluded.first_used_at ELSE first_used_at END,
+    last_used_at = CASE WHEN excluded.last_used_at IS NOT NULL
+                             AND (last_used_at IS NULL OR excluded.last_used_at > last_used_at)
+                        THEN excluded.last_used_at ELSE last_used_at END
+"""
+
+# Still open: a transaction of this database, other than ours, that has written something and began before the
+# sighting (it may hold an id at or below it that is not committed yet).
+_OPEN_WRITERS_BEFORE = """
+SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 AND backend_xid IS NOT NULL AND xact_start < %s)
+"""
+
+
+def integrate(low: int, high: int) -> int:
+    """Add the sign-ins with ids in (low, high] to the rollup; returns how many rollup rows were written. The caller
+    holds the watermark and moves it to ``high`` in the same transaction."""
+    if high <= low:
+        return 0
+    sql = (_POSTGRESQL if connection.vendor == "postgresql" else _SQLITE).format(**_tables())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [low, high])
+        return max(cursor.rowcount, 0)
+
+
+def _lock() -> SignInRollupMark | None:
+    """The watermark row, locked for this transaction; None when another worker holds it."""
+    if not SignInRollupMark.objects.filter(name=MARK).exists():
+        SignInRollupMark.objects.bulk_create([SignInRollupMark(name=MARK)], ignore_conflicts=True)
+    return SignInRollupMark.objects.select_for_update(skip_locked=True).filter(name=MARK).first()
+
+
+def _observe(mark: SignInRollupMark) -> None:
+    """Note the highest sign-in id visible now, and when (the database's clock on PostgreSQL)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0), clock_timestamp() FROM {_tables()['signin']}")
+            mark.observed_id, mark.observed_at = cursor.fetchone()
+        else:
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {_tables()['signin']}")
+            mark.observed_id, mark.observed_at = cursor.fetchone()[0], timezone.now()
+
+
+def settled(observed_at: datetime | None, settle_seconds: float | None = None) -> bool:
+    """Whether every sign-in id handed out before ``observed_at`` is committed or will never be: the sighting is
+    ``USAGE_SETTLE_SECONDS`` old and (PostgreSQL) no writing transaction of this database that began before it is
+    still open."""
+    if observed_at is None:
+        return False
+    wait = settings.USAGE_SETTLE_SECONDS if settle_seconds is None else settle_seconds
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            return (timezone.now() - observed_at).total_seconds() >= wait
+        cursor.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp() - %s)", [observed_at])
+        if float(cursor.fetchone()[0]) < wait:
+            return False
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # this transaction's cached view of the activity
+        cursor.execute(_OPEN_WRITERS_BEFORE, [observed_at])
+        return not cursor.fetchone()[0]
+
+
+def watermark() -> int:
+    """Every sign-in with an id at or below this is in the rollup (0 before the first run)."""
+    return SignInRollupMark.objects.filter(name=MARK).values_list("integrated_through", flat=True).first() or 0
+
+
+@jobs.register("rollup_sign_ins", "Add the new sign-ins to the usage summary that pages, reviews, findings and "
+                                  "risk detections read.")
+def rollup_sign_ins(*, settle_seconds: float | None = None) -> dict:
+    """Integrate the settled sign-ins past the watermark, in batches of ``USAGE_ROLLUP_BATCH`` ids, then note the
+    highest id visible now for the next run (and integrate it at once when it is already settled). Idempotent and
+    safe on two workers: each batch reads the watermark under its row lock and moves it in the same transaction."""
+    batch = max(1, settings.USAGE_ROLLUP_BATCH)
+    counts = {"batches": 0, "rows_written": 0, "ids_integrated": 0, "busy": 0}
+    looked = False
+    while True:
+        with transaction.atomic():
+            mark = _lock()
+            if mark is None:
+                counts["busy"] = 1
+                break
+            if mark.observed_id is None or mark.observed_id <= mark.integrated_through:
+                if looked:
+                    break
+                _observe(mark)
+                looked = True
+                mark.updated_at = timezone.now()
+                mark.save(update_fields=["observed_id", "observed_at", "updated_at"])
+            if mark.observed_id <= mark.integrated_through or not settled(mark.observed_at, settle_seconds):
+                break
+            low, high = mark.integrated_through, min(mark.observed_id, mark.integrated_through + batch)
+            counts["rows_written"] += integrate(low, high)
+            counts["ids_integrated"] += high - low
+            counts["batches"] += 1
+            mark.integrated_through, mark.updated_at = high, timezone.now()
+            mark.save(update_fields=["integrated_through", "updated_at"])
+    counts["integrated_through"] = watermark()
+    return counts
+
+
+def catch_up() -> dict:
+    """Integrate everything committed so far, now (benchmarks and tests that just loaded sign-ins while nothing else
+    writes): one run that does not wait for its own sighting to age."""
+    return rollup_sign_ins(settle_seconds=0)

@@ -1,0 +1,134 @@
+"""The one definition of "used" (docs/design.md, "Usage"), read by every page, finding, review and detection.
+
+**An agent is used when it gets a token**: a *successful* sign-in attributed to it. It used a scope when a
+successful sign-in granted it that scope, and a resource when a successful sign-in asked for that resource. Failed
+and blocked requests are attempts, not uses. Its last use is the time of its latest successful sign-in (stored in
+UTC; shown with its zone).
+
+The answer comes from the rollup (``SignInUsage``, everything up to the watermark) plus the tail of the log the
+rollup has not reached yet (sign-ins with a higher id), so it is exact whether or not the ``rollup_sign_ins`` job ran
+a second ago or an hour ago. The watermark is read first: a rollup batch committed in between only makes the two
+parts overlap, and the answers are minima and maxima, which an overlap does not change.
+
+Consumers: the registry's "Last used" (``agents.signals.last_used``), the agent facts (``/api/v1/agent-facts/``) and
+so the hygiene agent's unused-agent and unused-permission findings, the access reviews' evidence and
+recommendation, and the risk job's "scope never granted before".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import BigIntegerField, Max, Min, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from governance.signin.choices import SignInOutcome
+from governance.signin.models import SignIn
+from governance.usage.models import SignInRollupMark, SignInUsage
+from governance.usage.rollup import MARK, watermark
+
+USED = SignInOutcome.SUCCESS
+
+
+@dataclass(frozen=True)
+class Use:
+    """The first and the last successful sign-in of something (an agent, a scope, a resource)."""
+
+    first: datetime
+    last: datetime
+
+    def merged(self, other: Use | None) -> Use:
+        if other is None:
+            return self
+        return Use(min(self.first, other.first), max(self.last, other.last))
+
+
+@dataclass
+class AgentUsage:
+    """What one agent used: overall, per granted scope, per resource (``""``: no resource asked for)."""
+
+    used: Use | None = None
+    scopes: dict[str, Use] = field(default_factory=dict)
+    resources: dict[str, Use] = field(default_factory=dict)
+
+    @property
+    def last_used_at(self) -> datetime | None:
+        return self.used.last if self.used else None
+
+    @property
+    def first_used_at(self) -> datetime | None:
+        return self.used.first if self.used else None
+
+    def scopes_used_since(self, since: datetime) -> set[str]:
+        """The scopes last used at or after ``since``."""
+        return {scope for scope, use in self.scopes.items() if use.last >= since}
+
+    def scopes_used_before(self, moment: datetime) -> set[str]:
+        """The scopes first used before ``moment``."""
+        return {scope for scope, use in self.scopes.items() if use.first < moment}
+
+    def add(self, scopes: Iterable[str], resource: str, use: Use) -> None:
+        self.used = use.merged(self.used)
+        for scope in scopes:
+            self.scopes[scope] = use.merged(self.scopes.get(scope))
+        self.resources[resource] = use.merged(self.resources.get(resource))
+
+
+def _through() -> Coalesce:
+    return Coalesce(Subquery(SignInRollupMark.objects.filter(name=MARK).values("integrated_through")[:1]),
+                    Value(0), output_field=BigIntegerField())
+
+
+def last_used(agent_ids: Iterable[int]) -> dict[int, datetime]:
+    """Each agent's last use (agents never used are absent): one query, the rollup's maxima and the tail's in one
+    statement (so one snapshot of the watermark and both parts)."""
+    ids = sorted({agent_id for agent_id in agent_ids if agent_id is not None})
+    if not ids:
+        return {}
+    rolled = (SignInUsage.objects.filter(agent_id__in=ids, last_used_at__isnull=False).order_by()
+              .values("agent_id").annotate(last=Max("last_used_at")).values_list("agent_id", "last"))
+    tail = (SignIn.objects.filter(agent_id__in=ids, outcome=USED, id__gt=_through()).order_by()
+            .values("agent_id").annotate(last=Max("at")).values_list("agent_id", "last"))
+    found: dict[int, datetime] = {}
+    for agent_id, last in rolled.union(tail, all=True):
+        if last is not None and (agent_id not in found or last > found[agent_id]):
+            found[agent_id] = last
+    return found
+
+
+def usage(agent_ids: Iterable[int]) -> dict[int, AgentUsage]:
+    """What each agent used, per scope and per resource (agents never used are absent). Three queries whatever
+    the number of agents or the length of the log: the watermark, the rollup's rows grouped per agent, scope and
+    resource, and the tail grouped the same way."""
+    ids = sorted({agent_id for agent_id in agent_ids if agent_id is not None})
+    if not ids:
+        return {}
+    through = watermark()  # first: see the module's docstring
+    found: dict[int, AgentUsage] = defaultdict(AgentUsage)
+    for agent_id, scope, resource, first, last in (
+            SignInUsage.objects.filter(agent_id__in=ids, last_used_at__isnull=False).order_by()
+            .values("agent_id", "scope", "resource").annotate(first=Min("first_used_at"), last=Max("last_used_at"))
+            .values_list("agent_id", "scope", "resource", "first", "last")):
+        found[agent_id].add([scope] if scope else [], resource, Use(first, last))
+    for agent_id, scopes, resource, first, last in (
+            SignIn.objects.filter(agent_id__in=ids, outcome=USED, id__gt=through).order_by()
+            .values("agent_id", "granted_scopes", "resource").annotate(first=Min("at"), last=Max("at"))
+            .values_list("agent_id", "granted_scopes", "resource", "first", "last")):
+        found[agent_id].add([s for s in (scopes if isinstance(scopes, list) else []) if s], resource,
+                            Use(first, last))
+    return dict(found)
+
+
+def last_used_per_scope(agent_ids: Iterable[int]) -> dict[int, dict[str, datetime]]:
+    """``{agent_id: {scope: last use}}``."""
+    return {agent_id: {scope: use.last for scope, use in found.scopes.items()}
+            for agent_id, found in usage(agent_ids).items()}
+
+
+def last_used_per_resource(agent_ids: Iterable[int]) -> dict[int, dict[str, datetime]]:
+    """``{agent_id: {resource: last use}}`` (``""``: tokens asked for no resource)."""
+    return {agent_id: {resource: use.last for resource, use in found.resources.items()}
+            for agent_id, found in usage(agent_ids).items()}
