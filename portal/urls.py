@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.templatetags.static import static
+from django.conf import settings
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -17,7 +17,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("robots.txt", views.robots, name="robots"),
     # Pages that are not the portal's own (the API docs, a JSON answer opened in a browser) ask for /favicon.ico.
-    path("favicon.ico", RedirectView.as_view(url=static("portal/favicon.svg"), permanent=True)),
+    # The plain name, not the manifest's: looked up at import, it would need collectstatic before any command runs.
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}portal/favicon.svg", permanent=True)),
     path("workspaces/", views.workspace_list, name="workspace-list"),
     path("workspaces/new/", views.workspace_create, name="workspace-create"),
     path("workspaces/switch/", views.workspace_switch, name="workspace-switch"),
