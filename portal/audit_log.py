@@ -46,8 +46,16 @@ def event_fields(row: tuple) -> dict[str, Any]:
     return event
 
 
+def _leaf_bytes(row: tuple) -> bytes:
+    event = dict(zip(merkle.EVENT_FIELDS, row))
+    event["created_at"] = event["created_at"].astimezone(UTC).isoformat(timespec="microseconds")
+    event["target_id"] = str(event["target_id"] or "")
+    return merkle.canonical_json(event).encode()
+
+
 def leaf_of(row: tuple) -> bytes:
-    return merkle.leaf_hash(merkle.leaf_data(event_fields(row)))
+    """The event's RFC 9162 leaf hash (the same bytes as ``merkle.leaf_data(event_fields(row))``, built directly)."""
+    return hashlib.sha256(b"\x00" + _leaf_bytes(row)).digest()
 
 
 # --- the signing key ----------------------------------------------------------------------------------------
