@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 
 from django.db.models import Count, Max, Q, QuerySet
@@ -91,19 +92,11 @@ FREQUENT_JOB_PERIOD = timedelta(minutes=5)
 FOLDED_COUNT_WINDOW = timedelta(hours=24)
 
 
-def frequent_jobs() -> list[str]:
-    """The registered jobs whose schedule comes round every ``FREQUENT_JOB_PERIOD`` or more often."""
-    from portal import jobs
-
-    return sorted(job.name for job in jobs.REGISTRY.values()
-                  if job.period is not None and job.period <= FREQUENT_JOB_PERIOD)
-
-
-def job_runs_filtered(*, job: str = "", status: str = "", routine: bool = False,
+def job_runs_filtered(*, job: str = "", status: str = "", routine: bool = False, frequent: Sequence[str] = (),
                       limit: int = 50) -> tuple[list[JobRun], int]:
     """The Jobs page's recent runs, newest first, narrowed to one job and one outcome when given.
 
-    Unless ``routine`` is set, successful runs of the frequent jobs are folded away (they would fill the page every
+    Unless ``routine`` is set, successful runs of the ``frequent`` jobs are folded away (they would fill the page every
     few minutes), and the second answer says how many were folded in the last ``FOLDED_COUNT_WINDOW``; a filter on
     one job or on "succeeded" shows them all. Two queries."""
     runs = JobRun.objects.select_related("triggered_by")
@@ -113,7 +106,7 @@ def job_runs_filtered(*, job: str = "", status: str = "", routine: bool = False,
         runs = runs.filter(status=status)
     folded = 0
     if not (routine or job or status == JobStatus.SUCCEEDED):
-        routine_runs = Q(job__in=frequent_jobs(), status=JobStatus.SUCCEEDED)
+        routine_runs = Q(job__in=list(frequent), status=JobStatus.SUCCEEDED)
         runs = runs.exclude(routine_runs)
         folded = JobRun.objects.filter(routine_runs,
                                        started_at__gte=timezone.now() - FOLDED_COUNT_WINDOW).count()

@@ -385,12 +385,14 @@ def job_list(request):
                      "health": health_by_name[job.name]})
     form = JobRunFilterForm(request.GET or None, job_names=sorted(jobs.REGISTRY))
     filters = form.cleaned_data if form.is_valid() else {}
+    frequent = sorted(job.name for job in jobs.REGISTRY.values()
+                      if job.period is not None and job.period <= selectors.FREQUENT_JOB_PERIOD)
     runs, folded = selectors.job_runs_filtered(job=filters.get("job", ""), status=filters.get("status", ""),
-                                               routine=filters.get("routine", False))
+                                               routine=filters.get("routine", False), frequent=frequent)
     query = urlencode({key: value for key, value in request.GET.items() if key in form.fields and value})
     template = "portal/partials/job_runs.html" if request.htmx else "portal/job_list.html"
     return render(request, template, {"rows": rows, "runs": runs, "scheduler": scheduler, "form": form,
-                                      "folded": folded, "query": query, "frequent": selectors.frequent_jobs(),
+                                      "folded": folded, "query": query, "frequent": frequent,
                                       "filtered": bool(filters.get("job") or filters.get("status"))})
 
 
