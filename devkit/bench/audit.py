@@ -142,6 +142,7 @@ def _start(url: str, spec: dict) -> subprocess.Popen:
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdin.write(json.dumps(spec))
     process.stdin.close()
+    process.stdin = None  # communicate() must not flush it again
     return process
 
 
