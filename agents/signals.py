@@ -23,6 +23,8 @@ Questions (each receiver answers; empty answers are dropped):
   number of queries.
 - ``timeline_lanes(user, agent, start, end)``: lanes for the agent's timeline as a list of ``(name, events)`` where
   an event is ``(at, what, count or None)`` between ``start`` and ``end``, in a fixed number of queries.
+- ``ending_counts(agent_ids, action)``: for a bulk disable or retire, ``{agent_id: {"tokens": n, …}}`` of what the
+  receiver holds that the action ends, in a fixed number of queries.
 - ``last_used(agent_ids)``: ``{agent_id: datetime}`` of the latest use known to the receiver.
 - ``attribute_keys_in_rules()``: ``{key: [rule names]}`` of the custom security attribute keys the receiver's rules
   match on (conditional-access policies); those keys are protected like a protected set's (R20).
@@ -43,6 +45,7 @@ status_notes = Signal()
 extra_grants = Signal()
 detail_panels = Signal()
 timeline_lanes = Signal()
+ending_counts = Signal()
 last_used = Signal()
 attribute_keys_in_rules = Signal()
 

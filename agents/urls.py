@@ -1,9 +1,12 @@
 from django.urls import path
 
-from agents import views
+from agents import bulk_views, views
 
 urlpatterns = [
     path("", views.agent_list, name="agent-list"),
+    path("selected/", bulk_views.agent_bulk, name="agent-bulk"),
+    path("export/", bulk_views.agent_export, name="agent-export"),
+    path("bulk/template.csv", bulk_views.bulk_template, name="bulk-template"),
     path("new/", views.setup_choose_blueprint, name="agent-setup"),
     path("new/<int:blueprint_id>/", views.setup_agent, name="agent-setup-blueprint"),
     path("<int:agent_id>/", views.agent_detail, name="agent-detail"),

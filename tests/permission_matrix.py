@@ -417,3 +417,9 @@ CASES += _credential_governance_cases.CASES
 from tests.matrix_cases import audit_log as _audit_log_cases  # noqa: E402
 
 CASES += _audit_log_cases.CASES
+
+# --- the agents list's bulk actions, CSV export and bulk-upload template -------------------------------------------
+
+from tests.matrix_cases import agent_bulk as _agent_bulk_cases  # noqa: E402
+
+CASES += _agent_bulk_cases.CASES

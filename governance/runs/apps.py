@@ -11,7 +11,7 @@ class RunsConfig(AppConfig):
 
     def ready(self) -> None:
         from agents import signals as agents
-        from governance.runs import api, dashboard, services, timeline, views  # noqa: F401  (register on import)
+        from governance.runs import api, dashboard, ending, services, timeline, views  # noqa: F401  (register on import)
         from portal import signals as portal
 
         agents.detail_panels.connect(lambda user, agent, **_: views.agent_panels(user, agent),
@@ -22,3 +22,5 @@ class RunsConfig(AppConfig):
                                        weak=False, dispatch_uid="runs.posture_card")
         agents.timeline_lanes.connect(lambda user, agent, start, end, **_: timeline.lanes(user, agent, start, end),
                                       weak=False, dispatch_uid="runs.timeline_lanes")
+        agents.ending_counts.connect(lambda agent_ids, action, **_: ending.counts(agent_ids, action),
+                                     weak=False, dispatch_uid="runs.ending_counts")

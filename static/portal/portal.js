@@ -7,3 +7,9 @@ document.addEventListener("submit", (event) => {
   const message = event.target.dataset.confirm;
   if (message && !window.confirm(message)) event.preventDefault();
 });
+// The agents list's "select all" box checks or clears every agent box of its form.
+document.addEventListener("change", (event) => {
+  const all = event.target.closest("[data-select-all]");
+  if (!all) return;
+  all.form.querySelectorAll('input[type="checkbox"][name="agent"]').forEach((box) => { box.checked = all.checked; });
+});

@@ -1,0 +1,24 @@
+"""Permission-matrix cases for the agents list's bulk actions, CSV export and bulk-upload template.
+
+Anyone who sees the agents gets the confirmation page (it says who may not act and why); confirming is for those
+who may act on every selected agent (a contributor: 403); another workspace's agents are 404.
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from tests.permission_matrix import EVERYONE_OK, LOGIN, Case, expect
+
+
+def _bulk(w):
+    return reverse("agent-bulk") + f"?agent={w.agent.pk}&action=disable"
+
+
+CASES = [
+    Case("agent-bulk", "GET", _bulk, expect(LOGIN, 200, 200, 200, 200, 404)),
+    Case("agent-bulk", "POST", lambda w: reverse("agent-bulk"), expect(LOGIN, 403, 302, 302, 302, 404),
+         data=lambda w: {"agent": w.agent.pk, "action": "disable"}),
+    Case("agent-export", "GET", lambda w: reverse("agent-export"), EVERYONE_OK),
+    Case("bulk-template", "GET", lambda w: reverse("bulk-template"), EVERYONE_OK),
+]
