@@ -16,10 +16,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
-from agents.models import Agent
+from agents import registry
+from agents.models import Agent, Blueprint
 from devkit.bench.portal import scenario, timed
 from governance.signin.models import SignIn
 from governance.usage import rollup
+from portal import workspaces
+from portal.models import User
 
 AGENTS = 30
 SPREAD_SECONDS = 30 * 86400
@@ -36,11 +39,20 @@ class Measured(tuple):
 
 
 def _agents() -> list[tuple[int, str]]:
+    """Up to ``AGENTS`` existing agents with an identity (the demo's); a few made for the bench when there are none."""
     agents = list(Agent.objects.filter(identity__isnull=False).order_by("pk")
                   .values_list("pk", "identity__client_id")[:AGENTS])
-    if not agents:
-        raise ImproperlyConfigured("bench needs agents: run manage.py seed_demo first.")
-    return agents
+    if agents:
+        return agents
+    blueprint = Blueprint.objects.filter(is_complete=True, publisher_kind="microsoft").order_by("name").first()
+    if blueprint is None:
+        raise ImproperlyConfigured("bench needs the demo blueprints: run manage.py seed_demo first.")
+    owners = [User.objects.create(username=f"usage-owner-{i}") for i in range(2)]
+    workspace = workspaces.workspace_create(actor=None, name="Bench usage", slug="bench-usage", owners=owners)
+    made = [registry.agent_create(actor=None, workspace=workspace, spec=registry.AgentSpec(
+        blueprint=blueprint, name=f"usage-agent-{i}", identity_type="agent_identity", scope="workspace",
+        sponsors=owners, owners=owners)).agent for i in range(3)]
+    return [(agent.pk, agent.identity.client_id) for agent in made]
 
 
 def load(count: int) -> None:
@@ -60,7 +72,7 @@ def load(count: int) -> None:
             INSERT INTO {connection.ops.quote_name(SignIn._meta.db_table)}
                 (at, agent_id, client_id, actor_kind, ip, grant_type, requested_scopes, resource, granted_scopes,
                  outcome, error, reason, policies, credential_type, credential_issuer)
-            SELECT %s::timestamptz - make_interval(secs => (i * 7919) %% {SPREAD_SECONDS}),
+            SELECT %s::timestamptz - make_interval(secs => (i::bigint * 7919) %% {SPREAD_SECONDS}),
                    (%s::bigint[])[1 + i %% %s], (%s::text[])[1 + i %% %s], 'agent', '10.0.0.1',
                    'client_credentials', (%s::jsonb[])[1 + i %% 4],
                    CASE WHEN i %% 4 = 0 THEN 'https://api.example/' ELSE '' END,
