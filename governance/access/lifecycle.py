@@ -23,11 +23,13 @@ from agents.choices import AgentStatus
 from agents.models import Agent, AgentUserObjectPermission
 from governance.access import signals
 from governance.access.choices import AssignmentStatus
+from governance.access.ends import assignment_ends
 from governance.access.models import Assignment
 from governance.access.services import _link as assignment_link
 from portal import audit, jobs, notifications
 from portal.choices import UserKind
 from portal.models import User
+from portal.timefmt import when
 
 
 def _batches():
@@ -81,7 +83,9 @@ def _sponsors(agent_ids) -> dict[int, list[User]]:
     return sponsors
 
 
-@jobs.register("send_expiry_reminders", "Tell sponsors EXPIRY_REMINDER_DAYS before an assignment ends.")
+@jobs.register("send_expiry_reminders", "Tell sponsors "
+               f"{' and '.join(str(d) for d in sorted(settings.EXPIRY_REMINDER_DAYS, reverse=True))} day(s) before "
+               "an assignment ends.")
 def send_expiry_reminders() -> dict:
     """One notice per threshold crossed: an assignment already inside several thresholds (say 14 and 1 days) gets
     one notice, for the smallest, saying the real time left, and the larger thresholds count as done."""
@@ -107,12 +111,13 @@ def send_expiry_reminders() -> dict:
                     due.append(assignment)
             sponsors = _sponsors([a.agent_id for a in due])
             for assignment in due:
-                left = assignment.expires_at - now
-                when = f"{left.days} day(s)" if left.days else f"{max(1, left.seconds // 3600)} hour(s)"
+                ends = assignment_ends(assignment)  # its agent's expiry may come first
+                left = ends - now
+                within = f"{left.days} day(s)" if left.days else f"{max(1, left.seconds // 3600)} hour(s)"
                 notifications.notify(
                     recipients=sponsors.get(assignment.agent_id, []),
-                    subject=f"{assignment.package.name} for {assignment.agent.name} ends in {when}",
-                    body=f"It ends {assignment.expires_at:%Y-%m-%d %H:%M} UTC. Request an extension from the "
+                    subject=f"{assignment.package.name} for {assignment.agent.name} ends in {within}",
+                    body=f"It ends {when(ends)}. Request an extension from the "
                          f"assignment's page if the agent still needs it.",
                     link=assignment_link(assignment))
             Assignment.objects.bulk_update(due, ["reminded_days"])
@@ -123,7 +128,8 @@ def send_expiry_reminders() -> dict:
     return {"reminders": sent}
 
 
-@jobs.register("expire_agents", "disable agents at their expiry; retire them after RETIRE_GRACE_DAYS.")
+@jobs.register("expire_agents", "Disable agents at their expiry; retire them "
+               f"{settings.RETIRE_GRACE_DAYS} days later.")
 def expire_agents() -> dict:
     now = timezone.now()
     disabled = retired = 0
@@ -144,7 +150,7 @@ def expire_agents() -> dict:
     return {"disabled": disabled, "retired": retired}
 
 
-@jobs.register("sweep_orphans", "replace deactivated sponsors by their manager, else flag and later disable.")
+@jobs.register("sweep_orphans", "Replace deactivated sponsors by their manager, else flag and later disable.")
 def sweep_orphans() -> dict:
     counts = {"replaced": 0, "orphaned": 0, "cleared": 0, "disabled": 0}
     gone = (AgentUserObjectPermission.objects.filter(permission__codename=agent_policy.SPONSOR_AGENT,

@@ -105,6 +105,14 @@ class Assignment(models.Model):
     def __str__(self) -> str:
         return f"{self.package} → {self.agent}"
 
+    @property
+    def access_ends(self):
+        """When the agent's access from this assignment ends: the earlier of its end and the agent's expiry
+        (``governance.access.ends``, the one definition every page, notification and review uses)."""
+        from governance.access.ends import assignment_ends
+
+        return assignment_ends(self)
+
     def is_active(self, now=None) -> bool:
         """R18: an assignment past its end is inactive now, whether or not the expiry job has run."""
         return self.status == AssignmentStatus.ACTIVE and self.expires_at > (now or timezone.now())

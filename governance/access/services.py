@@ -21,10 +21,12 @@ from agents.choices import AgentStatus
 from agents.models import Agent, AgentUserObjectPermission, PermissionGrant
 from governance.access import signals
 from governance.access.choices import ApproverKind, AssignmentStatus, DurationKind, Requestors
+from governance.access.ends import access_ends, assignment_ends
 from governance.access.models import AccessPackage, Assignment, AssignmentPolicy
 from portal import audit, notifications, rbac
 from portal.api_permissions import ORGANISATION_READ
 from portal.models import Permission, User, Workspace
+from portal.timefmt import when
 
 POLICY_FIELDS = ("requestors", "approver_kind", "second_approver_kind", "duration_kind", "duration_value",
                  "fixed_end", "max_hours", "allow_extension", "extension_needs_approval", "justification_required",
@@ -282,7 +284,7 @@ def assignment_decide(*, actor: User, assignment: Assignment, approve: bool, rea
         notifications.notify(recipients=[assignment.requested_by],
                              subject=f"{assignment.package.name} for {assignment.agent.name}: "
                                      f"{assignment.get_status_display().lower()}",
-                             body=reason or f"Until {assignment.expires_at:%Y-%m-%d %H:%M} UTC.",
+                             body=reason or f"Until {when(assignment_ends(assignment))}.",
                              link=_link(assignment))
     return assignment
 
@@ -391,7 +393,8 @@ def package_grants(agent: Agent) -> list[dict]:
     for assignment in active_assignments(agent).select_related("package").prefetch_related("package__permissions"):
         for permission in assignment.package.permissions.all():
             rows.append({"permission": permission.name, "source": f"Access package {assignment.package.name}",
-                         "since": assignment.starts_at, "ends": assignment.expires_at, "link": _link(assignment)})
+                         "since": assignment.starts_at, "ends": access_ends(assignment.expires_at, agent.expires_at),
+                         "link": _link(assignment)})
     return rows
 
 

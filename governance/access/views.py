@@ -12,9 +12,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from agents import selectors as agent_selectors
 from governance.access import services as access_packages
+from governance.access.ends import assignment_ends
 from governance.access.forms import AssignmentRequestForm, ExtendForm, PackageForm
 from governance.access.models import AccessPackage, Assignment
 from portal import rbac, viewutils
+from portal.timefmt import when
 from portal.viewutils import act
 
 
@@ -148,7 +150,7 @@ def assignment_extend(request, assignment_id: int):
     form = ExtendForm(request.POST)
     if form.is_valid():
         act(request, access_packages.assignment_extend,
-            lambda a: "Extension requested." if a.extension_until else f"Extended until {a.expires_at:%Y-%m-%d %H:%M}.",
+            lambda a: "Extension requested." if a.extension_until else f"Extended until {when(assignment_ends(a))}.",
             assignment=assignment, hours=form.cleaned_data["hours"])
     else:
         messages.error(request, "Give the number of hours.")

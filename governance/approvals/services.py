@@ -232,7 +232,7 @@ def previous_approved(request: ApprovalRequest) -> ApprovalRequest | None:
 
 # --- the expiry job (docs/design.md, Scheduled jobs) ------------------------------------------------------------------
 @jobs.register("expire_approval_requests",
-               "Expire partner-approval requests pending longer than APPROVAL_REQUEST_TTL_DAYS.")
+               f"Expire partner-approval requests pending longer than {settings.APPROVAL_REQUEST_TTL_DAYS} days.")
 def expire_approval_requests() -> dict:
     """Idempotent and safe on two workers: each batch takes its rows with SKIP LOCKED."""
     expired = 0

@@ -63,7 +63,7 @@ def client_blueprint_ensure() -> Blueprint:
     publisher, _ = Publisher.objects.get_or_create(name=PUBLISHER_NAME,
                                                    defaults={"kind": PublisherKind.ORGANISATION})
     manifest = {"Descriptor": {"Name": BLUEPRINT_NAME, "DisplayName": "OAuth client application",
-                               "Description": "An application people sign in to through the portal (R27)."}}
+                               "Description": "An application people sign in to through the portal."}}
     try:
         with transaction.atomic():
             blueprint = Blueprint.objects.create(

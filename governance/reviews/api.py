@@ -32,7 +32,7 @@ class ReviewItemSerializer(serializers.ModelSerializer):
     decision = serializers.SerializerMethodField()
     justification = serializers.SerializerMethodField()
     credential_types = serializers.SerializerMethodField(
-        help_text="How the agent can authenticate now: secret, key, federated (R28).")
+        help_text="How the agent can authenticate now: secret, key, federated.")
 
     class Meta:
         model = ReviewItem

@@ -159,6 +159,6 @@ def _delete_older_than(cutoff: datetime) -> int:
 
 
 @jobs.register("maintain_sign_in_partitions", "Create the sign-in log's days ahead and drop the days older than "
-               "SIGNIN_RETENTION_DAYS (whole partitions on PostgreSQL, batched deletes on SQLite).")
+               f"{settings.SIGNIN_RETENTION_DAYS} days (whole days at a time).")
 def maintain_sign_in_partitions() -> dict:
     return maintain()
