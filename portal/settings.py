@@ -265,7 +265,6 @@ CREDENTIAL_LIFETIME_DAYS = env("CREDENTIAL_LIFETIME_DAYS")
 CREDENTIAL_ROTATION_OVERLAP_HOURS = env("CREDENTIAL_ROTATION_OVERLAP_HOURS")
 #: R9: the most agents one bulk file may create (command, upload); a longer file is refused before anything is made.
 BULK_MAX_ROWS = env.int("BULK_MAX_ROWS", default=10_000)
-CREDENTIAL_HASH_KEY = env("CREDENTIAL_HASH_KEY")
 #: The sign-in log keeps this many days (docs/design.md, "The sign-in log at volume"): older days are dropped whole
 #: (a partition a day on PostgreSQL; batched deletes on SQLite) by the ``maintain_sign_in_partitions`` job.
 SIGNIN_RETENTION_DAYS = env.int("SIGNIN_RETENTION_DAYS", default=90)
@@ -274,6 +273,7 @@ EXPORT_MAX_ROWS = env.int("EXPORT_MAX_ROWS", default=100_000)
 #: Where those export files wait for their one download (deleted after it, or after ``EXPORT_FILE_HOURS``).
 EXPORT_DIR = Path(env.str("EXPORT_DIR", default=str(VAR_DIR / "exports")))
 EXPORT_FILE_HOURS = env.int("EXPORT_FILE_HOURS", default=24)
+CREDENTIAL_HASH_KEY = env("CREDENTIAL_HASH_KEY")
 JOB_BATCH_SIZE = env("JOB_BATCH_SIZE")
 # The audit log's tree heads (docs/design.md, R23): an Ed25519 private key as base64 of its 32-byte seed, derived
 # from SECRET_KEY when unset; the public keys of earlier signing keys (base64, comma-separated) stay trusted.
