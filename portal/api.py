@@ -52,7 +52,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = ["id", "created_at", "actor_name", "actor_kind", "action", "target_type", "target_id",
-                  "target_label", "workspace", "before", "after", "request_id", "hash"]
+                  "target_label", "workspace", "before", "after", "request_id", "hash", "leaf_index", "leaf_hash"]
 
 
 class WorkspaceViewSet(viewsets.ReadOnlyModelViewSet):

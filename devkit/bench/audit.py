@@ -181,8 +181,8 @@ def worker_main() -> None:
         bulk.provision_file(actor=None, workspace=workspace, stream=io.StringIO(text), filename="bench.csv")
         print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
         return
-    target, _created = User.objects.get_or_create(username=f"audit-bench-{spec['tag']}",
-                                                  defaults={"display_name": "Audit bench"})
+    target = User.objects.filter(username=f"audit-bench-{spec['tag']}").first() or User.objects.create_user(
+        username=f"audit-bench-{spec['tag']}", password=None, display_name="Audit bench")
     print("ready", flush=True)
     time.sleep(max(0.0, spec.get("start_at", 0) - time.time()))
     latencies = []
