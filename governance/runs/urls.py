@@ -14,6 +14,7 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel/", run_views.run_cancel, name="run-cancel"),
     path("runs/<int:run_id>/feedback/", run_views.run_feedback, name="run-feedback"),
     path("runs/<int:run_id>/apply/<int:index>/", run_views.run_apply, name="run-apply"),
+    path("runs/<int:run_id>/apply/", run_views.run_apply_many, name="run-apply-many"),
     path("agents/<int:agent_id>/schedule/", run_views.agent_schedule, name="agent-schedule"),
     path("agents/<int:agent_id>/feedback/<int:feedback_id>/delete/", run_views.agent_feedback_delete,
          name="agent-feedback-delete"),

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Case, Count, IntegerField, Max, OuterRef, Prefetch, Subquery, Value, When
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -115,6 +116,33 @@ def _link(finding: dict) -> str:
     return reverse(url_name, args=[agent_id])
 
 
+#: Actions applied many at a time from a run's page: those that need no choice (a sponsor) and show nothing once
+#: (a new secret); each still goes through ``suggestion_apply`` and its own audit event.
+BULK_APPLY_ACTIONS = ("remove_grant", "retire", "create_policy", "enable_policy")
+#: At most this many findings applied in one request.
+BULK_APPLY_MAX = 200
+
+
+def findings_filtered(rows: list[dict], params) -> tuple[list[dict], dict]:
+    """The findings narrowed by ``kind``, ``agent`` (the finding's subject) and ``level`` from the query string, and
+    the counts by kind and by agent over all of them (the page's groups, each a filter link)."""
+    chosen = {key: (params.get(key) or "").strip() for key in ("kind", "agent", "level")}
+    kinds: dict[str, int] = {}
+    agents: dict[str, int] = {}
+    for row in rows:
+        kinds[row["kind"] or "other"] = kinds.get(row["kind"] or "other", 0) + 1
+        if row["subject"]:
+            agents[row["subject"]] = agents.get(row["subject"], 0) + 1
+    shown = [row for row in rows
+             if (not chosen["kind"] or (row["kind"] or "other") == chosen["kind"])
+             and (not chosen["agent"] or row["subject"] == chosen["agent"])
+             and (not chosen["level"] or row["level"] == chosen["level"])]
+    groups = {"kinds": sorted(kinds.items(), key=lambda item: (-item[1], item[0])),
+              "agents": sorted(agents.items(), key=lambda item: (-item[1], item[0])), "chosen": chosen,
+              "total": len(rows), "filtered": any(chosen.values())}
+    return shown, groups
+
+
 def finding_rows(findings) -> list[dict]:
     """The run's findings for a table, highest level first (the index is the finding's place in the output, which
     is what ``suggestion_apply`` takes)."""
@@ -133,6 +161,9 @@ def finding_rows(findings) -> list[dict]:
                      "confirm": CONFIRMS.get(action, "").format(subject=subject or "the agent"),
                      "suggested_policy": suggested, "applicable": _applicable(finding), "link": _link(finding),
                      "applied": finding.get("applied") if isinstance(finding.get("applied"), dict) else None})
+        row = rows[-1]
+        row["bulk"] = bool(row["applicable"] and not row["applied"] and not row["link"]
+                           and (action in BULK_APPLY_ACTIONS or (not action and suggested)))
     return sorted(rows, key=lambda r: (-LEVEL_ORDER.get(r["level"], 0), r["index"]))
 
 
@@ -275,7 +306,7 @@ def run_start(request, session_id: int):
 def _status_context(request, run: Run, *, compact: bool = False) -> dict:
     """The status-and-output block of a run (the page and its htmx fragment render the same context)."""
     user = request.user
-    rows = finding_rows(run.findings)
+    rows, groups = findings_filtered(finding_rows(run.findings), request.GET)
     has_actions = run.status == RunStatus.SUCCEEDED and builtin_agents.builtin_for(run.agent.blueprint) is not None
     # The findings are about the agents of the run's workspace: its owners apply them (the services decide anyway,
     # so a contributor's attempt is a 403, not a loophole).
@@ -284,6 +315,7 @@ def _status_context(request, run: Run, *, compact: bool = False) -> dict:
     people = _sponsor_candidates(run.agent.workspace) if needs_people and not compact else []
     took = (run.finished_at - run.started_at).total_seconds() if run.started_at and run.finished_at else None
     return {"run": run, "findings": rows, "can_apply": can_apply, "has_actions": has_actions, "compact": compact,
+            "finding_groups": groups, "bulk_apply": can_apply and any(row["bulk"] for row in rows),
             "duration": human_duration(took),
             "sponsor_form": SponsorChoiceForm(people=people) if needs_people else None,
             "can_cancel": not run.is_finished and run_policy.can_cancel_run(user, run)}
@@ -374,6 +406,48 @@ def run_apply(request, run_id: int, index: int):
     if applied.secret:
         return _show_secret(request, finding, applied.secret, run)
     return redirect(reverse("run-detail", args=[run.pk]) + "#findings")
+
+
+@login_required
+@require_POST
+def run_apply_many(request, run_id: int):
+    """Apply the selected findings (``finding`` = their indexes) of one run, each through ``suggestion_apply`` with
+    its own audit event, all or nothing: one refusal changes nothing. Only findings whose action needs no choice and
+    shows no secret (``BULK_APPLY_ACTIONS``) go together; the rest are applied one by one."""
+    run = _run_or_404(request.user, run_id)
+    back = reverse("run-detail", args=[run.pk]) + (f"?{request.POST['back']}" if request.POST.get("back") else "") \
+        + "#findings"
+    try:
+        indexes = sorted({int(value) for value in request.POST.getlist("finding")})
+    except ValueError:
+        indexes = []
+    rows = {row["index"]: row for row in finding_rows(run.findings)}
+    problems = []
+    if not indexes:
+        problems.append("Select at least one finding to apply.")
+    elif len(indexes) > BULK_APPLY_MAX:
+        problems.append(f"Select at most {BULK_APPLY_MAX} findings at a time.")
+    for index in indexes:
+        row = rows.get(index)
+        if row is None:
+            problems.append("A selected finding is not in the run's output.")
+        elif not row["bulk"]:
+            problems.append(f"“{row['detail'][:80]}” is applied on its own (it needs a choice, shows a secret or "
+                            f"was applied already).")
+    if problems:
+        for problem in problems:
+            messages.error(request, problem)
+        return redirect(back)
+    try:
+        with transaction.atomic():
+            for index in indexes:
+                runs.suggestion_apply(actor=request.user, run=run, index=index)
+    except ValidationError as error:
+        flash_errors(request, error)
+        messages.error(request, "Nothing was applied.")
+        return redirect(back)
+    messages.success(request, f"{len(indexes)} finding{'s' if len(indexes) != 1 else ''} applied.")
+    return redirect(back)
 
 
 # --- an agent's schedule and memory (owners) -----------------------------------------------------------------------

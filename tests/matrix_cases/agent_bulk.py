@@ -22,3 +22,17 @@ CASES = [
     Case("agent-export", "GET", lambda w: reverse("agent-export"), EVERYONE_OK),
     Case("bulk-template", "GET", lambda w: reverse("bulk-template"), EVERYONE_OK),
 ]
+
+
+def _finished_run(w):
+    from tests.matrix_cases.runs import _finished_run as finished
+
+    return finished(w)[0]
+
+
+# A run's findings applied together: whoever may see the run reaches the view; with nothing selected it answers
+# with a message (302); another workspace's run is 404.
+CASES += [
+    Case("run-apply-many", "POST", lambda w: reverse("run-apply-many", args=[_finished_run(w).pk]),
+         expect(LOGIN, 302, 302, 302, 302, 404), label="run-apply-many (nothing selected: a message)"),
+]
