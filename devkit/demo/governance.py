@@ -164,10 +164,17 @@ def seed_access_reviews(write: Callable[[str], None]) -> None:
     users = {u.username: u for u in User.objects.filter(kind="human")}
     now = timezone.now()
     with transaction.atomic():
-        # Demo data shaping, not a service path: an agent user last seen 45 days ago (no tokens or runs yet).
-        User.objects.filter(agent_user_of__identity__agent__workspace=soc,
-                            agent_user_of__identity__agent__name="workload-hygiene").update(
-            last_seen_at=now - timedelta(days=45))
+        # Demo data shaping, not a service path: the agent's last use (a successful sign-in, governance.usage's
+        # definition) 45 days ago, and set up before that.
+        from agents.models import Agent
+        from governance.signin.models import SignIn
+
+        idle = Agent.objects.filter(workspace=soc, name="workload-hygiene").select_related("identity").first()
+        if idle is not None:
+            Agent.objects.filter(pk=idle.pk).update(created_at=now - timedelta(days=60))
+            SignIn.objects.create(agent=idle, at=now - timedelta(days=45), client_id=idle.identity.client_id,
+                                  actor_kind="agent", grant_type="client_credentials", outcome="success",
+                                  granted_scopes=[], ip="10.0.0.5")
         campaign = reviews.review_create(
             actor=users["owner"], workspace=soc, name="Monthly SOC agent review",
             description="Do the SOC's agents still need their identities and permissions?",

@@ -341,6 +341,8 @@ def recommend(last_used_at: datetime | None, now: datetime, *, set_up_at: dateti
              else f"no recorded use since set-up on {timefmt.when(set_up_at)}")
     if reference <= now - timedelta(days=limit):
         return ReviewDecisionKind.DENY, f"Unused for {idle} days ({since}); over {limit} days counts as inactive."
+    if last_used_at is None:
+        return ReviewDecisionKind.APPROVE, f"Set up within the last {limit} days and not used yet ({since})."
     return ReviewDecisionKind.APPROVE, f"Used within the last {limit} days ({since})."
 
 

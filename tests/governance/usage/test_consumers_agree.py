@@ -130,3 +130,17 @@ def test_the_risk_job_flags_only_scopes_never_used_before(seeded, rolled_up):
     assert counts["new_scope"] == 1
     assert list(RiskDetection.objects.filter(kind="new_scope").values_list("agent_id", "key")) == [
         (w.busy.pk, "Policy.Read.All")]
+
+
+def test_a_review_never_says_used_of_an_agent_never_used(settings):
+    """The recommendation's words follow the same definition: a recent set-up never used is "not used yet", an old
+    one "unused since set-up"; only a real use is "last use"."""
+    settings.REVIEW_INACTIVE_DAYS = 30
+    now = timezone.now()
+    kind, reason = reviews.recommend(None, now, set_up_at=now - timedelta(days=3))
+    assert kind == "approve" and "not used yet" in reason and "Used within" not in reason
+    assert f"no recorded use since set-up on {shown(now - timedelta(days=3))}" in reason
+    kind, reason = reviews.recommend(None, now, set_up_at=now - timedelta(days=40))
+    assert kind == "deny" and "Unused for 40 days" in reason and "no recorded use since set-up" in reason
+    kind, reason = reviews.recommend(now - timedelta(days=2), now, set_up_at=now - timedelta(days=40))
+    assert kind == "approve" and f"last use {shown(now - timedelta(days=2))}" in reason
