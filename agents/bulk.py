@@ -214,7 +214,9 @@ def _check_header(columns: list[str]) -> None:
 
 
 def _usernames(cell: str) -> list[str]:
-    return [name.strip() for name in cell.split(";") if name.strip()]
+    """A list of people as the set-up wizard takes it: usernames separated by ``;`` (the file's own separator, and
+    what exports write) or ``,`` (in a quoted cell), whichever the person typed."""
+    return [name.strip() for name in cell.replace(",", ";").split(";") if name.strip()]
 
 
 def _fill_from_csv(raw: RawRow, cells: dict[str, str]) -> None:
