@@ -115,7 +115,7 @@ class SignIn(models.Model):
         ordering = ["-at", "-pk"]
         # The log's filters each read an index or only the partitions of their time window (docs/design.md, "The
         # sign-in log at volume"). Partial indexes hold only the rare rows (failures, people, unknown clients), so
-        # the token endpoint's insert of an ordinary success touches three indexes, not six.
+        # the token endpoint's insert of an ordinary success touches four indexes (key, time, agent, IP), not seven.
         indexes = [models.Index(fields=["agent", "-at"], name="signin_agent_at"),
                    models.Index(fields=["outcome", "-at"], condition=~models.Q(outcome="success"),
                                 name="signin_not_success_at"),
