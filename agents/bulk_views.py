@@ -26,9 +26,10 @@ TEMPLATE_EXAMPLE = ("AgentHygieneAgent", "hygiene-eu", "agent_identity", "worksp
                     "tier=1;region=eu", "2027-06-30T00:00:00+00:00")
 
 
-def list_filters(data) -> dict[str, str]:
-    """The list's filters from a query string or a form (``back.<name>`` on the bulk forms)."""
-    return {key: (data.get(key) or data.get(f"back.{key}") or "").strip() for key in FILTERS}
+def list_filters(data, prefix: str = "") -> dict[str, str]:
+    """The list's filters from its query string, or from a bulk form's ``back.<name>`` fields (``prefix="back."``:
+    the bulk form's own ``sponsor`` is the person to add, not the list's sponsor filter)."""
+    return {key: (data.get(f"{prefix}{key}") or "").strip() for key in FILTERS}
 
 
 def _list_url(filters: dict[str, str]) -> str:
@@ -70,7 +71,7 @@ def _selection(request, data):
 def agent_bulk(request):
     """GET: the one confirmation page (what ends for each selected agent); POST: apply it, all or nothing."""
     data = request.POST if request.method == "POST" else request.GET
-    filters = list_filters(data)
+    filters = list_filters(data, prefix="back.")
     agents, action, sponsor, errors = _selection(request, data)
     if errors:
         for error in errors:

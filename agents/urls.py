@@ -1,10 +1,11 @@
 from django.urls import path
 
-from agents import bulk_views, views
+from agents import bulk_views, pickers, views
 
 urlpatterns = [
     path("", views.agent_list, name="agent-list"),
     path("selected/", bulk_views.agent_bulk, name="agent-bulk"),
+    path("picker/", pickers.agents, name="picker-agents"),
     path("export/", bulk_views.agent_export, name="agent-export"),
     path("bulk/template.csv", bulk_views.bulk_template, name="bulk-template"),
     path("new/", views.setup_choose_blueprint, name="agent-setup"),

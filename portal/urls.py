@@ -1,11 +1,11 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.conf import settings
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal import api, views
+from portal import api, pickers, views
 
 handler404 = "portal.api_errors.page_not_found"
 handler500 = "portal.api_errors.server_error"
@@ -41,6 +41,7 @@ urlpatterns = [
     path("audit/log-key/", views.audit_log_key, name="audit-log-key"),
     path("jobs/", views.job_list, name="job-list"),
     path("jobs/<slug:name>/run/", views.job_run_now, name="job-run-now"),
+    path("pickers/people/", pickers.people, name="picker-people"),
     path("notifications/", views.notification_list, name="notification-list"),
     path("notifications/read/", views.notification_read, name="notification-read"),
     path("agents/", include("agents.urls")),

@@ -74,8 +74,9 @@ def test_bulk_disable_then_enable_and_add_sponsor(client, fleet):
     assert AuditEvent.objects.filter(action="agent.disable").count() == 3
     client.post("/agents/selected/", {"agent": _ids(fleet.fleet), "action": "enable"}, secure=True)
     assert set(Agent.objects.values_list("status", flat=True)) == {AgentStatus.ACTIVE}
-    client.post("/agents/selected/", {"agent": _ids(fleet.fleet), "action": "add_sponsor", "sponsor": "owner_b"},
-                secure=True)
+    response = client.post("/agents/selected/", {"agent": _ids(fleet.fleet), "action": "add_sponsor",
+                                                 "sponsor": "owner_b"}, secure=True)
+    assert response["Location"] == "/agents/"  # the person added is not the list's sponsor filter
     assert AuditEvent.objects.filter(action="agent.sponsor_add").count() == 3
 
 

@@ -36,3 +36,9 @@ CASES += [
     Case("run-apply-many", "POST", lambda w: reverse("run-apply-many", args=[_finished_run(w).pk]),
          expect(LOGIN, 302, 302, 302, 302, 404), label="run-apply-many (nothing selected: a message)"),
 ]
+
+# The pickers answer every signed-in person, with only what that person may see.
+CASES += [
+    Case("picker-people", "GET", lambda w: reverse("picker-people") + "?q=own", EVERYONE_OK),
+    Case("picker-agents", "GET", lambda w: reverse("picker-agents") + "?q=matrix", EVERYONE_OK),
+]
