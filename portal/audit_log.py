@@ -47,10 +47,7 @@ def event_fields(row: tuple) -> dict[str, Any]:
 
 
 def _leaf_bytes(row: tuple) -> bytes:
-    event = dict(zip(merkle.EVENT_FIELDS, row))
-    event["created_at"] = event["created_at"].astimezone(UTC).isoformat(timespec="microseconds")
-    event["target_id"] = str(event["target_id"] or "")
-    return merkle.canonical_json(event).encode()
+    return merkle.canonical_json(event_fields(row)).encode()
 
 
 def leaf_of(row: tuple) -> bytes:
