@@ -136,6 +136,19 @@ def test_the_job_is_idempotent_and_a_second_run_changes_nothing(registry_world):
 
 
 @pytest.mark.django_db
+def test_a_gap_in_the_ids_is_crossed_in_one_step_not_batch_by_batch(registry_world, settings):
+    """Ids the log no longer holds (a new installation, days dropped by retention) cost no empty batches."""
+    settings.USAGE_ROLLUP_BATCH = 2
+    agent = registry_world.agent
+    SignIn.objects.bulk_create([_sign_in(agent, BASE, "failure", [], "") for _ in range(50)])
+    SignIn.objects.all().delete()
+    SignIn.objects.bulk_create([_sign_in(agent, BASE, "success", ["User.Read.All"], "") for _ in range(2)])
+    counts = rollup.catch_up()
+    assert counts["batches"] == 1
+    assert rolled_up() == direct_aggregation()
+
+
+@pytest.mark.django_db
 def test_a_sighting_is_integrated_only_once_it_is_settled(registry_world, settings):
     """With the default settle time, a run only notes the highest id; the next run past the settle time integrates
     it. Meanwhile the selector reads those rows from the log's tail."""
