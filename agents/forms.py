@@ -24,7 +24,7 @@ class UsernamesField(forms.CharField):
 
 
 class AttributesField(forms.CharField):
-    widget = forms.Textarea(attrs={"rows": 3, "placeholder": "department=Security\ntier=1"})
+    widget = forms.Textarea(attrs={"rows": 3, "placeholder": "e.g. department=Security"})
 
     def clean(self, value):
         raw = super().clean(value) or ""
@@ -71,6 +71,13 @@ class AgentSetupForm(StyledForm):
         for name in ("identity_type", "scope"):
             self.fields[name].widget.attrs.pop("class", None)
         self.fields["with_agent_user"].widget.attrs["class"] = "form-check-input"
+
+    def clean(self):
+        data = super().clean()
+        if data.get("identity_type") == IdentityType.USER_ACCOUNT and not data.get("run_as_user") \
+                and "run_as_user" not in self.errors:
+            self.add_error("run_as_user", "Choose the user account the agent runs as.")
+        return data
 
     def clean_expires_at(self):
         value = self.cleaned_data.get("expires_at")

@@ -117,6 +117,32 @@ def setup_choose_blueprint(request):
     })
 
 
+#: The wizard's steps after the blueprint (step 1): their names and the form fields each asks for. Every step posts
+#: the whole form (the other steps' answers ride along as hidden fields); Review writes nothing, Create writes.
+WIZARD_STEPS = [(1, "Blueprint"), (2, "Identity"), (3, "Scope"), (4, "Sponsors and owners"), (5, "Details"),
+                (6, "Review")]
+WIZARD_FIELDS = {2: ("name", "identity_type", "run_as_user", "with_agent_user"), 3: ("scope",),
+                 4: ("sponsors", "owners"), 5: ("attributes", "expires_at", "justification")}
+LAST_FORM_STEP = 5
+
+
+def _wizard_step(request) -> int:
+    """The step the page was posted from (a post without one is the whole form at once: its last step)."""
+    try:
+        step = int(request.POST.get("step", LAST_FORM_STEP))
+    except ValueError:
+        step = LAST_FORM_STEP
+    return min(max(step, 2), LAST_FORM_STEP)
+
+
+def _failing_steps(form, upto: int = LAST_FORM_STEP) -> list[int]:
+    """The steps (up to ``upto``) with a field in error; a form-wide error belongs to the last step."""
+    steps = [step for step, fields in WIZARD_FIELDS.items() if step <= upto and any(f in form.errors for f in fields)]
+    if form.non_field_errors() and upto == LAST_FORM_STEP:
+        steps.append(LAST_FORM_STEP)
+    return sorted(set(steps))
+
+
 def _setup_choices(request, workspace, blueprint):
     identity = [(IdentityType.USER_ACCOUNT, "Run as an existing user account")]
     if blueprint.publisher_kind in settings.AGENT_IDENTITY_PUBLISHER_KINDS:  # R2
@@ -143,7 +169,17 @@ def setup_agent(request, blueprint_id: int):
                           scope_choices=scope_choices)
     context = {"blueprint": blueprint, "form": form, "permissions": blueprint.required_permissions.all(),
                "workspace": workspace, "notices": registry.setup_notices(blueprint),
-               "no_secrets": workspace.forbid_new_secrets}
+               "no_secrets": workspace.forbid_new_secrets, "steps": WIZARD_STEPS, "step": 2, "show_errors": True}
+    step = _wizard_step(request) if request.method == "POST" else 2
+    if request.method == "POST" and request.POST.get("confirm") != "1" and (
+            request.POST.get("go") == "back" or step < LAST_FORM_STEP):
+        if request.POST.get("go") == "back":  # back one step: nothing is checked, nothing is lost
+            return _wizard_page(request, context, step=max(2, step - 1), show_errors=False)
+        form.is_valid()
+        failing = _failing_steps(form, upto=step)
+        if failing:  # every problem of the steps so far, at once, on the first step that has one
+            return _wizard_page(request, context, step=failing[0], show_errors=True, upto=step)
+        return _wizard_page(request, context, step=step + 1, show_errors=False)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         spec = registry.AgentSpec(
@@ -161,6 +197,8 @@ def setup_agent(request, blueprint_id: int):
         except registry.ProvisioningError as error:
             for _row, column, message in error.problems:
                 form.add_error(column if column in form.fields and column != "blueprint" else None, message)
+            failing = _failing_steps(form)
+            return _wizard_page(request, context, step=failing[0] if failing else LAST_FORM_STEP, show_errors=True)
         else:
             if result.agent.status == AgentStatus.PENDING_APPROVAL:
                 messages.info(request, f"{result.agent.name} waits for a Global Administrator's approval; you will "
@@ -174,7 +212,30 @@ def setup_agent(request, blueprint_id: int):
                                        f"credential so that it can get tokens.")
                 return redirect("agent-credentials", agent_id=result.agent.pk)
             return redirect("agent-detail", agent_id=result.agent.pk)
-    return render(request, "agents/setup_agent.html", context)
+    if form.is_bound and form.errors:
+        failing = _failing_steps(form)
+        return _wizard_page(request, context, step=failing[0] if failing else LAST_FORM_STEP, show_errors=True)
+    return _wizard_page(request, context, step=2, show_errors=False)
+
+
+def _wizard_page(request, context: dict, *, step: int, show_errors: bool, upto: int = LAST_FORM_STEP):
+    """One step of the wizard: its fields shown, the others carried as hidden fields; with ``show_errors`` every
+    problem of the steps up to ``upto`` is listed at once above the form (each naming its step)."""
+    form = context["form"]
+    step_names = dict(WIZARD_STEPS)
+    problems = []
+    if show_errors:
+        for number, fields in WIZARD_FIELDS.items():
+            for name in fields:
+                if number <= upto and name in form.errors:
+                    problems += [(step_names[number], form[name].label, message) for message in form.errors[name]]
+        problems += [(step_names[LAST_FORM_STEP], "", message) for message in form.non_field_errors()]
+    identity = form["identity_type"].value() or ""
+    return render(request, "agents/setup_agent.html", {
+        **context, "step": step, "show_errors": show_errors, "problems": problems,
+        "step_fields": [form[name] for name in WIZARD_FIELDS[step]],
+        "carried": [form[name] for n, fields in WIZARD_FIELDS.items() if n != step for name in fields],
+        "identity": identity})
 
 
 SECRET_ONCE = "agents.secret_once"

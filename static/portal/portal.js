@@ -13,3 +13,11 @@ document.addEventListener("change", (event) => {
   if (!all) return;
   all.form.querySelectorAll('input[type="checkbox"][name="agent"]').forEach((box) => { box.checked = all.checked; });
 });
+// The set-up wizard shows "Run as user account" only for that identity (and "Create an agent user" only for a new
+// agent identity); without JavaScript the step shows it after Continue.
+document.addEventListener("change", (event) => {
+  if (event.target.name !== "identity_type") return;
+  event.target.form.querySelectorAll("[data-show-for]").forEach((block) => {
+    block.hidden = block.dataset.showFor !== event.target.value;
+  });
+});

@@ -39,6 +39,8 @@ def test_r16_browser_partner_agent_approved_by_a_global_administrator(live_serve
     contributor.get_by_role("link", name="Use Tanium Endpoint & Defender Triage Agent").click()
     contributor.get_by_label("Name").fill("tanium-triage")
     contributor.get_by_label("Run as user account").fill("carl")
+    for _step in ("Identity", "Scope", "Sponsors and owners"):  # the wizard's steps, each its own page
+        contributor.get_by_role("button", name="Continue").click()
     contributor.get_by_label("Justification").fill("Correlate Defender incidents with Tanium endpoint data")
     contributor.get_by_role("button", name="Review").click()
     contributor.get_by_role("button", name="Create agent").click()

@@ -34,6 +34,8 @@ def test_r5_browser_import_setup_rotate_retire_leaves_no_active_credential(live_
     page.get_by_role("link", name="Use Data Loss Prevention Incident Response Agent").click()
     page.get_by_label("Name").fill("dlp-responder")
     page.get_by_label("New agent identity (its own credentials, fixed permissions)").check()
+    for _step in ("Identity", "Scope", "Sponsors and owners"):  # the wizard's steps, each its own page
+        page.get_by_role("button", name="Continue").click()
     page.get_by_role("button", name="Review").click()
     page.get_by_role("button", name="Create agent").click()
     first_secret = page.locator("#client-secret").inner_text()
