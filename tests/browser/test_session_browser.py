@@ -80,7 +80,7 @@ def test_browser_a_contributor_runs_the_hygiene_agent_sees_its_findings_and_rate
         page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         page.on("dialog", lambda dialog: dialog.accept())
         sign_in(page, base, "cora")
-        page.get_by_role("link", name="Sessions").click()
+        page.get_by_role("link", name="Sessions", exact=True).click()
         page.wait_for_selector("text=No sessions")
         page.get_by_role("link", name="Open a session").first.click()
         page.get_by_label("Agent").select_option(label="hygiene — Agent Hygiene Agent (Alpha)")
