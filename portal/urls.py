@@ -18,7 +18,8 @@ urlpatterns = [
     path("robots.txt", views.robots, name="robots"),
     # Pages that are not the portal's own (the API docs, a JSON answer opened in a browser) ask for /favicon.ico.
     # The plain name, not the manifest's: looked up at import, it would need collectstatic before any command runs.
-    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}portal/favicon.svg", permanent=True)),
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}portal/favicon.svg", permanent=True),
+         name="favicon"),
     path("workspaces/", views.workspace_list, name="workspace-list"),
     path("workspaces/new/", views.workspace_create, name="workspace-create"),
     path("workspaces/switch/", views.workspace_switch, name="workspace-switch"),

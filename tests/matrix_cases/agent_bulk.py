@@ -42,3 +42,6 @@ CASES += [
     Case("picker-people", "GET", lambda w: reverse("picker-people") + "?q=own", EVERYONE_OK),
     Case("picker-agents", "GET", lambda w: reverse("picker-agents") + "?q=matrix", EVERYONE_OK),
 ]
+
+# The icon is public, like robots.txt: everyone is sent to the static file.
+CASES += [Case("favicon", "GET", lambda w: "/favicon.ico", expect(301, 301, 301, 301, 301, 301))]
