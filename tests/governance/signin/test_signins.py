@@ -9,14 +9,11 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.apps import apps
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import registry
-from agents import selectors as agent_selectors
-from agents import signals as agent_signals
 from governance.conditional_access import services as conditional_access
 from governance.signin import signins
 from governance.signin.models import AccessToken, SignIn
@@ -280,37 +277,6 @@ def test_last_used_shows_on_the_agent_pages_after_a_real_token_request(client, r
     assert stamp in detail.split('id="last-used"')[1][:200]
     listing = client.get("/agents/").content.decode()
     assert stamp in listing.split('data-agent="matrix-agent"')[1].split("</tr>")[0]
-
-
-def test_last_used_is_the_latest_success_per_agent_in_one_query(registry_world):
-    w = registry_world
-    beta = _beta_agent(w)
-    now = timezone.now()
-    _rows(w.agent, at=now - timedelta(hours=2))
-    _rows(w.agent, at=now - timedelta(hours=1))
-    _rows(w.agent, at=now, outcome="failure")
-    with CaptureQueriesContext(connection) as ctx:
-        used = signins.last_used([w.agent.pk, beta.pk])
-    assert len(ctx.captured_queries) == 1
-    assert used == {w.agent.pk: now - timedelta(hours=1)}
-    assert signins.last_used([]) == {}
-
-
-def test_the_sign_in_log_answers_the_registry_once_and_answers_are_merged(registry_world):
-    def answers():
-        return agent_signals.last_used.send(sender=None, agent_ids=[registry_world.agent.pk])
-
-    assert len(answers()) == 1
-    apps.get_app_config("signin").ready()  # connecting again changes nothing
-    assert len(answers()) == 1
-    later = timezone.now() + timedelta(days=1)
-    extra = lambda agent_ids, **_: {registry_world.agent.pk: later}  # noqa: E731
-    _rows(registry_world.agent)
-    agent_signals.last_used.connect(extra, weak=False, dispatch_uid="test.extra")
-    try:
-        assert agent_selectors.last_used([registry_world.agent.pk]) == {registry_world.agent.pk: later}
-    finally:
-        agent_signals.last_used.disconnect(dispatch_uid="test.extra")
 
 
 def test_export_neutralises_values_an_unauthenticated_caller_chose(client, registry_world):
