@@ -127,7 +127,7 @@ def spec_problems(actor: User | None, workspace: Workspace, spec: AgentSpec, *, 
     if not NAME_RE.match(spec.name or ""):
         problems.append(("name", "a name of 1–150 letters, digits, spaces or . @ + - _ is required"))
     elif spec.name.lower() in taken_names:
-        problems.append(("name", f"an agent called '{spec.name}' already exists in {workspace.slug}"))
+        problems.append(("name", f"an agent called '{spec.name}' already exists in {workspace.name}"))
     if not blueprint.is_complete:
         problems.append(("blueprint", f"{blueprint} has skills the catalog does not know; an owner must map them"))
     privileged = [p.name for p in blueprint_permissions if p.privileged]

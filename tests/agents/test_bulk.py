@@ -196,7 +196,7 @@ def test_r9_every_problem_of_the_file_is_reported_at_once(world, blueprints):
     assert "has no time zone" in messages[4, "expires_at"]
     assert messages[5, "scope"] == "'galaxy' is not workspace or user"
     assert "not an ISO 8601" in messages[5, "expires_at"]
-    assert messages[6, "name"] == "an agent called 'A-2' already exists in alpha"
+    assert messages[6, "name"] == "an agent called 'A-2' already exists in Alpha"
     assert "run it as an existing user account" in messages[7, "identity_type"]
     assert not Agent.objects.exists()
 
@@ -217,7 +217,7 @@ def test_r9_a_name_already_in_the_workspace_is_refused(world, blueprints):
     _provision(world, _csv(GOOD_ROWS[0]))
     with pytest.raises(ProvisioningError) as excinfo:
         _provision(world, _csv(GOOD_ROWS[1], GOOD_ROWS[0].replace("triage-1", "TRIAGE-1")))
-    assert _problems(excinfo) == [(2, "name", "an agent called 'TRIAGE-1' already exists in alpha")]
+    assert _problems(excinfo) == [(2, "name", "an agent called 'TRIAGE-1' already exists in Alpha")]
 
 
 @pytest.mark.parametrize(("text", "filename", "message"), [
@@ -501,7 +501,7 @@ def test_r9_a_bulk_job_refused_at_run_time_records_its_problems_and_creates_noth
     job = bulk.bulk_job_run(job.pk, key)
 
     assert (job.status, job.done, job.secrets_ciphertext) == ("failed", 0, None)
-    assert job.problems == [[1, "name", "an agent called 'late' already exists in alpha"]]
+    assert job.problems == [[1, "name", "an agent called 'late' already exists in Alpha"]]
     assert Agent.objects.filter(name="late").count() == 1
     with pytest.raises(ValidationError, match="no secrets"):
         bulk.bulk_job_secrets_download(actor=world.owner, job=job, key=key)

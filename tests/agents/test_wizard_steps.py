@@ -29,3 +29,13 @@ def test_run_as_user_appears_after_continue_without_javascript_and_all_problems_
     assert 'aria-current="step"><span class="wizard-step-number">3</span> Scope' in body
     assert 'name="name" value="steps-agent"' in body  # the answers ride along
     assert "wizard-problems" not in body
+
+
+def test_the_wizard_names_the_workspace_not_its_slug(client, registry_world):
+    w = registry_world
+    client.force_login(w.owner)
+    page = client.post(f"/agents/new/{w.blueprint.pk}/", {
+        "name": "matrix-agent", "identity_type": "agent_identity", "scope": "workspace", "sponsors": "owner",
+        "owners": "owner_b"}).content.decode()
+    assert f"already exists in {w.alpha.name}" in page and "already exists in alpha" not in page
+    assert 'aria-current="step"><span class="wizard-step-number">2</span> Identity' in page  # back where it is
