@@ -54,7 +54,7 @@ def test_r5_browser_import_setup_rotate_retire_leaves_no_active_credential(live_
     assert page.locator('tr[data-credential-state="active"]').count() == 2
 
     page.get_by_role("link", name="Retire…").click()
-    assert "2 active credentials revoked" in page.locator("#retire-list").inner_text()
+    assert "2 active client secrets revoked" in page.locator("#retire-list").inner_text()
     page.get_by_role("button", name="Retire dlp-responder").click()
     page.wait_for_selector("text=is retired")
     assert page.locator('tr[data-credential-state="active"]').count() == 0

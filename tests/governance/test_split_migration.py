@@ -23,6 +23,8 @@ from portal.models import User
 
 SUB_APPS = ["approvals", "access", "reviews", "conditional_access", "signin", "risk", "runs"]
 PREVIOUS_HEAD = [("governance", "0006_run_tokens_policy_state"), ("agents", "0005_schedule_from_triggers")]
+# Models the sub-apps gained after the split: they have no table before it, so nothing of theirs moved.
+AFTER_THE_SPLIT = {("signin", "signinexport")}
 
 
 def moved_tables() -> dict[str, str]:
@@ -30,6 +32,8 @@ def moved_tables() -> dict[str, str]:
     tables = {}
     for label in SUB_APPS:
         for model in apps.get_app_config(label).get_models():
+            if (label, model._meta.model_name) in AFTER_THE_SPLIT:
+                continue
             old = f"{'agents' if label == 'runs' else 'governance'}_{model._meta.model_name}"
             tables[old] = model._meta.db_table
             for field in model._meta.local_many_to_many:
@@ -98,7 +102,8 @@ def test_a_database_at_the_previous_head_migrates_forward_with_every_row_intact(
     assert set(tables) <= present and not set(tables.values()) & present
     then = {old: columns(old) for old in tables}
     assert {old: rows(old) for old in tables} == {old: kept(before[new], then[old]) for old, new in tables.items()}
-    assert ContentType.objects.filter(app_label__in=SUB_APPS).count() == 0
+    later = [model for _label, model in AFTER_THE_SPLIT]  # their content types stay: nothing moves them back
+    assert ContentType.objects.filter(app_label__in=SUB_APPS).exclude(model__in=later).count() == 0
     assert ContentType.objects.get(app_label="agents", model="run").pk == content_type_ids["run"]
 
     executor = MigrationExecutor(connection)
