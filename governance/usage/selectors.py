@@ -22,13 +22,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import BigIntegerField, Max, Min, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Max, Min
 
 from governance.signin.choices import SignInOutcome
 from governance.signin.models import SignIn
-from governance.usage.models import SignInRollupMark, SignInUsage
-from governance.usage.rollup import MARK, watermark
+from governance.usage.models import SignInUsage
+from governance.usage.rollup import watermark
 
 USED = SignInOutcome.SUCCESS
 
@@ -77,20 +76,18 @@ class AgentUsage:
         self.resources[resource] = use.merged(self.resources.get(resource))
 
 
-def _through() -> Coalesce:
-    return Coalesce(Subquery(SignInRollupMark.objects.filter(name=MARK).values("integrated_through")[:1]),
-                    Value(0), output_field=BigIntegerField())
-
-
 def last_used(agent_ids: Iterable[int]) -> dict[int, datetime]:
-    """Each agent's last use (agents never used are absent): one query, the rollup's maxima and the tail's in one
-    statement (so one snapshot of the watermark and both parts)."""
+    """Each agent's last use (agents never used are absent): two queries, the watermark, then the rollup's maxima
+    and the tail's in one statement. The watermark is read first (see the module's docstring) and passed as a value:
+    the planner then reads the tail on the log's primary key in each partition, where a subquery's unknown value
+    made it scan every partition of the log."""
     ids = sorted({agent_id for agent_id in agent_ids if agent_id is not None})
     if not ids:
         return {}
+    through = watermark()
     rolled = (SignInUsage.objects.filter(agent_id__in=ids, last_used_at__isnull=False).order_by()
               .values("agent_id").annotate(last=Max("last_used_at")).values_list("agent_id", "last"))
-    tail = (SignIn.objects.filter(agent_id__in=ids, outcome=USED, id__gt=_through()).order_by()
+    tail = (SignIn.objects.filter(agent_id__in=ids, outcome=USED, id__gt=through).order_by()
             .values("agent_id").annotate(last=Max("at")).values_list("agent_id", "last"))
     found: dict[int, datetime] = {}
     for agent_id, last in rolled.union(tail, all=True):

@@ -26,7 +26,7 @@ def _row(agent, at, outcome="success") -> None:
                           granted_scopes=["User.Read.All"] if outcome == "success" else [])
 
 
-def test_last_used_is_the_latest_success_per_agent_in_one_query_from_the_rollup_and_the_tail(registry_world):
+def test_last_used_is_the_latest_success_per_agent_in_two_queries_from_the_rollup_and_the_tail(registry_world):
     w = registry_world
     beta = registry.agent_create(actor=w.other, workspace=w.beta, spec=agent_spec(
         w.blueprint, "beta-agent", sponsors=[w.other], owners=[w.other_b])).agent
@@ -39,7 +39,7 @@ def test_last_used_is_the_latest_success_per_agent_in_one_query_from_the_rollup_
     _row(beta, now, outcome="blocked")
     with CaptureQueriesContext(connection) as ctx:
         used = selectors.last_used([w.agent.pk, beta.pk])
-    assert len(ctx.captured_queries) == 1
+    assert len(ctx.captured_queries) == 2  # the watermark, then the rollup and the tail in one statement
     assert used == {w.agent.pk: now - timedelta(hours=1), beta.pk: now - timedelta(hours=5)}
     assert selectors.last_used([]) == {}
     rollup.catch_up()
