@@ -165,7 +165,7 @@ CASES += [
     Case("agent-retire", "GET", _agent_url("agent-retire"), expect(LOGIN, 403, 200, 200, 200, 404)),
     Case("agent-retire", "POST", _agent_url("agent-retire"), AGENT_MANAGE),
     Case("agent-credential-rotate", "POST", _agent_url("agent-credential-rotate"),
-         expect(LOGIN, 403, 200, 200, 200, 404)),
+         expect(LOGIN, 403, 302, 302, 302, 404)),  # to the page that shows the new secret once
     Case("agent-credential-revoke", "POST", _agent_url("agent-credential-revoke", _credential_id), AGENT_MANAGE),
     Case("agent-person", "POST", _agent_url("agent-person"), AGENT_MANAGE,
          data=lambda w: {"user": "newcomer", "role": "sponsor_agent"}),
