@@ -56,6 +56,6 @@ def test_r18_browser_sponsor_requests_two_hours_owner_approves_agent_shows_the_e
     row = sponsor.locator('tr[data-grant="SecurityIncident.ReadWrite.All"]')
     assert "Access package Incident responder" in row.inner_text()
     assert row.locator("[data-ends]").inner_text() == timezone.localtime(assignment.expires_at).strftime(
-        "%Y-%m-%d %H:%M")
+        "%Y-%m-%d %H:%M %Z")  # every time shown with its zone
     ARTIFACTS.mkdir(exist_ok=True)
     sponsor.screenshot(path=str(ARTIFACTS / "r18-package-on-agent.png"), full_page=True)

@@ -26,6 +26,7 @@ def test_r12_browser_demotion_of_second_to_last_owner_is_refused(live_server, pa
 
     page.get_by_role("link", name="Members").click()
     page.wait_for_url(f"{live_server.url}/workspaces/beta/members/")
+    page.get_by_role("link", name="Make carol a contributor").click()  # a confirmation page says what changes
     page.get_by_role("button", name="Make carol a contributor").click()
     alert = page.locator(".alert-danger")
     alert.wait_for()

@@ -44,7 +44,7 @@ def test_r21_browser_admin_confirms_a_compromise_and_the_token_dies(live_server,
     admin.on("dialog", lambda dialog: dialog.accept())
     sign_in(admin, base, "sam")
     admin.goto(f"{base}/governance/sign-ins/?agent=browser-agent")
-    row = admin.locator("tbody tr").first
+    row = admin.locator("#signins-table tbody tr").first
     assert "browser-agent" in row.inner_text() and "Success" in row.inner_text()
     assert "User.Read.All" in row.inner_text()
 
