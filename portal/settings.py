@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "governance.risk",
     "governance.runs",
     "governance.oauth",
+    "governance.replay",
     "devkit",
 ]
 
