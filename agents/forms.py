@@ -9,12 +9,15 @@ from agents.choices import AgentScope, IdentityType, PublisherKind
 from agents.models import Skillset
 from portal.forms import StyledForm, UsernameField
 from portal.models import Permission
+from portal.pickers import PickerInput
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
 class UsernamesField(forms.CharField):
-    """Comma- or semicolon-separated usernames of active people."""
+    """Usernames of active people separated by ``;`` (or ``,``), as the bulk file takes them; a people picker."""
+
+    widget = PickerInput(multiple=True)
 
     def clean(self, value):
         raw = super().clean(value) or ""
@@ -44,15 +47,17 @@ class AgentSetupForm(StyledForm):
 
     name = forms.CharField(max_length=150)
     identity_type = forms.ChoiceField(choices=IdentityType.choices, widget=forms.RadioSelect, label="Identity")
-    run_as_user = UsernameField(required=False, label="Run as user account",
+    run_as_user = UsernameField(required=False, label="Run as user account", widget=PickerInput(),
                                 help_text="For an existing user account: the agent has exactly this user's rights "
                                           "and stops when the user is disabled.")
     with_agent_user = forms.BooleanField(required=False, initial=True, label="Create an agent user",
                                          help_text="For an agent identity: a 1:1 user account for the agent, with no "
                                                    "password, for systems that need a user object.")
     scope = forms.ChoiceField(choices=AgentScope.choices, widget=forms.RadioSelect)
-    sponsors = UsernamesField(help_text="People accountable for the agent; at least one.")
-    owners = UsernamesField(help_text="People who manage the agent; at least one.")
+    sponsors = UsernamesField(help_text="People accountable for the agent; at least one. Type part of a name and "
+                                        "choose; separate several with a semicolon.")
+    owners = UsernamesField(help_text="People who manage the agent; at least one. Type part of a name and choose; "
+                                      "separate several with a semicolon.")
     attributes = AttributesField(required=False, label="Custom security attributes",
                                  help_text="One key=value per line; conditional-access policies can match them.")
     justification = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),

@@ -7,6 +7,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from portal.choices import ActorKind, JobStatus, UserKind, WorkspaceRole
 from portal.models import DirectoryRole, User
+from portal.pickers import PickerInput
 
 
 class StyledForm(forms.Form):
@@ -52,7 +53,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
 
 
 class MemberAddForm(StyledForm):
-    user = UsernameField(label="Username", widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    user = UsernameField(label="Username", widget=PickerInput())
     role = forms.ChoiceField(choices=WorkspaceRole.choices, initial=WorkspaceRole.CONTRIBUTOR)
 
 
@@ -66,11 +67,13 @@ class WorkspaceCreateForm(StyledForm):
                            help_text="Used in addresses; made from the name if left empty.")
     description = forms.CharField(max_length=300, required=False)
     owners = forms.CharField(
-        label="Owners", help_text="Usernames separated by commas. A workspace needs two effective owners.",
+        label="Owners", widget=PickerInput(multiple=True),
+        help_text="Type part of a name and choose; separate several with a semicolon. A workspace needs two "
+                  "effective owners.",
     )
 
     def clean_owners(self):
-        names = [n.strip() for n in self.cleaned_data["owners"].split(",") if n.strip()]
+        names = [n.strip() for n in self.cleaned_data["owners"].replace(";", ",").split(",") if n.strip()]
         field = UsernameField()
         return [field.clean(name) for name in dict.fromkeys(names)]
 
@@ -80,7 +83,7 @@ class UserCreateForm(StyledForm):
                                 error_messages={"invalid": "Letters, digits and @/./+/-/_ only."})
     display_name = forms.CharField(max_length=150, required=False)
     email = forms.EmailField(required=False)
-    manager = UsernameField(required=False)
+    manager = UsernameField(required=False, widget=PickerInput())
     password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False,
                                help_text="At least 12 characters. Leave empty to create the user without "
                                          "a usable password.")
@@ -89,7 +92,7 @@ class UserCreateForm(StyledForm):
 class UserUpdateForm(StyledForm):
     display_name = forms.CharField(max_length=150, required=False)
     email = forms.EmailField(required=False)
-    manager = UsernameField(required=False)
+    manager = UsernameField(required=False, widget=PickerInput())
 
 
 class RoleAssignForm(StyledForm):
@@ -116,6 +119,10 @@ class AuditFilterForm(StyledForm):
 
 
 class UsernameListField(forms.CharField):
+    """Usernames separated by ``;`` (or ``,``), chosen with a people picker."""
+
+    widget = PickerInput(multiple=True)
+
     def clean(self, value):
         raw = super().clean(value) or ""
         single = UsernameField()

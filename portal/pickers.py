@@ -5,9 +5,15 @@ input, and the form that receives it checks the name like any other input."""
 
 from __future__ import annotations
 
+import json
+import re
+
+from django import forms
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q, QuerySet
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET
 
 from portal import rbac
@@ -18,9 +24,10 @@ LIMIT = 20
 
 
 def typed(request) -> str:
-    """What was typed: ``q``, or the value of the field named by ``field`` (htmx sends the input under its name)."""
+    """What was typed: ``q``, or the value of the field named by ``field`` (htmx sends the input under its name); in a
+    field of several names, the last one (the one being typed)."""
     term = request.GET.get("q") or request.GET.get(request.GET.get("field") or "q") or ""
-    return term.strip()[:100]
+    return re.split(r"[;,]", term)[-1].strip()[:100]
 
 
 def people_visible_to(user) -> QuerySet[User]:
@@ -48,3 +55,32 @@ def people_options(user, term: str, limit: int = LIMIT) -> list[tuple[str, str]]
 def people(request):
     return render(request, "portal/partials/picker_options.html",
                   {"options": people_options(request.user, typed(request))})
+
+
+#: How a field names several people or agents, wherever they are typed or uploaded: ``; `` (a comma is read the same).
+SEPARATOR = "; "
+
+
+class PickerInput(forms.TextInput):
+    """A form field's search-as-you-type picker: a text input whose suggestions htmx fetches from ``url_name`` (the
+    people or agents endpoint) into a ``<datalist>``; ``static/portal/portal.js`` turns it into a combobox that the
+    arrow keys and Enter drive. ``multiple`` fields take several names separated by ``SEPARATOR``: the suggestion
+    replaces only the name being typed. Without JavaScript it is the plain text input the form checks."""
+
+    def __init__(self, url_name: str = "picker-people", *, multiple: bool = False, attrs=None):
+        super().__init__(attrs)
+        self.url_name, self.multiple = url_name, multiple
+
+    def render(self, name, value, attrs=None, renderer=None):
+        attrs = {**(attrs or {})}
+        field_id = attrs.get("id") or f"id_{name}"
+        attrs.update({
+            "id": field_id, "list": f"{field_id}-options", "autocomplete": "off", "hx-get": reverse(self.url_name),
+            "hx-trigger": "input changed delay:200ms", "hx-target": f"#{field_id}-options", "hx-swap": "innerHTML",
+            "hx-vals": json.dumps({"field": name}),
+            "data-picker": "agents" if self.url_name == "picker-agents" else "people",
+        })
+        if self.multiple:
+            attrs["data-multiple"] = SEPARATOR
+        html = super().render(name, value, attrs, renderer)
+        return format_html('{}<datalist id="{}-options"></datalist>', html, field_id)

@@ -8,6 +8,7 @@ from governance.access.choices import ApproverKind, DurationKind, Requestors
 from governance.access.models import AccessPackage
 from portal.forms import StyledForm, UsernameListField
 from portal.models import Permission
+from portal.pickers import PickerInput
 
 
 class PackageForm(StyledForm):
@@ -56,7 +57,8 @@ class PackageForm(StyledForm):
 
 class AssignmentRequestForm(StyledForm):
     agent = forms.IntegerField(widget=forms.HiddenInput, required=False)
-    agent_name = forms.CharField(label="Agent", help_text="The agent's name in this workspace.")
+    agent_name = forms.CharField(label="Agent", widget=PickerInput("picker-agents"),
+                                 help_text="The agent's name in this workspace.")
     hours = forms.IntegerField(min_value=1, required=False, label="For how many hours (optional)",
                                help_text="At most the policy's duration; empty takes the policy's duration.")
     justification = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))

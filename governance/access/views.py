@@ -65,8 +65,8 @@ def package_edit(request, package_id: int | None = None):
         initial = {"name": package.name, "description": package.description,
                    "permissions": package.permissions.all(), "incompatible_with": package.incompatible_with.all(),
                    **{k: getattr(rules, k) for k in access_packages.POLICY_FIELDS},
-                   "approvers": ", ".join(u.username for u in rules.approvers.all()),
-                   "second_approvers": ", ".join(u.username for u in rules.second_approvers.all())}
+                   "approvers": "; ".join(u.username for u in rules.approvers.all()),
+                   "second_approvers": "; ".join(u.username for u in rules.second_approvers.all())}
     form = PackageForm(request.POST or None, initial=initial, workspace=workspace, package=package)
     if request.method == "POST" and form.is_valid():
         try:

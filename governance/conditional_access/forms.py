@@ -7,6 +7,7 @@ from django import forms
 from agents.choices import CredentialType, PublisherKind
 from governance.conditional_access.choices import PolicyGrant, PolicyState, RiskLevel
 from portal.forms import StyledForm
+from portal.pickers import PickerInput
 
 
 class PolicyForm(StyledForm):
@@ -23,9 +24,11 @@ class PolicyForm(StyledForm):
                                                      ("agent_user", "Agents with an agent user")])
     publisher_kinds = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
                                                 choices=PublisherKind.choices)
-    agents = forms.CharField(required=False, label="Named agents", help_text="Agent names, comma-separated.")
+    agents = forms.CharField(required=False, label="Named agents", widget=PickerInput("picker-agents", multiple=True),
+                             help_text="Type part of a name and choose; separate several with a semicolon.")
     excluded_agents = forms.CharField(required=False, label="Excluded agents",
-                                      help_text="Agent names, comma-separated.")
+                                      widget=PickerInput("picker-agents", multiple=True),
+                                      help_text="Type part of a name and choose; separate several with a semicolon.")
     attribute_rules = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
                                       help_text="One per line: key equals|in|starts_with value (in: comma-separated). "
                                                 "A key named here becomes protected: only Global and Attribute "
@@ -86,7 +89,7 @@ class PolicyForm(StyledForm):
 
 
 class WhatIfForm(StyledForm):
-    agent = forms.CharField(label="Agent name")
+    agent = forms.CharField(label="Agent name", widget=PickerInput("picker-agents"))
     ip = forms.GenericIPAddressField(required=False, label="Client IP address")
     at = forms.DateTimeField(required=False, label="Time (UTC)",
                              widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))

@@ -22,7 +22,7 @@ def _require_policy_reader(user) -> None:
 
 
 def _agents_named(user, names: str) -> list:
-    wanted = [n.strip() for n in (names or "").split(",") if n.strip()]
+    wanted = [n.strip() for n in (names or "").replace(";", ",").split(",") if n.strip()]
     found = {a.name: a for a in agent_policy.agents_visible_to(user).filter(name__in=wanted)}
     missing = [n for n in wanted if n not in found]
     if missing:
@@ -51,8 +51,8 @@ def policy_edit(request, policy_id: int | None = None):
     if policy is not None:
         initial = {name: getattr(policy, name) for name in conditional_access.POLICY_FIELDS}
         initial.update({
-            "agents": ", ".join(a.name for a in policy.agents.all()),
-            "excluded_agents": ", ".join(a.name for a in policy.excluded_agents.all()),
+            "agents": "; ".join(a.name for a in policy.agents.all()),
+            "excluded_agents": "; ".join(a.name for a in policy.excluded_agents.all()),
             "attribute_rules": "\n".join(f"{r['key']} {r['op']} "
                                          f"{','.join(r['value']) if isinstance(r['value'], list) else r['value']}"
                                          for r in policy.attribute_rules),

@@ -12,6 +12,7 @@ from governance.reviews.choices import (
     ReviewScope,
 )
 from portal.forms import StyledForm, UsernameField, UsernameListField
+from portal.pickers import PickerInput
 
 
 class ReviewForm(StyledForm):
@@ -23,8 +24,9 @@ class ReviewForm(StyledForm):
     packages = forms.ModelMultipleChoiceField(queryset=AccessPackage.objects.none(), required=False,
                                               label="Access packages (for a package review)")
     reviewer_kind = forms.ChoiceField(choices=ReviewerKind.choices, label="Reviewers")
-    named_reviewers = UsernameListField(required=False, label="Named reviewers (usernames, comma-separated)")
-    fallback_reviewer = UsernameField(required=False, label="Fallback reviewer",
+    named_reviewers = UsernameListField(required=False, label="Named reviewers",
+                                        help_text="Type part of a name and choose; separate several with a semicolon.")
+    fallback_reviewer = UsernameField(required=False, label="Fallback reviewer", widget=PickerInput(),
                                       help_text="Reviews the items nobody else may review.")
     recurrence = forms.ChoiceField(choices=ReviewRecurrence.choices)
     starts_at = forms.DateTimeField(label="Starts", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))

@@ -7,6 +7,7 @@ from django import forms
 from agents.choices import CredentialType
 from governance.signin.choices import ActorKind, SignInOutcome
 from portal.forms import StyledForm
+from portal.pickers import PickerInput
 
 
 class PersonalTokenForm(StyledForm):
@@ -34,7 +35,8 @@ class AgentResourceForm(StyledForm):
 class SignInFilterForm(StyledForm):
     """The log's filters. The date fields are ``from`` and ``to`` in the query string (see ``add_prefix``)."""
 
-    agent = forms.CharField(required=False, max_length=150, label="Agent", help_text="Name or client id.")
+    agent = forms.CharField(required=False, max_length=150, label="Agent", help_text="Name or client id.",
+                            widget=PickerInput("picker-agents"))
     outcome = forms.ChoiceField(required=False, choices=[("", "Any outcome"), *SignInOutcome.choices],
                                 label="Outcome")
     actor_kind = forms.ChoiceField(required=False, choices=[("", "Any kind"), *ActorKind.choices],

@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from agents import registry
+from agents.forms import AgentSetupForm
 from tests.factories import UserFactory, agent_spec, make_blueprint
 
 pytestmark = pytest.mark.django_db
@@ -52,3 +53,15 @@ def test_people_fields_are_pickers_with_a_plain_input_underneath(client, registr
         assert f'<datalist id="{field}-options">' in html
     detail = client.get(reverse("agent-detail", args=[world.agent.pk]), secure=True).content.decode()
     assert 'id="person-user" name="user"' in detail and 'data-picker="people"' in detail
+
+
+def test_picker_fields_fall_back_to_plain_inputs_the_form_checks(client, world):
+    """Without JavaScript a picker is a text input whose names the form checks like any other; the wizard takes the
+    separators the bulk file takes."""
+    form = AgentSetupForm(data={"name": "plain", "identity_type": "agent_identity", "scope": "workspace",
+                                "sponsors": "owner; owner_b,", "owners": "nobody-here"})
+    assert not form.is_valid()
+    assert [u.username for u in form.cleaned_data["sponsors"]] == ["owner", "owner_b"]
+    assert form.errors["owners"] == ["No user is called 'nobody-here'."]
+    html = str(form["sponsors"])
+    assert 'type="text"' in html and 'data-multiple="; "' in html and 'hx-get="/pickers/people/"' in html
