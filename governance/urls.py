@@ -7,6 +7,7 @@ urlpatterns = [
     path("", include("governance.access.urls")),
     path("", include("governance.reviews.urls")),
     path("", include("governance.conditional_access.urls")),
+    path("", include("governance.replay.urls")),
     path("", include("governance.signin.urls")),
     path("", include("governance.risk.urls")),
     path("", include("governance.signing.page_urls")),

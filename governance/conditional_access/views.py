@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from agents import attributes as agent_attributes
 from agents import policy as agent_policy
 from governance.conditional_access import services as conditional_access
+from governance.conditional_access.choices import PolicyState
 from governance.conditional_access.forms import PolicyForm, WhatIfForm
 from governance.conditional_access.models import ConditionalAccessPolicy
 from portal import rbac
@@ -67,11 +68,20 @@ def policy_edit(request, policy_id: int | None = None):
         try:
             agents = _agents_named(request.user, data.pop("agents"))
             excluded = _agents_named(request.user, data.pop("excluded_agents"))
+            # Turning a policy on goes through its confirmation, which shows what it would have blocked first
+            # (docs/policy-replay.md); the rest of the form is saved now. An emergency (break-glass) applies at once.
+            turning_on = (data.get("state") == PolicyState.ON and (policy is None or policy.state != PolicyState.ON)
+                          and not request.POST.get("break_glass"))
+            if turning_on:
+                data["state"] = policy.state if policy else PolicyState.REPORT_ONLY
             saved = conditional_access.policy_save(actor=request.user, data=data, agents=agents,
                                                    excluded_agents=excluded, policy=policy)
         except ValidationError as error:
             form.add_error(None, error)
         else:
+            if turning_on:
+                messages.info(request, f"Policy {saved.name} saved. See what it would have blocked, then turn it on.")
+                return redirect("policy-turn-on", policy_id=saved.pk)
             messages.success(request, f"Policy {saved.name} saved ({saved.get_state_display().lower()}).")
             return redirect("policy-list")
     return render(request, "governance/conditional_access/policy_form.html", {"form": form, "policy": policy})
