@@ -18,6 +18,7 @@ from django.utils import timezone
 from agents import policy, registry, signals
 from agents.choices import AgentStatus
 from agents.models import Agent, AgentIdentity, FederatedCredential
+from portal import changes
 from portal.models import User
 
 ACTIONS = {"disable": "Disable", "enable": "Enable", "add_sponsor": "Add a sponsor", "retire": "Retire"}
@@ -76,8 +77,35 @@ def bulk_preview(user: User, agents: Sequence[Agent], action: str) -> list[dict]
             for agent in agents]
 
 
+BULK_RETIRE_CHANGE = "agents.bulk_retire"
+
+
+def agents_bulk_apply(*, actor: User, agents: Sequence[Agent], action: str, sponsor: User | None = None,
+                      break_glass: bool = False, justification: str = "") -> int | changes.ChangeRequest:
+    """Apply ``action`` to every agent (``_agents_bulk_apply_now``). Retiring more agents at once than the
+    organisation's threshold is high-impact (R31; docs/four-eyes.md): it waits for a second administrator unless
+    ``break_glass``, and the pending request is returned instead of the count."""
+    if action == "retire" and len(agents) > changes.bulk_retire_threshold():
+        return changes.gate(actor=actor, kind=BULK_RETIRE_CHANGE, break_glass=break_glass,
+                            justification=justification, payload={"agent_ids": sorted(a.pk for a in agents)})
+    return _agents_bulk_apply_now(actor=actor, agents=agents, action=action, sponsor=sponsor)
+
+
+def _apply_bulk_retire(*, actor: User, payload: dict) -> int:
+    agents = list(Agent.objects.filter(pk__in=payload["agent_ids"]).select_related("workspace").order_by("pk"))
+    if len(agents) != len(payload["agent_ids"]):
+        raise ValidationError("Some of the agents no longer exist. Nothing was changed.")
+    return _agents_bulk_apply_now(actor=actor, agents=agents, action="retire")
+
+
+changes.register(BULK_RETIRE_CHANGE, label="Retire many agents at once", apply=_apply_bulk_retire,
+                 describe=lambda p: f"{len(p['agent_ids'])} agents",
+                 outcome=lambda count: f"{count} agents retired.")
+
+
 @transaction.atomic
-def agents_bulk_apply(*, actor: User, agents: Sequence[Agent], action: str, sponsor: User | None = None) -> int:
+def _agents_bulk_apply_now(*, actor: User, agents: Sequence[Agent], action: str,
+                           sponsor: User | None = None) -> int:
     """Apply ``action`` to every agent through its own service (one audit event each), all or nothing: the first
     refusal raises (naming the agent) and rolls every change back. Returns how many agents were changed."""
     if action not in ACTIONS:

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from agents import bulk, bulk_actions, policy, selectors
+from portal import change_views
 from portal.csvexport import csv_text
 from portal.models import User
 from portal.viewutils import flash_errors, streamed_export
@@ -80,10 +81,12 @@ def agent_bulk(request):
     if request.method == "POST":
         try:
             changed = bulk_actions.agents_bulk_apply(actor=request.user, agents=agents, action=action,
-                                                     sponsor=sponsor)
+                                                     sponsor=sponsor, **change_views.break_glass_from(request))
         except ValidationError as error:
             flash_errors(request, error)
             return redirect(_list_url(filters))
+        if (waiting := change_views.pending_redirect(request, changed)) is not None:
+            return waiting
         done = {"disable": "disabled", "enable": "enabled", "retire": "retired",
                 "add_sponsor": f"sponsored by {sponsor.username if sponsor else ''}"}[action]
         messages.success(request, f"{changed} agent{'s' if changed != 1 else ''} {done}.")

@@ -21,7 +21,7 @@ from django.db import transaction
 from agents import skill_map
 from agents.choices import PublisherKind
 from agents.models import Blueprint, BlueprintSkill, Publisher, Skill, Skillset
-from portal import audit, rbac
+from portal import audit, changes, rbac
 from portal.api_permissions import ORGANISATION_READ
 from portal.choices import PermissionKind, UserKind
 from portal.models import Permission, User
@@ -201,9 +201,43 @@ def _checked_map(permissions: Iterable[str | Permission], needs_no_permission: b
 # --- services -------------------------------------------------------------------------------------------------
 
 
-@transaction.atomic
+SKILL_MAP_CHANGE = "skill_map.change"
+
+
 def skill_set_permissions(*, actor: User | None, skill: Skill, permissions: Iterable[str | Permission],
-                          needs_no_permission: bool = False) -> Skill:
+                          needs_no_permission: bool = False, break_glass: bool = False,
+                          justification: str = "") -> Skill | changes.ChangeRequest:
+    """Change which permissions a skill needs (``_skill_set_permissions_now``). A high-impact change (R31;
+    docs/four-eyes.md): it waits for a second administrator unless ``break_glass``; the pending request is then
+    returned instead of the skill."""
+    names = sorted({p.name if isinstance(p, Permission) else str(p).strip() for p in permissions})
+    return changes.gate(actor=actor, kind=SKILL_MAP_CHANGE, break_glass=break_glass, justification=justification,
+                        payload={"skill_id": skill.pk, "permissions": names,
+                                 "needs_no_permission": needs_no_permission})
+
+
+def _apply_skill_map(*, actor: User | None, payload: dict) -> Skill:
+    skill = Skill.objects.filter(pk=payload["skill_id"]).first()
+    if skill is None:
+        raise ValidationError("The skill no longer exists.")
+    return _skill_set_permissions_now(actor=actor, skill=skill, permissions=payload["permissions"],
+                                      needs_no_permission=payload["needs_no_permission"])
+
+
+def _describe_skill_map(payload: dict) -> str:
+    skill = Skill.objects.filter(pk=payload["skill_id"]).select_related("skillset").first()
+    name = f"{skill.skillset.name}.{skill.name}" if skill else "a removed skill"
+    needs = ", ".join(payload["permissions"]) or "no permission"
+    return f"{name} needs {needs}"
+
+
+changes.register(SKILL_MAP_CHANGE, label="Change the permissions a skill needs", apply=_apply_skill_map,
+                 describe=_describe_skill_map, outcome=lambda skill: f"Permissions of {skill.name} saved.")
+
+
+@transaction.atomic
+def _skill_set_permissions_now(*, actor: User | None, skill: Skill, permissions: Iterable[str | Permission],
+                               needs_no_permission: bool = False) -> Skill:
     """Owners change which application permissions a skill needs (the skill map), audited (R23).
 
     Privileged permissions are refused (R4); an empty map must be confirmed with ``needs_no_permission``.

@@ -39,7 +39,7 @@ from agents.models import (
     KeyCredential,
     Skill,
 )
-from portal import rbac
+from portal import change_views, rbac
 from portal.viewutils import act, flash_errors, flash_form_errors, page
 
 BULK_KEYS_SESSION = "bulk_secret_keys"
@@ -649,12 +649,15 @@ def skill_edit(request, skill_id: int):
                                                        "needs_no_permission": skill.needs_no_permission})
     if request.method == "POST" and form.is_valid():
         try:
-            catalog.skill_set_permissions(actor=request.user, skill=skill,
-                                          permissions=list(form.cleaned_data["permissions"]),
-                                          needs_no_permission=form.cleaned_data["needs_no_permission"])
+            saved = catalog.skill_set_permissions(actor=request.user, skill=skill,
+                                                  permissions=list(form.cleaned_data["permissions"]),
+                                                  needs_no_permission=form.cleaned_data["needs_no_permission"],
+                                                  **change_views.break_glass_from(request))
         except ValidationError as error:
             form.add_error(None, error)
         else:
+            if (waiting := change_views.pending_redirect(request, saved)) is not None:
+                return waiting
             messages.success(request, f"Permissions of {skill.name} saved.")
             return redirect("skill-list")
     return render(request, "agents/skill_edit.html", {"skill": skill, "form": form})

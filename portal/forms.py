@@ -139,3 +139,33 @@ class JobRunFilterForm(forms.Form):
     def __init__(self, *args, job_names=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["job"].choices = [("", "Every job"), *[(name, name) for name in job_names]]
+
+
+class ChangeRejectForm(StyledForm):
+    reason = forms.CharField(label="Why reject it", max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
+                             error_messages={"required": "Give a reason for rejecting the change."})
+
+
+class ChangeReviewForm(StyledForm):
+    verdict = forms.ChoiceField(label="Your review", choices=[("confirm", "The change was right"),
+                                                               ("flag", "Flag it: something is wrong")])
+    note = forms.CharField(label="Note", required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}),
+                           help_text="Required when you flag the change.")
+
+
+class FourEyesSettingsForm(StyledForm):
+    """One on/off field per registered kind of change, and the bulk retirement threshold."""
+
+    bulk_retire_threshold = forms.IntegerField(
+        label="Retiring more than this many agents at once needs a second administrator", min_value=1,
+        max_value=100000)
+
+    def __init__(self, *args, kinds=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        for spec in kinds:
+            self.fields[f"kind_{spec.name}"] = forms.BooleanField(label=spec.label, required=False)
+            self.fields[f"kind_{spec.name}"].widget.attrs["class"] = "form-check-input"
+
+    def high_impact(self) -> dict[str, bool]:
+        return {name.removeprefix("kind_"): value for name, value in self.cleaned_data.items()
+                if name.startswith("kind_")}

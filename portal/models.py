@@ -371,3 +371,74 @@ class Notification(models.Model):
     @property
     def is_unread(self) -> bool:
         return self.read_at is None
+
+
+class ChangeState(models.TextChoices):
+    """Where a high-impact change stands (docs/four-eyes.md)."""
+
+    PENDING = "pending", "Waiting for a second administrator"
+    APPROVED = "approved", "Approved and applied"
+    REJECTED = "rejected", "Rejected"
+    APPLIED_BREAK_GLASS = "applied_break_glass", "Applied in an emergency, waiting for review"
+    REVIEWED = "reviewed", "Applied in an emergency, reviewed"
+
+
+class ChangeRequest(models.Model):
+    """A high-impact change asked for by one administrator (docs/design.md, R31; docs/four-eyes.md).
+
+    ``kind`` names an applier registered by a higher layer (``portal.changes.register``); ``payload`` is what that
+    applier needs, in plain JSON, so the change applied on approval is exactly the one that was asked for. Only
+    ``portal.changes`` writes these rows: a pending request is approved or rejected by another administrator; a
+    break-glass change is applied at once and waits for another administrator's review after the fact.
+    """
+
+    kind = models.CharField(max_length=60, db_index=True)
+    summary = models.CharField(max_length=300)
+    payload = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=24, choices=ChangeState.choices, default=ChangeState.PENDING, db_index=True)
+    requested_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    justification = models.TextField(blank=True)
+    break_glass = models.BooleanField(default=False)
+    decided_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    outcome = models.CharField(max_length=300, blank=True)
+    review_flagged = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["state", "-requested_at"])]
+        constraints = [
+            models.CheckConstraint(condition=~Q(break_glass=True) | ~Q(justification=""),
+                                   name="change_break_glass_has_justification"),
+            models.CheckConstraint(condition=Q(decided_by__isnull=True) | ~Q(decided_by=models.F("requested_by")),
+                                   name="change_decided_by_another_person"),
+        ]
+
+    def __str__(self) -> str:
+        return self.summary
+
+    @property
+    def is_open(self) -> bool:
+        """Waiting for someone: a decision, or a review of an emergency change."""
+        return self.state in (ChangeState.PENDING, ChangeState.APPLIED_BREAK_GLASS)
+
+
+class FourEyesSettings(models.Model):
+    """The organisation's four-eyes settings (docs/four-eyes.md), a singleton edited by Global Administrators:
+    which kinds of change are high-impact (``high_impact``: kind → on/off; a kind not named takes its registered
+    default) and how many agents a bulk retirement may reach before it is high-impact."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    high_impact = models.JSONField(default=dict, blank=True)
+    bulk_retire_threshold = models.PositiveIntegerField(default=10)
+    updated_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "four-eyes settings"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="four_eyes_settings_singleton")]
+
+    def __str__(self) -> str:
+        return "four-eyes settings"

@@ -332,6 +332,11 @@ TRUSTED_PROXIES = parse_trusted_proxies(env("TRUSTED_PROXIES"))
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@localhost")
 
+# --- Four-eyes (docs/four-eyes.md) ------------------------------------------------------------------------------------
+# Which kinds of change need a second administrator while Global Administrators have not chosen on the settings page:
+# unset = each kind's own default (all on); a comma-separated list of kinds names exactly those (empty = none).
+FOUR_EYES_DEFAULT_KINDS = env.list("FOUR_EYES_DEFAULT_KINDS", default=None)
+
 # --- Security -----------------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True

@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal import api, pickers, views
+from portal import api, change_views, pickers, views
 
 handler404 = "portal.api_errors.page_not_found"
 handler500 = "portal.api_errors.server_error"
@@ -45,6 +45,12 @@ urlpatterns = [
     path("pickers/people/", pickers.people, name="picker-people"),
     path("notifications/", views.notification_list, name="notification-list"),
     path("notifications/read/", views.notification_read, name="notification-read"),
+    path("changes/", change_views.change_list, name="change-list"),
+    path("changes/settings/", change_views.four_eyes_settings, name="four-eyes-settings"),
+    path("changes/<int:change_id>/", change_views.change_detail, name="change-detail"),
+    path("changes/<int:change_id>/approve/", change_views.change_approve, name="change-approve"),
+    path("changes/<int:change_id>/reject/", change_views.change_reject, name="change-reject"),
+    path("changes/<int:change_id>/review/", change_views.change_review, name="change-review"),
     path("agents/", include("agents.urls")),
     path("governance/", include("governance.urls")),
     path("", include("governance.runs.urls")),

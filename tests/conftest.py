@@ -59,6 +59,9 @@ def _plain_http_for_live_server():
 def _test_settings(settings):
     """Production settings (DEBUG off) except what needs TLS or a collectstatic run, and a fast password hash."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Four-eyes (docs/four-eyes.md): no kind of change waits for a second administrator unless a test turns it on
+    # in the settings row (tests/portal/test_four_eyes.py), so the other tests exercise the changes themselves.
+    settings.FOUR_EYES_DEFAULT_KINDS = []
     settings.SECURE_SSL_REDIRECT = False
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}

@@ -30,7 +30,7 @@ from agents.choices import CredentialType
 from agents.models import Agent, AgentUser, AttributeValue
 from governance.conditional_access.choices import PolicyGrant, PolicyState, RiskLevel
 from governance.conditional_access.models import ConditionalAccessPolicy
-from portal import audit
+from portal import audit, changes
 
 RISK_ORDER = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
 AGENT_USER_KIND = "agent_user"
@@ -370,10 +370,67 @@ def _require_owned_report_only(actor, data: dict, agents: Sequence[Agent], exclu
                                f"{', '.join(not_managed)}.")
 
 
-@transaction.atomic
+BLOCK_ALL_CHANGE = "conditional_access.block_all"
+
+
+def _blocks_every_agent(values: dict) -> bool:
+    return (values.get("state") == PolicyState.ON and values.get("grant") == PolicyGrant.BLOCK
+            and bool(values.get("all_agents")))
+
+
+def turns_on_block_for_all(data: dict, policy: ConditionalAccessPolicy | None) -> bool:
+    """Does this save turn a block policy on for every agent (a high-impact change, R31)?"""
+    current = {name: getattr(policy, name) for name in ("state", "grant", "all_agents")} if policy else \
+        {"state": PolicyState.REPORT_ONLY, "grant": PolicyGrant.BLOCK, "all_agents": False}
+    return _blocks_every_agent({**current, **data}) and not (policy is not None and _blocks_every_agent(current))
+
+
 def policy_save(*, actor, data: dict, agents: Sequence[Agent] = (), excluded_agents: Sequence[Agent] = (),
-                policy: ConditionalAccessPolicy | None = None,
-                report_only_for_owners: bool = False) -> ConditionalAccessPolicy:
+                policy: ConditionalAccessPolicy | None = None, report_only_for_owners: bool = False,
+                break_glass: bool = False, justification: str = "") -> ConditionalAccessPolicy | changes.ChangeRequest:
+    """Create or change a policy (``_policy_save_now``). Turning a block policy on for every agent is high-impact
+    (R31; docs/four-eyes.md): it waits for a second administrator, unless ``break_glass``, and the pending request
+    is returned instead of the policy."""
+    if actor is not None and turns_on_block_for_all(data, policy):
+        payload = {"policy_id": policy.pk if policy else None, "data": data,
+                   "agent_ids": [a.pk for a in agents], "excluded_agent_ids": [a.pk for a in excluded_agents],
+                   "report_only_for_owners": report_only_for_owners}
+        return changes.gate(actor=actor, kind=BLOCK_ALL_CHANGE, payload=payload, break_glass=break_glass,
+                            justification=justification)
+    return _policy_save_now(actor=actor, data=data, agents=agents, excluded_agents=excluded_agents, policy=policy,
+                            report_only_for_owners=report_only_for_owners)
+
+
+def _apply_block_all(*, actor, payload: dict) -> ConditionalAccessPolicy:
+    """Apply an approved (or break-glass) save with the payload that was asked for; the service's rules run again
+    for the approver."""
+    policy = None
+    if payload["policy_id"] is not None:
+        policy = ConditionalAccessPolicy.objects.filter(pk=payload["policy_id"]).first()
+        if policy is None:
+            raise ValidationError("The policy no longer exists.")
+    agents = list(Agent.objects.filter(pk__in=payload["agent_ids"]))
+    excluded = list(Agent.objects.filter(pk__in=payload["excluded_agent_ids"]))
+    return _policy_save_now(actor=actor, data=payload["data"], agents=agents, excluded_agents=excluded,
+                            policy=policy, report_only_for_owners=payload.get("report_only_for_owners", False))
+
+
+def _describe_block_all(payload: dict) -> str:
+    name = payload["data"].get("name")
+    if name:
+        return f"policy '{name}'"
+    policy = ConditionalAccessPolicy.objects.filter(pk=payload["policy_id"]).only("name").first()
+    return f"policy '{policy.name}'" if policy else "a policy"
+
+
+changes.register(BLOCK_ALL_CHANGE, label="Turn on a block policy for every agent", apply=_apply_block_all,
+                 describe=_describe_block_all, outcome=lambda policy: f"Policy {policy.name} saved.")
+
+
+@transaction.atomic
+def _policy_save_now(*, actor, data: dict, agents: Sequence[Agent] = (), excluded_agents: Sequence[Agent] = (),
+                     policy: ConditionalAccessPolicy | None = None,
+                     report_only_for_owners: bool = False) -> ConditionalAccessPolicy:
     """Create or change a policy (Global and Security Administrators; R20); one audit event.
 
     With ``report_only_for_owners`` an effective owner of every named agent may also create a new report-only

@@ -14,7 +14,7 @@ from governance.conditional_access import services as conditional_access
 from governance.conditional_access.choices import PolicyState
 from governance.conditional_access.forms import PolicyForm, WhatIfForm
 from governance.conditional_access.models import ConditionalAccessPolicy
-from portal import rbac
+from portal import change_views, rbac
 
 
 def _require_policy_reader(user) -> None:
@@ -75,10 +75,13 @@ def policy_edit(request, policy_id: int | None = None):
             if turning_on:
                 data["state"] = policy.state if policy else PolicyState.REPORT_ONLY
             saved = conditional_access.policy_save(actor=request.user, data=data, agents=agents,
-                                                   excluded_agents=excluded, policy=policy)
+                                                   excluded_agents=excluded, policy=policy,
+                                                   **change_views.break_glass_from(request))
         except ValidationError as error:
             form.add_error(None, error)
         else:
+            if (waiting := change_views.pending_redirect(request, saved)) is not None:
+                return waiting
             if turning_on:
                 messages.info(request, f"Policy {saved.name} saved. See what it would have blocked, then turn it on.")
                 return redirect("policy-turn-on", policy_id=saved.pk)

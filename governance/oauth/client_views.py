@@ -26,7 +26,7 @@ from governance.oauth.choices import AuthMethod, ClientApproval, ClientSource
 from governance.oauth.client_metadata import ClientError, parse
 from governance.oauth.models import OAuthClient
 from governance.signin.oauth import client_ip
-from portal import rbac
+from portal import change_views, rbac
 from portal.viewutils import flash_errors, page
 
 MAX_BODY_BYTES = 16 * 1024
@@ -234,12 +234,14 @@ def client_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def _decide(request: HttpRequest, pk: int, service, message: str, **arguments) -> HttpResponse:
     client = _visible_client(request, pk)
     try:
-        service(actor=request.user, client=client, **arguments)
+        result = service(actor=request.user, client=client, **arguments)
     except PermissionDenied:
         raise
     except ValidationError as error:
         flash_errors(request, error)
     else:
+        if (waiting := change_views.pending_redirect(request, result)) is not None:
+            return waiting
         messages.success(request, message.format(client=client))
     return redirect("oauth-client-detail", pk=client.pk)
 
@@ -247,7 +249,8 @@ def _decide(request: HttpRequest, pk: int, service, message: str, **arguments) -
 @login_required
 @require_POST
 def client_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    return _decide(request, pk, registration.client_approve, "{client} is approved: people may now sign in to it.")
+    return _decide(request, pk, registration.client_approve, "{client} is approved: people may now sign in to it.",
+                   **change_views.break_glass_from(request))
 
 
 @login_required

@@ -34,7 +34,7 @@ from governance.oauth.choices import AuthMethod, ClientApproval, ClientSource
 from governance.oauth.cimd import Document
 from governance.oauth.client_metadata import ClientError, ClientMetadata
 from governance.oauth.models import OAuthClient, RefreshToken
-from portal import audit, rbac
+from portal import audit, changes, rbac
 from portal.choices import UserKind, WorkspaceRole
 from portal.models import User, Workspace, WorkspaceMembership
 
@@ -265,8 +265,37 @@ def _has_active(agent: Agent, codename: str) -> bool:
                                                     user__is_active=True, user__kind=UserKind.HUMAN).exists()
 
 
+CLIENT_APPROVE_CHANGE = "oauth.client_approve"
+
+
+def client_approve(*, actor: User, client: OAuthClient, break_glass: bool = False,
+                   justification: str = "") -> OAuthClient | changes.ChangeRequest:
+    """Approve a queued client (``_client_approve_now``). An approved client application may ask people of every
+    workspace for their consent, so approving it is high-impact (R31; docs/four-eyes.md): it waits for a second
+    administrator unless ``break_glass``, and the pending request is returned instead of the client."""
+    return changes.gate(actor=actor, kind=CLIENT_APPROVE_CHANGE, break_glass=break_glass,
+                        justification=justification, payload={"client_id": client.pk})
+
+
+def _apply_client_approve(*, actor: User, payload: dict) -> OAuthClient:
+    client = OAuthClient.objects.filter(pk=payload["client_id"]).first()
+    if client is None:
+        raise ValidationError("The client no longer exists.")
+    return _client_approve_now(actor=actor, client=client)
+
+
+def _describe_client(payload: dict) -> str:
+    client = OAuthClient.objects.filter(pk=payload["client_id"]).first()
+    return str(client) if client else "a removed client"
+
+
+changes.register(CLIENT_APPROVE_CHANGE, label="Approve a client application for every workspace",
+                 apply=_apply_client_approve, describe=_describe_client,
+                 outcome=lambda client: f"{client} approved.")
+
+
 @transaction.atomic
-def client_approve(*, actor: User, client: OAuthClient) -> OAuthClient:
+def _client_approve_now(*, actor: User, client: OAuthClient) -> OAuthClient:
     """Approve a queued client: its agent becomes active; the approver becomes its sponsor and owner when it has
     no active one (R7)."""
     client = _lock(client)

@@ -17,7 +17,7 @@ from governance.conditional_access.choices import PolicyState
 from governance.conditional_access.forms import PolicyForm
 from governance.conditional_access.models import ConditionalAccessPolicy
 from governance.replay import replay, selectors
-from portal import charts, rbac
+from portal import change_views, charts, rbac
 
 MANAGE_ONLY = "Only Global and Security Administrators manage conditional access."
 TURN_ON_DAYS = 7
@@ -135,14 +135,13 @@ def policy_turn_on(request, policy_id: int):
         try:
             saved = conditional_access.policy_save(
                 actor=request.user, data={"state": PolicyState.ON}, policy=policy, agents=list(policy.agents.all()),
-                excluded_agents=list(policy.excluded_agents.all()))
+                excluded_agents=list(policy.excluded_agents.all()), **change_views.break_glass_from(request))
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
             return redirect("policy-turn-on", policy_id=policy.pk)
-        if isinstance(saved, ConditionalAccessPolicy):
-            messages.success(request, f"Policy {saved.name} is on: it now blocks what it targets.")
-        else:  # a high-impact change waits for a second administrator (docs/four-eyes.md)
-            messages.info(request, f"Turning {policy.name} on waits for a second administrator.")
+        if (waiting := change_views.pending_redirect(request, saved)) is not None:
+            return waiting  # a high-impact change waits for a second administrator (docs/four-eyes.md)
+        messages.success(request, f"Policy {saved.name} is on: it now blocks what it targets.")
         return redirect("policy-list")
     result = replay.policy_replay(policy, days=TURN_ON_DAYS)
     return render(request, "governance/replay/policy_turn_on.html", {

@@ -35,7 +35,7 @@ from governance.signin import tokens
 from governance.signin.choices import SignInOutcome
 from governance.signin.models import SignIn
 from governance.usage import selectors as usage
-from portal import audit, jobs, rbac
+from portal import audit, changes, jobs, rbac
 from portal.choices import JobStatus
 from portal.models import JobRun, User
 
@@ -220,8 +220,29 @@ def agent_confirm_compromised(*, actor: User | None, agent: Agent, reason: str) 
     return detection
 
 
+REMEDIATION_CHANGE = "risk.remediation_policy"
+
+
+def remediation_policy_save(*, actor: User | None, enabled: bool, min_level: str, break_glass: bool = False,
+                            justification: str = "") -> RiskRemediationPolicy | changes.ChangeRequest:
+    """Set automatic remediation (R21). A high-impact change (R31): it waits for a second administrator unless
+    the organisation switched that off or ``break_glass`` (docs/four-eyes.md); then the pending request is
+    returned."""
+    return changes.gate(actor=actor, kind=REMEDIATION_CHANGE, payload={"enabled": enabled, "min_level": min_level},
+                        break_glass=break_glass, justification=justification)
+
+
+def _apply_remediation_policy(*, actor: User | None, payload: dict) -> RiskRemediationPolicy:
+    return _remediation_policy_save_now(actor=actor, enabled=payload["enabled"], min_level=payload["min_level"])
+
+
+changes.register(REMEDIATION_CHANGE, label="Change automatic risk remediation", apply=_apply_remediation_policy,
+                 describe=lambda p: (f"on at {p['min_level']} risk and above" if p["enabled"] is True else "off"),
+                 outcome=lambda policy: "Automatic remediation saved.")
+
+
 @transaction.atomic
-def remediation_policy_save(*, actor: User | None, enabled: bool, min_level: str) -> RiskRemediationPolicy:
+def _remediation_policy_save_now(*, actor: User | None, enabled: bool, min_level: str) -> RiskRemediationPolicy:
     """Set automatic remediation (R21): at or above ``min_level``, disable the agent and revoke its tokens."""
     if actor is not None and not can_decide(actor):
         raise PermissionDenied("Only Global and Security Administrators set automatic remediation.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -13,8 +15,8 @@ from governance.risk import services as risk
 from governance.risk.choices import DetectionStatus
 from governance.risk.forms import LEVELS, CompromisedForm, RemediationForm
 from governance.risk.models import RiskDetection
-from portal import rbac
-from portal.viewutils import act, flash_form_errors, page
+from portal import change_views, rbac
+from portal.viewutils import act, flash_errors, flash_form_errors, page
 
 SEVERITY = Case(*(When(risk_level=level, then=Value(order)) for level, order in risk.RISK_ORDER.items()),
                 default=Value(0), output_field=IntegerField())
@@ -102,11 +104,18 @@ def risk_remediation(request):
     rbac.require(risk.can_decide(request.user), "Only Global and Security Administrators set automatic remediation.")
     form = RemediationForm(request.POST)
     if form.is_valid():
-        saved = act(request, risk.remediation_policy_save,
-                    lambda p: ("Automatic remediation is on: agents at or above "
-                               f"{p.get_min_level_display().lower()} risk are disabled and their tokens revoked."
-                               if p.enabled else "Automatic remediation is off."),
-                    enabled=form.cleaned_data["enabled"], min_level=form.cleaned_data["min_level"])
+        try:
+            saved = risk.remediation_policy_save(actor=request.user, enabled=form.cleaned_data["enabled"],
+                                                 min_level=form.cleaned_data["min_level"],
+                                                 **change_views.break_glass_from(request))
+        except ValidationError as error:
+            flash_errors(request, error)
+            saved = None
+        if (waiting := change_views.pending_redirect(request, saved)) is not None:
+            return waiting
         if saved is not None:
+            messages.success(request, "Automatic remediation is on: agents at or above "
+                                      f"{saved.get_min_level_display().lower()} risk are disabled and their tokens "
+                                      "revoked." if saved.enabled else "Automatic remediation is off.")
             return redirect("risk-list")
     return render(request, "governance/risk/risk_list.html", _list_context(request, form), status=200)

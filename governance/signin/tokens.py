@@ -42,7 +42,7 @@ from governance.signin import fastpath, resource_servers, resources
 from governance.signin.choices import ActorKind, GrantType, SignInOutcome
 from governance.signin.models import AccessToken, ResourceServer, SignIn
 from governance.signing import keys as signing
-from portal import audit, rbac
+from portal import audit, changes, rbac
 from portal.models import Permission, User
 
 RS_SECRET_PREFIX = "aiprs_"
@@ -526,9 +526,35 @@ def can_manage_resource_servers(user) -> bool:
     return bool(rbac.role_keys(user) & {rbac.GLOBAL_ADMINISTRATOR, rbac.SECURITY_ADMINISTRATOR})
 
 
+RESOURCE_SERVER_CHANGE = "signin.resource_server"
+
+
+def resource_server_create(*, actor: User | None, name: str, identifier: str | None = None, scopes=(),
+                           break_glass: bool = False,
+                           justification: str = "") -> tuple[ResourceServer, str] | changes.ChangeRequest:
+    """Register a resource server (``_resource_server_create_now``). A high-impact change (R31;
+    docs/four-eyes.md): a person's request waits for a second administrator unless ``break_glass`` (the pending
+    request is returned); the approver is shown the secret once. The command (the system) registers at once."""
+    scope_list = scopes.split() if isinstance(scopes, str) else list(scopes or ())
+    return changes.gate(actor=actor, kind=RESOURCE_SERVER_CHANGE, break_glass=break_glass,
+                        justification=justification,
+                        payload={"name": name, "identifier": identifier, "scopes": scope_list})
+
+
+def _apply_resource_server(*, actor: User | None, payload: dict) -> tuple[ResourceServer, str]:
+    return _resource_server_create_now(actor=actor, name=payload["name"], identifier=payload["identifier"],
+                                       scopes=payload["scopes"])
+
+
+changes.register(RESOURCE_SERVER_CHANGE, label="Register a resource server", apply=_apply_resource_server,
+                 describe=lambda p: f"{p['name']} ({p['identifier'] or 'introspection only'})",
+                 outcome=lambda created: f"{created[0].name} registered with client id {created[0].client_id}.",
+                 shown_once=lambda created: created[1])
+
+
 @transaction.atomic
-def resource_server_create(*, actor: User | None, name: str, identifier: str | None = None,
-                           scopes=()) -> tuple[ResourceServer, str]:
+def _resource_server_create_now(*, actor: User | None, name: str, identifier: str | None = None,
+                                scopes=()) -> tuple[ResourceServer, str]:
     """Register a resource server that may introspect tokens; its secret is returned once. With an ``identifier``
     it is also a resource tokens are issued for (R26), accepting ``scopes``, which join the catalog
     (``resource_servers.register``; docs/oauth.md, "Resource indicators")."""

@@ -16,7 +16,7 @@ from agents import policy as agent_policy
 from governance.signin import exports, resource_servers, signins, tokens
 from governance.signin.forms import AgentResourceForm, PersonalTokenForm, ResourceServerForm, SignInFilterForm
 from governance.signin.models import ResourceServer, SignInExport
-from portal import rbac
+from portal import change_views, rbac
 from portal.viewutils import PAGE_SIZE, act, flash_errors, page, streamed_export
 
 
@@ -50,12 +50,17 @@ def resource_server_list(request):
     created = secret = None
     if request.method == "POST" and form.is_valid():
         try:
-            created, secret = tokens.resource_server_create(actor=request.user, name=form.cleaned_data["name"],
-                                                            identifier=form.cleaned_data["identifier"] or None,
-                                                            scopes=form.cleaned_data["scopes"])
-            form = ResourceServerForm()
+            result = tokens.resource_server_create(actor=request.user, name=form.cleaned_data["name"],
+                                                   identifier=form.cleaned_data["identifier"] or None,
+                                                   scopes=form.cleaned_data["scopes"],
+                                                   **change_views.break_glass_from(request))
         except ValidationError as error:
             form.add_error(None, error)
+        else:
+            if (waiting := change_views.pending_redirect(request, result)) is not None:
+                return waiting
+            created, secret = result
+            form = ResourceServerForm()
     response = render(request, "governance/signin/resource_servers.html", {
         "form": form, "page": page(request, ResourceServer.objects.select_related("created_by", "agent")),
         "created": created,

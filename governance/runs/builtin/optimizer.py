@@ -31,6 +31,7 @@ from governance.conditional_access.services import RISK_ORDER
 from governance.runs.builtin import Applied, Output, count_by_level
 from governance.runs.builtin import facts as agent_facts
 from governance.runs.builtin.facts import parse_iso
+from portal import changes
 
 STALE_REPORT_ONLY_DAYS = 30
 UNCOVERED_NAMED = 10  # agents named in the detail of the "uncovered" finding; the suggestion lists them all
@@ -168,8 +169,11 @@ def _enable(actor, suggestion: dict) -> Applied:
         raise PermissionDenied("Turning a policy on is for Global and Security Administrators: it starts blocking.")
     if policy.state != PolicyState.REPORT_ONLY:
         raise ValidationError(f"'{policy.name}' is no longer report-only (it is {policy.get_state_display()}).")
-    conditional_access.policy_save(actor=actor, data={"state": PolicyState.ON}, policy=policy,
-                                   agents=list(policy.agents.all()), excluded_agents=list(policy.excluded_agents.all()))
+    saved = conditional_access.policy_save(actor=actor, data={"state": PolicyState.ON}, policy=policy,
+                                           agents=list(policy.agents.all()),
+                                           excluded_agents=list(policy.excluded_agents.all()))
+    if changes.is_pending(saved):  # a block policy for every agent waits for a second administrator (R31)
+        return Applied(f"Turning on '{policy.name}' waits for a second administrator.")
     return Applied(f"Turned on '{policy.name}': it is now enforced.")
 
 
