@@ -7,12 +7,18 @@ It compares the active agents of the run's workspace with the conditional access
 - ``high_risk_unblocked``: a high-risk agent that no enforced, unconditional block policy targets (high);
 - ``privileged_excluded``: an enforced policy excludes an agent holding a write permission or running as an
   administrator (high);
-- ``report_only_stale``: a policy left in report-only for more than 30 days (low).
+- ``report_only_stale``: a policy left in report-only for more than 30 days (low);
+- ``report_only_ready``: a report-only policy whose replay over the last 30 days would have blocked nothing
+  legitimate (low; docs/policy-replay.md, "The optimizer").
 
 Each finding suggests a policy: a new *report-only* one (a report-only policy records and never blocks, so owners
-of the agents may create it), or, for a stale report-only policy, turning it on (an administrator's decision).
-``execute`` reads ``/api/v1/agent-facts/`` and ``/api/v1/policies/`` with the run's token; ``findings_from`` is
-the pure rule set; ``apply`` creates or turns on the suggested policy through ``conditional_access.policy_save``.
+of the agents may create it), or turning a report-only policy on (an administrator's decision) — proposed only when
+its replay (``/api/v1/policies/<id>/replay/``) shows it would have blocked nothing legitimate: no success of an
+active agent without an open risk detection. A stale policy that would have blocked legitimate requests is
+reported for review, without the suggestion. ``execute`` reads ``/api/v1/agent-facts/``, ``/api/v1/policies/`` and
+each report-only policy's replay with the run's token (its workspace's agents, or every agent with
+``Portal.Read.All``); ``findings_from`` is the pure rule set; ``apply`` creates or turns on the suggested policy
+through ``conditional_access.policy_save``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from governance.runs.builtin.facts import parse_iso
 from portal import changes
 
 STALE_REPORT_ONLY_DAYS = 30
+REPLAY_DAYS = 30  # the replay window the proposal to turn a report-only policy on rests on
 UNCOVERED_NAMED = 10  # agents named in the detail of the "uncovered" finding; the suggestion lists them all
 NAME_MAX = ConditionalAccessPolicy._meta.get_field("name").max_length
 AUTHOR = "the Conditional Access Optimization Agent"
@@ -74,9 +81,41 @@ def _is_privileged(item: dict) -> bool:
     return bool(item.get(agent_facts.RUN_AS_ADMIN)) or any(p["write"] for p in item.get(agent_facts.PERMISSIONS, []))
 
 
-def findings_from(facts: list[dict], policies: list[dict], now: datetime) -> list[Finding]:
+def _replay_words(replay: dict) -> str:
+    blocked = replay["blocked_sign_ins"] + replay["blocked_run_starts"]
+    return (f"its replay over the last {replay['days']} days would have blocked {blocked} request"
+            f"{'s' if blocked != 1 else ''} of {replay['agents']} agent{'s' if replay['agents'] != 1 else ''}")
+
+
+def _report_only_findings(policy: dict, replay: dict | None, stale_before: datetime) -> list[Finding]:
+    """A report-only policy: propose turning it on only when its replay blocked nothing legitimate; a stale one
+    that would have is for review."""
+    since = parse_iso(policy.get("state_changed_at"))
+    stale = since is not None and since < stale_before
+    ready = replay is not None and replay["legitimate_blocked"] == 0
+    if ready:
+        body = (f"would have blocked nothing legitimate: {_replay_words(replay)}, none of them a success of an "
+                f"active agent without an open risk detection. It can be turned on")
+        detail = (f"{policy['name']} has been report-only since {since:%Y-%m-%d}; it {body}" if stale
+                  else f"{policy['name']} {body}")
+        return [Finding("report_only_stale" if stale else "report_only_ready", RiskLevel.LOW, detail,
+                        "enable_policy", {"enable_policy": policy["id"]}, policy_id=policy["id"],
+                        policy=policy["name"])]
+    if not stale:
+        return []
+    why = (f"{_replay_words(replay)}, {replay['legitimate_blocked']} of them legitimate" if replay is not None
+           else "its replay could not be read")
+    return [Finding("report_only_stale", RiskLevel.LOW,
+                    f"{policy['name']} has been report-only since {since:%Y-%m-%d} (over {STALE_REPORT_ONLY_DAYS} "
+                    f"days), and {why}: review it before turning it on", "review", {},
+                    policy_id=policy["id"], policy=policy["name"])]
+
+
+def findings_from(facts: list[dict], policies: list[dict], now: datetime,
+                  replays: dict[int, dict] | None = None) -> list[Finding]:
     """The gaps between these agent facts (``/api/v1/agent-facts/`` items, with their ``policies`` section) and
-    these policies (``/api/v1/policies/`` items), ranked by level, then agent or policy name."""
+    these policies (``/api/v1/policies/`` items), ranked by level, then agent or policy name. ``replays``: each
+    report-only policy's replay (``/api/v1/policies/<id>/replay/``) by policy id."""
     by_id = {p["id"]: p for p in policies}
     found: list[Finding] = []
     uncovered: list[dict] = []
@@ -135,13 +174,8 @@ def findings_from(facts: list[dict], policies: list[dict], now: datetime) -> lis
             agent=names[0] if len(uncovered) == 1 else ""))
     stale_before = now - timedelta(days=STALE_REPORT_ONLY_DAYS)
     for policy in policies:
-        since = parse_iso(policy.get("state_changed_at"))
-        if policy["state"] == PolicyState.REPORT_ONLY and since is not None and since < stale_before:
-            found.append(Finding(
-                "report_only_stale", RiskLevel.LOW,
-                f"{policy['name']} has been report-only since {since:%Y-%m-%d} (over {STALE_REPORT_ONLY_DAYS} "
-                f"days): turn it on or remove it", "enable_policy", {"enable_policy": policy["id"]},
-                policy_id=policy["id"], policy=policy["name"]))
+        if policy["state"] == PolicyState.REPORT_ONLY:
+            found.extend(_report_only_findings(policy, (replays or {}).get(policy["id"]), stale_before))
     return sorted(found, key=lambda f: (-_risk(f.level), f.agent or f.policy, f.kind, f.policy))
 
 
@@ -150,7 +184,9 @@ def execute(client, run) -> Output:
     workspace = run.agent.workspace.slug
     facts = client.get_all("/api/v1/agent-facts/", {"workspace": workspace})
     policies = client.get_all("/api/v1/policies/")
-    found = findings_from(facts, policies, timezone.now())
+    replays = {p["id"]: client.get(f"/api/v1/policies/{p['id']}/replay/", {"days": REPLAY_DAYS})
+               for p in policies if p["state"] == PolicyState.REPORT_ONLY}
+    found = findings_from(facts, policies, timezone.now(), replays)
     summary = (f"Checked {len(facts)} active agent{'s' if len(facts) != 1 else ''} in {workspace} against "
                f"{len(policies)} conditional access polic{'ies' if len(policies) != 1 else 'y'}: {len(found)} "
                f"finding{'s' if len(found) != 1 else ''} ({count_by_level(found)}).")

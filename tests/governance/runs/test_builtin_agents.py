@@ -256,7 +256,8 @@ def ca_world(world):
 def test_r20_optimizer_reads_through_the_api_and_reports_the_exact_gaps(client, ca_world):
     w = ca_world
     run, output, reads = _execute(client, w.optimizer, ca_optimizer)
-    assert reads == ["/api/v1/agent-facts/?workspace=alpha", "/api/v1/policies/"]
+    assert reads == ["/api/v1/agent-facts/?workspace=alpha", "/api/v1/policies/",  # and each report-only replay
+                     f"/api/v1/policies/{w.p4.pk}/replay/?days=30", f"/api/v1/policies/{w.p3.pk}/replay/?days=30"]
     got = [(f["kind"], f["level"], f["agent"], f["policy"], f["action"]) for f in output.findings]
     assert got == [
         ("privileged_excluded", "high", "admin-runner", "Block tier-0 agents", "create_policy"),
@@ -264,6 +265,7 @@ def test_r20_optimizer_reads_through_the_api_and_reports_the_exact_gaps(client, 
         ("high_risk_unblocked", "high", "risky", "", "create_policy"),
         ("privileged_excluded", "high", "writer", "Block tier-0 agents", "create_policy"),
         ("agent_uncovered", "medium", "", "", "create_policy"),  # one for both: one baseline covers them
+        ("report_only_ready", "low", "", "Fresh trial", "enable_policy"),  # its replay blocked nothing (R29)
         ("report_only_stale", "low", "", "Trial: office hours only", "enable_policy"),
     ]
     by = {(f["kind"], f["agent"] or f["policy"] or "alpha"): f for f in output.findings}
@@ -291,8 +293,8 @@ def test_r20_optimizer_reads_through_the_api_and_reports_the_exact_gaps(client, 
         "Trial: office hours only")
     stale = by[("report_only_stale", "Trial: office hours only")]
     assert stale["suggested_policy"] == {"enable_policy": w.p3.pk} and stale["policy_id"] == w.p3.pk
-    assert output.summary == ("Checked 5 active agents in alpha against 4 conditional access policies: 6 findings "
-                              "(4 high, 1 medium, 1 low).")
+    assert output.summary == ("Checked 5 active agents in alpha against 4 conditional access policies: 7 findings "
+                              "(4 high, 1 medium, 2 low).")
 
 
 def test_r20_an_owner_applies_a_suggestion_as_a_report_only_policy(client, ca_world):
