@@ -1,6 +1,7 @@
 """In Chromium at 1280 and 1024 px, as a Global Administrator and as a workspace owner: no page is wider than the
 window (``document.documentElement.scrollWidth > window.innerWidth`` fails). Wide tables scroll inside their own
-container (``overflow-x: auto``); the page itself never does. The header's user menu stays on one line.
+container (``overflow-x: auto``); the page itself never does. The header's user menu stays on one line, and at
+1280 px the whole header is one line.
 
 The pages are the URL walk's (``tests/portal/test_url_walk.py``): every pattern with the real ids of the permission
 matrix's cases."""
@@ -21,6 +22,12 @@ OVERFLOW = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 MENU_LINES = """() => { const s = document.querySelector('.user-menu summary');
   if (!s) return 1; const style = getComputedStyle(s);
   return Math.round(s.getBoundingClientRect().height / parseFloat(style.lineHeight || 20)); }"""
+#: The header's rows: every link, the workspace picker, the counts and the user menu share one top edge band.
+HEADER_ROWS = """() => { const items = [...document.querySelectorAll(
+    '.portal-header .navbar-brand, .portal-header .nav-item, #workspace-switcher, .portal-header .navbar > .nav-link,'
+    + ' .user-menu summary')];
+  const middles = items.map(e => { const r = e.getBoundingClientRect(); return (r.top + r.bottom) / 2; });
+  return Math.max(...middles) - Math.min(...middles) < 12 ? 1 : 2; }"""
 
 
 def _session_cookie(user) -> dict:
@@ -57,6 +64,8 @@ def test_browser_no_page_is_wider_than_the_window_at_1280_and_1024(live_server, 
                     f"{url} at {width} px: {scroll} px wide")
             if width == 1280 and url == "/" and page.evaluate(MENU_LINES) > 1:
                 menus.append(f"the user menu wraps at {width} px")
+            if width == 1280 and url == "/" and page.evaluate(HEADER_ROWS) > 1:
+                menus.append(f"the header takes two lines at {width} px")
         context.close()
     assert not wide and not menus, "pages wider than the window:\n" + "\n".join(wide + menus)
     if reworked:
