@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from agents import bulk, bulk_actions, policy, selectors
+from agents import bulk, bulk_actions, policy, registry, selectors
 from portal import change_views
 from portal.csvexport import csv_text
 from portal.models import User
@@ -95,6 +95,7 @@ def agent_bulk(request):
     return render(request, "agents/agent_bulk_confirm.html", {
         "rows": rows, "action": action, "action_label": bulk_actions.ACTIONS[action], "sponsor": sponsor,
         "refused": [row for row in rows if row["refused"]], "filters": filters, "back": _list_url(filters),
+        "blast_radius": registry.blast_radius(request.user, agents, action),  # docs/blast-radius.md
         "totals": {key: sum(row["ends"].get(key, 0) for row in rows) for key in ("tokens", "assignments",
                                                                                   "credentials")},
     })

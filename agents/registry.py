@@ -408,6 +408,12 @@ def agent_move_version(*, actor: User | None, agent: Agent, blueprint: Blueprint
     return agent
 
 
+def blast_radius(user: User, agents: Sequence[Agent], action: str) -> dict | None:
+    """What disabling or retiring ``agents`` stops, from the apps that hold it (docs/blast-radius.md), or None."""
+    found = signals.answers(signals.blast_radius, user=user, agents=list(agents), action=action)
+    return found[0] if found else None
+
+
 def retirement_preview(agent: Agent) -> dict:
     """Exactly what retiring would end, for the confirmation page."""
     now = timezone.now()
@@ -437,7 +443,7 @@ def agent_retire(*, actor: User | None, agent: Agent) -> dict:
         "agent_users_disabled": _set_agent_user_active(agent, False),
         **trust.revoke_for_retirement(agent, now),
     }
-    signals.agent_disabled.send(sender=Agent, agent=agent)
+    signals.agent_disabled.send(sender=Agent, agent=agent, retiring=True)
     for ended in signals.answers(signals.agent_retired, agent=agent, now=now):
         counts.update(ended)
     before = {"status": agent.status}
@@ -491,6 +497,7 @@ def credential_revoke(*, actor: User | None, credential: Credential) -> Credenti
     credential.save(update_fields=["revoked_at"])
     audit.record(actor=actor, action="agent.credential_revoke", target=agent, workspace=agent.workspace,
                  after={"credential_id": credential.pk, "prefix": credential.prefix})
+    signals.credential_revoked.send(sender=Credential, agent=agent, credential=credential)
     return credential
 
 

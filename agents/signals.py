@@ -8,9 +8,12 @@ inside its transaction: a receiver that fails rolls the whole change back.
 Events (sent inside the service's transaction, after the change is written):
 
 - ``agent_created(actor, created)``: agents were provisioned; ``created`` is a list of ``(agent, spec)``.
-- ``agent_disabled(agent)``: an agent was disabled (or is being retired); its tokens must stop.
+- ``agent_disabled(agent, retiring)``: an agent was disabled (or is being retired: ``retiring`` is True); its tokens
+  and runs must stop.
 - ``agent_retired(agent, now)``: an agent is being retired; each receiver ends what it holds and answers a dict of
   counts ("assignments_ended": 2), which the retirement records in its audit event.
+- ``credential_revoked(agent, credential)``: one of the agent's own credentials (secret, key or federated
+  credential) was revoked.
 
 Questions (each receiver answers; empty answers are dropped):
 
@@ -26,6 +29,8 @@ Questions (each receiver answers; empty answers are dropped):
 - ``ending_counts(agent_ids, action)``: for a bulk disable or retire, ``{agent_id: {"tokens": n, …}}`` of what the
   receiver holds that the action ends, in a fixed number of queries.
 - ``last_used(agent_ids)``: ``{agent_id: datetime}`` of the latest use known to the receiver.
+- ``blast_radius(user, agents, action)``: for the confirmation of a disable or retire of one or many agents, what
+  stops (docs/blast-radius.md), as a dict with the ``template`` that shows it, in a fixed number of queries.
 - ``attribute_keys_in_rules()``: ``{key: [rule names]}`` of the custom security attribute keys the receiver's rules
   match on (conditional-access policies); those keys are protected like a protected set's (R20).
 """
@@ -37,6 +42,7 @@ from django.dispatch import Signal
 agent_created = Signal()
 agent_disabled = Signal()
 agent_retired = Signal()
+credential_revoked = Signal()
 
 initial_status = Signal()
 activation_problems = Signal()
@@ -48,6 +54,7 @@ timeline_lanes = Signal()
 ending_counts = Signal()
 last_used = Signal()
 attribute_keys_in_rules = Signal()
+blast_radius = Signal()
 
 
 def answers(signal: Signal, **arguments) -> list:

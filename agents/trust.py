@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from agents import credentials, policy
+from agents import credentials, policy, signals
 from agents.choices import AgentStatus, CredentialType, IdentityType
 from agents.models import Agent, AgentIdentity, Blueprint, Credential, FederatedCredential, KeyCredential
 from portal import audit, rbac
@@ -273,6 +273,7 @@ def key_credential_revoke(*, actor: User | None, credential: KeyCredential) -> K
     audit.record(actor=actor, action="agent.key_credential_revoke", target=agent, workspace=agent.workspace,
                  after={"key_credential_id": credential.pk, "kid": credential.kid,
                         "thumbprint": credential.thumbprint})
+    signals.credential_revoked.send(sender=KeyCredential, agent=agent, credential=credential)
     return credential
 
 
@@ -355,6 +356,8 @@ def federated_credential_revoke(*, actor: User | None, credential: FederatedCred
     audit.record(actor=actor, action="agent.federated_credential_revoke", target=target, workspace=workspace,
                  after={"federated_credential_id": credential.pk, "issuer": credential.issuer,
                         "subject": credential.subject})
+    if credential.agent_id is not None:
+        signals.credential_revoked.send(sender=FederatedCredential, agent=target, credential=credential)
     return credential
 
 

@@ -285,11 +285,20 @@ def agent_activate(request, agent_id: int):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def agent_disable(request, agent_id: int):
+    """GET: the confirmation, with what stops (docs/blast-radius.md); POST: disable."""
     agent = selectors.agent_get(request.user, agent_id)
-    act(request, registry.agent_disable, lambda a: f"{a.name} is disabled.", agent=agent)
-    return redirect("agent-detail", agent_id=agent.pk)
+    if request.method == "POST":
+        act(request, registry.agent_disable, lambda a: f"{a.name} is disabled.", agent=agent)
+        return redirect("agent-detail", agent_id=agent.pk)
+    if not policy.can_toggle_agent(request.user, agent):
+        raise PermissionDenied("Only the agent's sponsors and owners can disable it.")
+    if agent.status in (AgentStatus.DISABLED, AgentStatus.RETIRED):
+        messages.info(request, f"{agent.name} is {agent.get_status_display().lower()} already.")
+        return redirect("agent-detail", agent_id=agent.pk)
+    return render(request, "agents/agent_disable.html", {
+        "agent": agent, "blast_radius": registry.blast_radius(request.user, [agent], "disable")})
 
 
 @login_required
@@ -312,7 +321,9 @@ def agent_retire(request, agent_id: int):
                                f"{c['grants_ended']} permission(s) ended.", agent=agent)
         return redirect("agent-detail", agent_id=agent.pk) if counts is not None else redirect(
             "agent-retire", agent_id=agent.pk)
-    return render(request, "agents/agent_retire.html", {"agent": agent, **registry.retirement_preview(agent)})
+    return render(request, "agents/agent_retire.html", {"agent": agent, **registry.retirement_preview(agent),
+                                                        "blast_radius": registry.blast_radius(request.user, [agent],
+                                                                                              "retire")})
 
 
 @login_required

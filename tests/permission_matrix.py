@@ -423,3 +423,9 @@ CASES += _audit_log_cases.CASES
 from tests.matrix_cases import agent_bulk as _agent_bulk_cases  # noqa: E402
 
 CASES += _agent_bulk_cases.CASES
+
+# --- policy replay: what a policy would have blocked, and turning it on through its replay -------------------------
+
+from tests.matrix_cases import policy_replay as _policy_replay_cases  # noqa: E402
+
+CASES += _policy_replay_cases.CASES

@@ -22,5 +22,7 @@ class RunsConfig(AppConfig):
                                        weak=False, dispatch_uid="runs.posture_card")
         agents.timeline_lanes.connect(lambda user, agent, start, end, **_: timeline.lanes(user, agent, start, end),
                                       weak=False, dispatch_uid="runs.timeline_lanes")
+        agents.agent_disabled.connect(lambda agent, **_: services.runs_stop_for_agent(agent),
+                                      weak=False, dispatch_uid="runs.agent_disabled")
         agents.ending_counts.connect(lambda agent_ids, action, **_: ending.counts(agent_ids, action),
                                      weak=False, dispatch_uid="runs.ending_counts")

@@ -391,6 +391,24 @@ def run_cancel(*, actor: User, run: Run) -> Run:
                        action="run.cancel")
 
 
+def runs_in_progress(agent_ids):
+    """The runs that stop when their agents stop: queued (waiting for a worker, scheduled ones included) or running.
+    One definition for the blast-radius preview and for ``runs_stop_for_agent`` (docs/blast-radius.md)."""
+    return Run.objects.filter(agent_id__in=list(agent_ids), status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+
+
+def runs_stop_for_agent(agent: Agent) -> int:
+    """An agent was disabled or is being retired (``agents.signals.agent_disabled``, inside that transaction): its
+    queued and running runs are cancelled, each with its token revoked and its own audit event, so the preview's
+    list of runs is exactly what stops (docs/blast-radius.md). Returns how many."""
+    stopped = 0
+    for run in (runs_in_progress([agent.pk]).select_for_update(of=("self",))
+                .select_related("agent__workspace").order_by("pk")):
+        _finish(run, RunStatus.CANCELLED, error=f"Cancelled: {agent.name} was stopped.", action="run.cancel")
+        stopped += 1
+    return stopped
+
+
 def feedback_give(*, actor: User, run: Run, rating, comment: str = "") -> Feedback:
     """Rate a succeeded run's output (1–5) with an optional comment; one per person and run (a second one replaces
     the first). Kept as the agent's memory. A failed run produced no output to rate."""

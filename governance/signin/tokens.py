@@ -487,9 +487,16 @@ def revoke_agent_tokens(agent: Agent, reason: str, now: datetime | None = None) 
 def revoke_tokens_carrying(assignments: Iterable[Assignment], reason: str) -> int:
     """Revoke the live tokens that carry a permission of these (just ended) assignments: three queries."""
     now = timezone.now()
+    doomed = tokens_carrying(assignments, now)
+    return _revoke(AccessToken.objects.filter(pk__in=doomed), reason, now) if doomed else 0
+
+
+def tokens_carrying(assignments: Iterable[Assignment], now: datetime) -> list[int]:
+    """The ids of the live tokens that carry a permission of these assignments: what ending them revokes, read by
+    the revocation and by its blast-radius preview alike (docs/blast-radius.md). Two queries."""
     assignments = list(assignments)
     if not assignments:
-        return 0
+        return []
     through = AccessPackage.permissions.through
     names_of_package: dict[int, set[str]] = {}
     for package_id, name in through.objects.filter(accesspackage_id__in={a.package_id for a in assignments}) \
@@ -499,8 +506,7 @@ def revoke_tokens_carrying(assignments: Iterable[Assignment], reason: str) -> in
     for assignment in assignments:
         names_by_agent.setdefault(assignment.agent_id, set()).update(names_of_package.get(assignment.package_id, ()))
     live = AccessToken.objects.filter(agent_id__in=list(names_by_agent), revoked_at__isnull=True, expires_at__gt=now)
-    doomed = [t.pk for t in live.only("pk", "agent_id", "scopes") if names_by_agent[t.agent_id] & set(t.scopes)]
-    return _revoke(AccessToken.objects.filter(pk__in=doomed), reason, now) if doomed else 0
+    return [t.pk for t in live.only("pk", "agent_id", "scopes") if names_by_agent[t.agent_id] & set(t.scopes)]
 
 
 def revoke_for_disabled_agent(agent: Agent) -> None:
