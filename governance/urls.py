@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("governance.signin.urls")),
     path("", include("governance.risk.urls")),
     path("", include("governance.signing.page_urls")),
+    path("", include("governance.impact.urls")),
 ]

@@ -78,6 +78,7 @@ TAG_DESCRIPTIONS = {
     "Conditional access": "Policies evaluated at every token issuance and run start.",
     "Sessions and runs": "Sessions, runs and their outputs.",
     "Audit": "The append-only audit trail.",
+    "Blast radius": "What a disruptive change would stop, before it is made: tokens, runs, sessions, people told.",
 }
 #: Spoken names of actions that are not plain verbs in the URL.
 ACTION_WORDS = {"outputs": ("Outputs of", "Add an output to"), "decisions": ("Decisions of", "Decide in"),

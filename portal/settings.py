@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "governance.reviews",
     "governance.conditional_access",
     "governance.signing",
+    "governance.impact",  # before signin and runs: it reads what stops before they end it (its apps.py)
     "governance.signin",
     "governance.usage",
     "governance.risk",

@@ -424,6 +424,12 @@ from tests.matrix_cases import agent_bulk as _agent_bulk_cases  # noqa: E402
 
 CASES += _agent_bulk_cases.CASES
 
+# --- blast radius: what a disruptive change stops, on its confirmation page and from the API -----------------------
+
+from tests.matrix_cases import blast_radius as _blast_radius_cases  # noqa: E402
+
+CASES += _blast_radius_cases.CASES
+
 # --- policy replay: what a policy would have blocked, and turning it on through its replay -------------------------
 
 from tests.matrix_cases import policy_replay as _policy_replay_cases  # noqa: E402
