@@ -117,6 +117,7 @@ def policy_replay(request, policy_id: int | None = None):
     drilled_agent = next((a.name for a in result.by_agent if a.agent_id == agent_id), None)
     return render(request, "governance/replay/policy_replay.html", {
         "policy": policy, "replayed": replayed, "result": result, "chart": replay_chart(result), "days": days,
+        "blocked_days": [row for row in reversed(result.by_day) if row.total],  # newest first; the chart has them all
         "windows": replay.WINDOWS, "day": day, "agent_id": agent_id, "drilled_agent": drilled_agent, "drill": drill,
         "drill_limit": replay.DRILL_LIMIT, "form": form, "preview": request.method == "POST",
         "can_manage": conditional_access.can_manage_policies(request.user)})
