@@ -8,7 +8,8 @@ class AgentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from agents import api, dashboard  # noqa: F401  (registers the API routes)
+        # the api modules register their API routes, sponsorship the attest_sponsorships job
+        from agents import api, dashboard, sponsorship, sponsorship_api  # noqa: F401
         from portal import signals as portal
 
         portal.dashboard_cards.connect(lambda request, **_: dashboard.posture_cards(request),

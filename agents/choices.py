@@ -54,3 +54,18 @@ class GrantSource(models.TextChoices):
     BLUEPRINT = "blueprint", "Blueprint (automatic)"
 
 
+
+
+class SponsorshipState(models.TextChoices):
+    """Where a named sponsor stands (docs/sponsorship.md): only an accepted, not overdue sponsorship sponsors."""
+
+    PENDING = "pending", "Waiting for an answer"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    EXPIRED = "expired", "Lapsed (not confirmed in time)"
+    SUPERSEDED = "superseded", "Handed over"
+    REMOVED = "removed", "Removed"
+
+
+#: The states of the one current sponsorship a person may hold for an agent (the others are history).
+SPONSORSHIP_CURRENT = (SponsorshipState.PENDING, SponsorshipState.ACCEPTED, SponsorshipState.EXPIRED)

@@ -13,7 +13,17 @@ from django.db.models import Q
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from agents.choices import AgentKind, AgentScope, AgentStatus, DisabledBy, GrantSource, IdentityType, PublisherKind
+from agents.choices import (
+    SPONSORSHIP_CURRENT,
+    AgentKind,
+    AgentScope,
+    AgentStatus,
+    DisabledBy,
+    GrantSource,
+    IdentityType,
+    PublisherKind,
+    SponsorshipState,
+)
 from portal.choices import Product
 from portal.models import Permission, Workspace
 
@@ -444,3 +454,44 @@ class BulkJob(models.Model):
         return int(100 * self.done / self.total) if self.total else 0
 
 
+
+
+class Sponsorship(models.Model):
+    """A person named sponsor of an agent and their answer (R30; docs/sponsorship.md).
+
+    Naming someone creates a pending row; the named person accepts or declines. An accepted sponsorship is
+    confirmed again before ``due_at`` or lapses (expired). A transfer is a pending row that ``replaces`` another;
+    the replaced one ends (superseded) when the new sponsor accepts. An agent counts as sponsored only while one
+    accepted, not overdue sponsorship of an active person exists; the guardian ``sponsor_agent`` permission
+    keeps meaning "named sponsor" (pending, accepted or lapsed)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="sponsorships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sponsorships")
+    state = models.CharField(max_length=12, choices=SponsorshipState.choices, default=SponsorshipState.PENDING)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    attested_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                  help_text="When an accepted sponsorship must be confirmed again.")
+    reminded_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="When the sponsor was reminded of the current due date.")
+    replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                 help_text="The sponsorship a transfer takes over once this one is accepted.")
+    escalated_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="When the owners were told a transfer was not accepted in time.")
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "user"], condition=Q(state__in=SPONSORSHIP_CURRENT),
+                                    name="sponsorship_one_current_per_person"),
+            models.CheckConstraint(condition=~Q(state=SponsorshipState.ACCEPTED) | Q(due_at__isnull=False),
+                                   name="sponsorship_accepted_has_due_date"),
+        ]
+        indexes = [models.Index(fields=["agent", "state"]), models.Index(fields=["user", "state"]),
+                   models.Index(fields=["state", "requested_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} sponsors {self.agent} ({self.state})"

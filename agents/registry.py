@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents import attributes, credentials, policy, signals, trust
+from agents import attributes, credentials, policy, signals, sponsorship, trust
 from agents.choices import AgentKind, AgentScope, AgentStatus, DisabledBy, GrantSource, IdentityType
 from agents.models import (
     Agent,
@@ -267,6 +267,9 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
                for a, s in zip(agents, batch, strict=True) for u in {u.pk: u for u in s.sponsors}.values()],
             batch_size=BATCH,
         )
+        # R30 (docs/sponsorship.md): each named sponsor is asked; one who names themself has accepted.
+        sponsorship.sponsorships_open(actor=actor, now=now, new_agents=True, pairs=[
+            (a, u) for a, s in zip(agents, batch, strict=True) for u in {u.pk: u for u in s.sponsors}.values()])
         AttributeValue.objects.bulk_create([
             AttributeValue(agent=a, key=k, value=str(v))
             for a, s in zip(agents, batch, strict=True) for k, v in (s.attributes or {}).items()
@@ -514,8 +517,9 @@ def people_of(agent: Agent) -> dict[str, list[User]]:
 
 
 @transaction.atomic
-def agent_person_add(*, actor: User | None, agent: Agent, user: User, role: str) -> None:
-    """Add an owner (``own_agent``) or a sponsor (``sponsor_agent``)."""
+def agent_person_add(*, actor: User | None, agent: Agent, user: User, role: str, note: str = "") -> None:
+    """Add an owner (``own_agent``) or a sponsor (``sponsor_agent``). A new sponsor is asked to accept unless
+    they name themself (R30, docs/sponsorship.md); ``note`` adds a line to what they are told."""
     agent = _lock(agent)
     if actor is not None and not policy.can_manage_agent(actor, agent):
         raise PermissionDenied("Only the agent's owners and the workspace's owners change its owners and sponsors.")
@@ -527,9 +531,12 @@ def agent_person_add(*, actor: User | None, agent: Agent, user: User, role: str)
     permission = AuthPermission.objects.get(content_type__app_label="agents", codename=role)
     _, created = AgentUserObjectPermission.objects.get_or_create(permission=permission, user=user,
                                                                  content_object=agent)
-    if created:
+    opened = sponsorship.sponsorships_open(actor=actor, pairs=[(agent, user)], note=note) \
+        if role == policy.SPONSOR_AGENT else []
+    if created or opened:
+        after = {"user": user.username, **({"sponsorship": opened[0].state} if opened else {})}
         audit.record(actor=actor, action=f"agent.{role.split('_')[0]}_add", target=agent, workspace=agent.workspace,
-                     after={"user": user.username})
+                     after=after)
 
 
 @transaction.atomic
@@ -542,6 +549,8 @@ def agent_person_remove(*, actor: User | None, agent: Agent, user: User, role: s
                                                        permission__codename=role).delete()[0]
     if not deleted:
         return
+    if role == policy.SPONSOR_AGENT:
+        sponsorship.sponsorship_close(agent=agent, user=user)
     remaining = AgentUserObjectPermission.objects.filter(content_object=agent, permission__codename=role,
                                                          user__is_active=True, user__kind=UserKind.HUMAN)
     if agent.status != AgentStatus.RETIRED and not remaining.exists():

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from agents import policy, signals
+from agents.choices import SPONSORSHIP_CURRENT, SponsorshipState
 from agents.models import (
     Agent,
     AgentIdentity,
@@ -19,7 +21,9 @@ from agents.models import (
     BulkJob,
     Credential,
     PermissionGrant,
+    Sponsorship,
 )
+from portal.choices import UserKind
 from portal.models import AuditEvent, Workspace
 
 EXPIRING_SOON = timedelta(days=30)
@@ -90,7 +94,8 @@ def agent_list(user, workspace: Workspace | None, params: dict) -> QuerySet[Agen
     people = Prefetch("agentuserobjectpermission_set",
                       queryset=AgentUserObjectPermission.objects.select_related("user", "permission"),
                       to_attr="people")
-    return agents.select_related("blueprint", "workspace").prefetch_related(people).order_by(*order)
+    return (agents.select_related("blueprint", "workspace").prefetch_related(people)
+            .annotate(sponsored=sponsored_annotation()).order_by(*order))
 
 
 def agent_detail(agent: Agent) -> dict:
@@ -117,9 +122,19 @@ def agent_detail(agent: Agent) -> dict:
         "active_credentials": [c for c in creds if c.active_now],
         "owners": people[policy.OWN_AGENT],
         "sponsors": people[policy.SPONSOR_AGENT],
+        **_sponsorship_detail(agent, now),
         "attributes": list(AttributeValue.objects.filter(agent=agent)),
         "history": list(history),
     }
+
+
+def _sponsorship_detail(agent: Agent, now: datetime) -> dict:
+    """The agent's named sponsors with their answers, and whether one accepted (R30; one query)."""
+    rows = agent_sponsorships(agent)
+    for row in rows:
+        row.counts = (row.state == SponsorshipState.ACCEPTED and row.due_at > now and row.user.is_active
+                      and row.user.kind == UserKind.HUMAN)
+    return {"sponsorships": rows, "sponsored": any(row.counts for row in rows)}
 
 
 def blueprints_latest() -> QuerySet[Blueprint]:
@@ -140,3 +155,63 @@ def bulk_job_get(user, job_id: int) -> BulkJob:
             user, job.workspace, policy.rbac.MANAGE_MEMBERS)):
         raise Http404("No such upload.")
     return job
+
+
+# --- sponsorship (R30; docs/sponsorship.md) ----------------------------------------------------------------------
+
+
+def accepted_sponsorships(now: datetime | None = None) -> QuerySet[Sponsorship]:
+    """Sponsorships that sponsor an agent now: accepted, not past their due date (even before the job lapses
+    them), by an active person."""
+    now = now or timezone.now()
+    return Sponsorship.objects.filter(state=SponsorshipState.ACCEPTED, due_at__gt=now, user__is_active=True,
+                                      user__kind=UserKind.HUMAN)
+
+
+def accepted_sponsor_ids(agent_ids: Iterable[int], now: datetime | None = None) -> dict[int, set[int]]:
+    """The user ids of each agent's accepted sponsors, in one query; agents without one are absent. The one
+    definition of "sponsored" for the orphan sweep, reviews and the hygiene agent."""
+    sponsors: dict[int, set[int]] = {}
+    for agent_id, user_id in accepted_sponsorships(now).filter(agent_id__in=list(agent_ids)) \
+            .values_list("agent_id", "user_id"):
+        sponsors.setdefault(agent_id, set()).add(user_id)
+    return sponsors
+
+
+def agents_sponsored_or_waiting(now: datetime | None = None) -> QuerySet:
+    """Ids of agents the orphan sweep leaves alone: sponsored (an accepted sponsorship), or named sponsors asked
+    within the last ``ORPHAN_GRACE_DAYS`` who have not answered yet (docs/sponsorship.md, "Unsponsored")."""
+    now = now or timezone.now()
+    asked_since = now - timedelta(days=settings.ORPHAN_GRACE_DAYS)
+    waiting = Sponsorship.objects.filter(state=SponsorshipState.PENDING, requested_at__gt=asked_since,
+                                         user__is_active=True, user__kind=UserKind.HUMAN)
+    return Agent.objects.filter(Q(pk__in=accepted_sponsorships(now).values("agent_id"))
+                                | Q(pk__in=waiting.values("agent_id"))).values("pk")
+
+
+def sponsored_annotation(now: datetime | None = None) -> Exists:
+    """``Exists`` for ``.annotate(sponsored=…)`` on agents: one subquery, so a list shows "unsponsored" at no
+    extra query per row."""
+    return Exists(accepted_sponsorships(now).filter(agent_id=OuterRef("pk")))
+
+
+def sponsorships_of(user) -> QuerySet[Sponsorship]:
+    """The user's own current sponsorships (waiting, accepted, lapsed), for "My sponsorships"."""
+    return (Sponsorship.objects.filter(user=user, state__in=SPONSORSHIP_CURRENT)
+            .select_related("agent__workspace", "requested_by", "replaces__user")
+            .order_by("state", "due_at", "agent__name"))
+
+
+def sponsorship_get(user, sponsorship_id: int) -> Sponsorship:
+    """One sponsorship of the user's own; anyone else's is a 404 (only the named person answers it)."""
+    found = (Sponsorship.objects.filter(pk=sponsorship_id, user=user)
+             .select_related("agent__workspace", "requested_by", "replaces__user").first())
+    if found is None or not getattr(user, "is_authenticated", False):
+        raise Http404("No such sponsorship.")
+    return found
+
+
+def agent_sponsorships(agent: Agent) -> list[Sponsorship]:
+    """The agent's current sponsorships with their people, for its page (one query)."""
+    return list(Sponsorship.objects.filter(agent=agent, state__in=SPONSORSHIP_CURRENT)
+                .select_related("user", "replaces__user").order_by("user__username"))

@@ -1,12 +1,16 @@
 from django.urls import path
 
-from agents import bulk_views, pickers, views
+from agents import bulk_views, pickers, sponsorship_views, views
 
 urlpatterns = [
     path("", views.agent_list, name="agent-list"),
     path("selected/", bulk_views.agent_bulk, name="agent-bulk"),
     path("picker/", pickers.agents, name="picker-agents"),
     path("export/", bulk_views.agent_export, name="agent-export"),
+    path("sponsorships/", sponsorship_views.my_sponsorships, name="my-sponsorships"),
+    path("sponsorships/<int:sponsorship_id>/", sponsorship_views.sponsorship_answer, name="sponsorship-answer"),
+    path("sponsorships/<int:sponsorship_id>/transfer/", sponsorship_views.sponsorship_transfer,
+         name="sponsorship-transfer"),
     path("bulk/template.csv", bulk_views.bulk_template, name="bulk-template"),
     path("new/", views.setup_choose_blueprint, name="agent-setup"),
     path("new/<int:blueprint_id>/", views.setup_agent, name="agent-setup-blueprint"),

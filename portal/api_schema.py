@@ -58,6 +58,7 @@ RESOURCES = {
     "agents": ("Agents", "agent", "agents"),
     "agent-facts": ("Agents", "agent's facts", "agents' facts (credentials, permissions, sponsors, use)"),
     "blueprints": ("Blueprints", "blueprint", "blueprints (agent definitions)"),
+    "sponsorships": ("Agents", "sponsorship", "your sponsorships (asked, accepted, lapsed)"),
     "workspaces": ("Workspaces", "workspace", "workspaces"),
     "approval-requests": ("Partner approvals", "approval request", "partner approval requests"),
     "access-packages": ("Access packages", "access package", "access packages"),

@@ -29,6 +29,7 @@ JOB_SCHEDULES = {
     "send_expiry_reminders": crontab(minute=0, hour=8),
     "expire_agents": crontab(minute="*/5"),
     "sweep_orphans": crontab(minute=15, hour=2),
+    "attest_sponsorships": crontab(minute=45, hour=1),  # before the sweep: lapsed sponsorships are then seen
     "run_access_reviews": crontab(minute=5),
     "evaluate_risk": crontab(minute="*/5"),
     "run_scheduled_agents": schedule(run_every=timedelta(seconds=AGENT_SCHEDULER_SECONDS)),

@@ -435,3 +435,9 @@ CASES += _blast_radius_cases.CASES
 from tests.matrix_cases import policy_replay as _policy_replay_cases  # noqa: E402
 
 CASES += _policy_replay_cases.CASES
+
+# --- accepted sponsorship: my sponsorships, answering and handing over ---------------------------------------------
+
+from tests.matrix_cases import sponsorship as _sponsorship_cases  # noqa: E402
+
+CASES += _sponsorship_cases.CASES

@@ -11,9 +11,10 @@ from django.utils import timezone
 
 import agents
 from agents import attributes as attribute_sets
-from agents import catalog, manifests, registry
-from agents.choices import AgentStatus, IdentityType
-from agents.models import Agent, AttributeSet, Blueprint, BlueprintSkill, Skillset
+from agents import catalog, manifests, registry, sponsorship
+from agents import policy as agent_policy
+from agents.choices import AgentStatus, IdentityType, SponsorshipState
+from agents.models import Agent, AttributeSet, Blueprint, BlueprintSkill, Skillset, Sponsorship
 from devkit.demo import register
 from portal.models import Permission, User, Workspace
 
@@ -95,12 +96,27 @@ def seed_registry(write: Callable[[str], None]) -> None:
         spec = _spec(workspace, users, latest[blueprint_name], name, scope, identity, sponsors, owners,
                      attributes, days, now)
         agent = registry.agent_create(actor=users[creator], workspace=workspace, spec=spec).agent
+        for asked in Sponsorship.objects.filter(agent=agent, state=SponsorshipState.PENDING).select_related("user"):
+            sponsorship.sponsorship_accept(actor=asked.user, sponsorship=asked)  # R30: the demo's sponsors said yes
         if final == AgentStatus.DISABLED:
             registry.agent_disable(actor=users[creator], agent=agent, reason="demo: paused")
         elif final == AgentStatus.RETIRED:
             registry.agent_retire(actor=users[creator], agent=agent)
         created += 1
     write(f"  agents: {created} created, {Agent.objects.count()} in the registry")
+
+
+@register("sponsorship request")
+def seed_sponsorship_request(write: Callable[[str], None]) -> None:
+    """R30 (docs/sponsorship.md): owner asks contributor2 to sponsor cve-briefing too; the request stays pending, so
+    "My sponsorships" has something to answer when signed in as contributor2."""
+    agent = Agent.objects.filter(workspace__slug="soc", name="cve-briefing").first()
+    asked = User.objects.filter(username="contributor2").first()
+    if agent is None or asked is None or Sponsorship.objects.filter(agent=agent, user=asked).exists():
+        return
+    registry.agent_person_add(actor=User.objects.get(username="owner"), agent=agent, user=asked,
+                              role=agent_policy.SPONSOR_AGENT)
+    write("  contributor2 is asked to sponsor cve-briefing (waiting for an answer)")
 
 
 @register("attribute sets")

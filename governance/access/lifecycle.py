@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from agents import policy as agent_policy
 from agents import registry
+from agents import selectors as agent_selectors
 from agents.choices import AgentStatus
 from agents.models import Agent, AgentUserObjectPermission
 from governance.access import signals
@@ -160,27 +161,26 @@ def sweep_orphans() -> dict:
         agent, former = row.content_object, row.user
         manager = former.manager
         if manager is not None and manager.is_active and manager.kind == UserKind.HUMAN:
-            registry.agent_person_add(actor=None, agent=agent, user=manager, role=agent_policy.SPONSOR_AGENT)
+            # R30: the manager is asked to sponsor it (the request tells them why), like anyone named.
+            registry.agent_person_add(actor=None, agent=agent, user=manager, role=agent_policy.SPONSOR_AGENT,
+                                      note=f"{former.username} was deactivated; as their manager you replace them.")
             try:
                 registry.agent_person_remove(actor=None, agent=agent, user=former, role=agent_policy.SPONSOR_AGENT)
             except ValidationError:
                 continue
-            with transaction.atomic():
-                notifications.notify(recipients=[manager], subject=f"You now sponsor {agent.name}",
-                                     body=f"{former.username} was deactivated; as their manager you replace them.",
-                                     link=f"/agents/{agent.pk}/")
             counts["replaced"] += 1
     live = Agent.objects.exclude(status=AgentStatus.RETIRED)
-    with_sponsor = set(AgentUserObjectPermission.objects.filter(
-        permission__codename=agent_policy.SPONSOR_AGENT, user__is_active=True, user__kind=UserKind.HUMAN)
-        .values_list("content_object_id", flat=True))
+    # R30 (docs/sponsorship.md, "Unsponsored"): only accepted sponsors count, and named sponsors who have not
+    # answered yet for ORPHAN_GRACE_DAYS after they were asked.
+    with_sponsor = set(agent_selectors.agents_sponsored_or_waiting().values_list("pk", flat=True))
     for agent in live.filter(orphaned_at__isnull=True).exclude(pk__in=with_sponsor):
         with transaction.atomic():
             if not registry.agent_set_orphaned(actor=None, agent=agent, orphaned=True):
                 continue  # another worker flagged it first
             owners = [u for u in registry.people_of(agent)[agent_policy.OWN_AGENT] if u.is_active]
             notifications.notify(recipients=owners, subject=f"{agent.name} has no active sponsor",
-                                 body=f"Add a sponsor within {settings.ORPHAN_GRACE_DAYS} days or it is disabled.",
+                                 body=f"Nobody has accepted to sponsor it. Add a sponsor who accepts within "
+                                      f"{settings.ORPHAN_GRACE_DAYS} days or it is disabled.",
                                  link=f"/agents/{agent.pk}/")
         counts["orphaned"] += 1
     for agent in live.filter(orphaned_at__isnull=False, pk__in=with_sponsor):

@@ -30,6 +30,7 @@ from agents.models import (
     BulkJob,
     Credential,
     PermissionGrant,
+    Sponsorship,
 )
 from agents.registry import ProvisioningError
 from portal.models import AuditEvent, User
@@ -295,8 +296,10 @@ def test_r9_queries_do_not_grow_with_rows_only_inserts_split_into_batches(world,
     Only the INSERTs differ, and exactly as batching says: each table is written in statements of at most
     ``registry.BATCH`` (2,000) rows, and of at most what the backend allows in one statement
     (``bulk_batch_size``: no limit on PostgreSQL; 999 parameters on SQLite, e.g. 999 // 14 columns = 71 agents).
-    On PostgreSQL that makes 200 and 2,000 rows differ by 3 statements: the permission grants (2 per agent →
-    4,000 rows → 2 statements) and the owner/sponsor links (3 per agent → 6,000 rows → 3 statements).
+    On PostgreSQL that makes 200 and 2,000 rows differ by 4 statements: the permission grants (2 per agent →
+    4,000 rows → 2 statements), the owner/sponsor links (3 per agent → 6,000 rows → 3 statements) and the
+    sponsorships (R30: 2 per agent → 4,000 rows → 2 statements). The one person asked to sponsor (owner_b; the
+    owner named themself) is told once for the whole file: one notification row.
     """
     def measure(n: int, prefix: str) -> Counter:
         rows = [f"Triage,{prefix}-{i:05d},agent_identity,workspace,owner;owner_b,owner,tier=1,2030-01-01T00:00:00Z"
@@ -318,12 +321,13 @@ def test_r9_queries_do_not_grow_with_rows_only_inserts_split_into_batches(world,
         return math.ceil(rows / per_statement)
 
     rows_per_agent = {Agent: 1, AgentIdentity: 1, PermissionGrant: 2, User: 1, AgentUser: 1, Credential: 1,
-                      AgentUserObjectPermission: 3, AttributeValue: 1, AuditEvent: 1}
+                      AgentUserObjectPermission: 3, AttributeValue: 1, AuditEvent: 1, Sponsorship: 2}
     for measured, n in ((small, 200), (large, 2000)):
         assert {k: v for k, v in measured.items() if k.startswith("INSERT")} == {
-            f"INSERT {model._meta.db_table}": inserts(model, n * per) for model, per in rows_per_agent.items()}
+            f"INSERT {model._meta.db_table}": inserts(model, n * per) for model, per in rows_per_agent.items()} \
+            | {"INSERT portal_notification": 1}
     if connection.vendor == "postgresql":
-        assert sum(large.values()) - sum(small.values()) == 3
+        assert sum(large.values()) - sum(small.values()) == 4
 
 
 # --- the command --------------------------------------------------------------------------------------------

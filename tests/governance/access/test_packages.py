@@ -205,7 +205,7 @@ def test_r7_a_deactivated_sponsor_is_replaced_by_their_manager(registry_world):
     counts = lifecycle.sweep_orphans()
     assert counts["replaced"] == 1 and counts["orphaned"] == 0
     assert [u.username for u in registry.people_of(w.agent)[policy.SPONSOR_AGENT]] == ["boss"]
-    assert Notification.objects.filter(recipient=boss, subject__contains="You now sponsor").exists()
+    assert Notification.objects.filter(recipient=boss, subject__contains="asked to sponsor").exists()  # R30
 
 
 def test_r7_without_a_manager_the_agent_is_flagged_then_disabled_after_the_grace(registry_world, settings):
