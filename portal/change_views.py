@@ -13,8 +13,9 @@ from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import changes, rbac
+from portal.choices import ChangeState
 from portal.forms import ChangeRejectForm, ChangeReviewForm, FourEyesSettingsForm
-from portal.models import ChangeRequest, ChangeState, FourEyesSettings
+from portal.models import ChangeRequest, FourEyesSettings
 from portal.viewutils import flash_errors, flash_form_errors, page
 
 PENDING_MESSAGE = "This change waits for a second administrator. Nothing has been applied yet."

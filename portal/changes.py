@@ -41,8 +41,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal import audit, notifications, rbac
-from portal.choices import UserKind
-from portal.models import ChangeRequest, ChangeState, FourEyesSettings, User
+from portal.choices import ChangeState, UserKind
+from portal.models import ChangeRequest, FourEyesSettings, User
 
 BULK_RETIRE_DEFAULT_THRESHOLD = 10
 MAX_NOTE = 2000

@@ -54,3 +54,13 @@ class JobStatus(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+
+
+class ChangeState(models.TextChoices):
+    """Where a high-impact change stands (docs/four-eyes.md)."""
+
+    PENDING = "pending", "Waiting for a second administrator"
+    APPROVED = "approved", "Approved and applied"
+    REJECTED = "rejected", "Rejected"
+    APPLIED_BREAK_GLASS = "applied_break_glass", "Applied in an emergency, waiting for review"
+    REVIEWED = "reviewed", "Applied in an emergency, reviewed"

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from portal.choices import (
     ActorKind,
+    ChangeState,
     JobStatus,
     JobTrigger,
     PermissionKind,
@@ -371,16 +372,6 @@ class Notification(models.Model):
     @property
     def is_unread(self) -> bool:
         return self.read_at is None
-
-
-class ChangeState(models.TextChoices):
-    """Where a high-impact change stands (docs/four-eyes.md)."""
-
-    PENDING = "pending", "Waiting for a second administrator"
-    APPROVED = "approved", "Approved and applied"
-    REJECTED = "rejected", "Rejected"
-    APPLIED_BREAK_GLASS = "applied_break_glass", "Applied in an emergency, waiting for review"
-    REVIEWED = "reviewed", "Applied in an emergency, reviewed"
 
 
 class ChangeRequest(models.Model):

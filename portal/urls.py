@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from portal import api, change_views, pickers, views
+from portal import api, change_api, change_views, pickers, views  # noqa: F401  (change_api registers its routes)
 
 handler404 = "portal.api_errors.page_not_found"
 handler500 = "portal.api_errors.server_error"

@@ -441,3 +441,9 @@ CASES += _policy_replay_cases.CASES
 from tests.matrix_cases import sponsorship as _sponsorship_cases  # noqa: E402
 
 CASES += _sponsorship_cases.CASES
+
+# --- four-eyes: changes waiting for a second administrator, and their settings -------------------------------------
+
+from tests.matrix_cases import four_eyes as _four_eyes_cases  # noqa: E402
+
+CASES += _four_eyes_cases.CASES

@@ -29,7 +29,8 @@ from governance.risk.models import RiskRemediationPolicy
 from governance.signin import tokens
 from governance.signin.models import ResourceServer
 from portal import changes
-from portal.models import AuditEvent, ChangeRequest, ChangeState, Notification
+from portal.choices import ChangeState
+from portal.models import AuditEvent, ChangeRequest, Notification
 from tests.factories import UserFactory, agent_spec, grant_role, make_blueprint
 
 BLOCK_ALL = {"name": "Block every agent", "state": "on", "grant": "block", "all_agents": True}
@@ -352,3 +353,18 @@ def test_r31_the_pending_message_and_break_glass_fields_are_on_the_gated_forms(w
     assert 'name="break_glass"' in page and 'name="justification"' in page
     response = client.post(reverse("risk-remediation"), {"enabled": "on", "min_level": "high"}, follow=True)
     assert "This change waits for a second administrator" in response.content.decode()
+
+
+def test_r31_the_api_lists_approves_and_refuses_self_approval(world, client):
+    _on(world, tokens.RESOURCE_SERVER_CHANGE)
+    change = tokens.resource_server_create(actor=world.ga, name="Ledger", identifier="https://ledger.example.test")
+    client.force_login(world.ga)
+    listed = client.get(reverse("api-change-list")).json()
+    assert [row["id"] for row in listed["results"]] == [change.pk] and listed["results"][0]["state"] == "pending"
+    assert client.post(reverse("api-change-approve", args=[change.pk])).status_code == 403
+    client.force_login(world.inherited)
+    answer = client.post(reverse("api-change-approve", args=[change.pk]))
+    assert answer.status_code == 200 and answer.json()["state"] == "approved"
+    assert answer.json()["secret"] and ResourceServer.objects.get().name == "Ledger"
+    again = client.post(reverse("api-change-approve", args=[change.pk]))
+    assert again.status_code in (400, 409)
