@@ -14,8 +14,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from agents import registry
-from agents.models import Agent, Blueprint
+from agents import registry, sponsorship
+from agents.choices import SponsorshipState
+from agents.models import Agent, Blueprint, Sponsorship
 from agents.registry import AgentSpec
 from devkit.demo import register
 from governance.conditional_access.models import ConditionalAccessPolicy
@@ -47,6 +48,9 @@ def seed_built_in_agents(write: Callable[[str], None]) -> None:
             agent = registry.agent_create(actor=users[owners[0]], workspace=workspace, spec=AgentSpec(
                 blueprint=blueprint, name=name, identity_type="agent_identity", scope="workspace",
                 sponsors=[users[u] for u in sponsors], owners=[users[u] for u in owners])).agent
+            for asked in Sponsorship.objects.filter(agent=agent, state=SponsorshipState.PENDING) \
+                    .select_related("user"):
+                sponsorship.sponsorship_accept(actor=asked.user, sponsorship=asked)  # R30: the sponsors said yes
             write(f"  {name} ({blueprint.display_name}) in {slug}, every {agent.schedule_period_seconds} s")
         if not Run.objects.filter(agent=agent, status=RunStatus.SUCCEEDED).exists():
             run = runs.scheduled_run_start(agent)
