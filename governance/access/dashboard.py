@@ -32,7 +32,8 @@ def posture_card(request) -> dict | None:
                      .annotate(day=TruncDate("expires_at")).values_list("day").annotate(n=Count("pk")).order_by())
     return {
         "template": "portal/dashboard_chart_card.html", "section": "posture", "title": "Access ending",
-        "link": ("Access packages", reverse("package-list")),
+        # The packages page lists the current workspace's: someone in no workspace is not sent to a 404.
+        "link": ("Access packages", reverse("package-list")) if getattr(request, "workspace", None) else None,
         "charts": [charts.columns(
             chart_id="access-ending", title=f"Access ending in the next {agent_dashboard.HORIZON_DAYS} days, by week",
             buckets=agent_dashboard.week_labels(today), unit="endings", bucket_header="Week from",

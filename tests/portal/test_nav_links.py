@@ -76,3 +76,38 @@ def test_a_contributor_is_not_shown_owner_pages_and_the_dashboard_says_who_sees_
     client.force_login(w.owner)
     links = _menu_links(client)
     assert {"/governance/policies/", "/governance/sign-ins/", "/governance/risk/"} <= links
+
+
+@pytest.mark.parametrize("persona", ["contributor", "security_reader", "nobody"])
+def test_every_dashboard_link_opens_for_the_person_it_is_shown_to(client, approval_world, persona):
+    """The dashboard's cards link to the lists behind their pictures; a Security Reader in no workspace was sent from
+    'Access ending' to the access packages page, which is a workspace's (404)."""
+    if persona == "security_reader":
+        user = UserFactory(username="reader")
+        grant_role(user, "security-reader")
+    elif persona == "nobody":
+        user = UserFactory(username="nobody")
+    else:
+        user = approval_world.persona(persona)
+    client.force_login(user)
+    page = client.get("/")
+    assert page.status_code == 200
+    parser = _AllLinks()
+    parser.feed(page.content.decode())
+    closed = {href: client.get(href).status_code for href in parser.links
+              if not href.startswith(("/accounts/logout", "/api/")) and not href.endswith((".csv", ".json"))}
+    assert not {href: status for href, status in closed.items() if status in (403, 404)}
+
+
+class _AllLinks(HTMLParser):
+    """Every same-site href inside ``<main>``."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside, self.links = False, set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.inside = self.inside or tag == "main"
+        if tag == "a" and self.inside and attrs.get("href", "").startswith("/"):
+            self.links.add(attrs["href"].split("#")[0])
