@@ -78,8 +78,10 @@ def bars(*, chart_id: str, title: str, rows: Sequence[tuple[str, int]], unit: st
 
 def columns(*, chart_id: str, title: str, buckets: Sequence[str], series: Sequence[tuple[str, Sequence[int]]],
             unit: str = "", bucket_header: str = "Week", classes: Sequence[str] | None = None,
-            width: int = COLUMN_WIDTH, height: int = COLUMN_HEIGHT, labels: int = 5) -> Chart:
-    """Stacked columns over ``buckets`` (weeks, days…), one colour per series, with a legend and a total per bucket."""
+            width: int = COLUMN_WIDTH, height: int = COLUMN_HEIGHT, labels: int = 5,
+            links: Sequence[str | None] | None = None) -> Chart:
+    """Stacked columns over ``buckets`` (weeks, days…), one colour per series, with a legend and a total per bucket.
+    ``links``: a URL per bucket (or None) that its column leads to, e.g. the rows behind a day."""
     buckets = list(buckets)
     totals = [sum(values[i] for _name, values in series) for i in range(len(buckets))]
     largest = max(totals, default=0) or 1
@@ -98,7 +100,8 @@ def columns(*, chart_id: str, title: str, buckets: Sequence[str], series: Sequen
             tall = plot_height * value / largest
             base -= tall
             marks.append({"x": round(x, 1), "y": round(base, 1), "width": round(bar, 1), "height": round(tall, 1),
-                          "css": classes[index] if classes else _css(index), "label": f"{bucket}: {value} {name}"})
+                          "css": classes[index] if classes else _css(index), "label": f"{bucket}: {value} {name}",
+                          "href": links[i] if links else None})
     every = max(1, -(-len(buckets) // labels))  # at most ``labels`` labels on the axis
     ticks = [{"x": round(COLUMN_LEFT + i * slot + slot / 2, 1), "label": bucket}
              for i, bucket in enumerate(buckets) if i % every == 0]

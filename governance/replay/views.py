@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from agents import policy as agent_policy
@@ -55,9 +56,12 @@ def _agents_named(user, names: str) -> list:
     return [found[n] for n in wanted]
 
 
-def replay_chart(result: replay.Replay) -> charts.Chart:
-    """Would-be-blocked sign-ins and run starts per UTC day, with its table."""
+def replay_chart(result: replay.Replay, link: str | None = None) -> charts.Chart:
+    """Would-be-blocked sign-ins and run starts per UTC day, with its table; with ``link`` (the replay page's URL)
+    each day's column leads to the sign-ins behind it."""
     chart = charts.columns(
+        links=[f"{link}?days={result.days}&day={row.day:%Y-%m-%d}#replay-drill" if link and row.sign_ins else None
+               for row in result.by_day],
         chart_id="policy-replay", title=f"Would have been blocked, per day (UTC, last {result.days} days)",
         buckets=[f"{row.day:%d %b}" for row in result.by_day],
         series=[("sign-ins", [row.sign_ins for row in result.by_day]),
@@ -116,7 +120,8 @@ def policy_replay(request, policy_id: int | None = None):
                                              agents=agents, excluded_agents=excluded))
     drilled_agent = next((a.name for a in result.by_agent if a.agent_id == agent_id), None)
     return render(request, "governance/replay/policy_replay.html", {
-        "policy": policy, "replayed": replayed, "result": result, "chart": replay_chart(result), "days": days,
+        "policy": policy, "replayed": replayed, "result": result, "days": days,
+        "chart": replay_chart(result, None if request.method == "POST" else request.path),
         "blocked_days": [row for row in reversed(result.by_day) if row.total],  # newest first; the chart has them all
         "windows": replay.WINDOWS, "day": day, "agent_id": agent_id, "drilled_agent": drilled_agent, "drill": drill,
         "drill_limit": replay.DRILL_LIMIT, "form": form, "preview": request.method == "POST",
@@ -146,4 +151,5 @@ def policy_turn_on(request, policy_id: int):
         return redirect("policy-list")
     result = replay.policy_replay(policy, days=TURN_ON_DAYS)
     return render(request, "governance/replay/policy_turn_on.html", {
-        "policy": policy, "result": result, "chart": replay_chart(result), "days": TURN_ON_DAYS})
+        "policy": policy, "result": result, "days": TURN_ON_DAYS,
+        "chart": replay_chart(result, reverse("policy-replay", args=[policy.pk]))})

@@ -42,6 +42,7 @@ def test_r29_replay_page_shows_the_chart_the_tables_and_the_drill_down(client, w
     assert "would have blocked <strong>3 sign-ins</strong>" in body and 'data-agent="matrix-agent"' in body
     assert "report_only" not in body and "R29" not in body
     day = timezone.now().date().isoformat()
+    assert f'<a href="{url}?days=7&amp;day={day}#replay-drill"><rect' in body  # the day's column leads to its rows
     drill = client.get(url, {"day": day}).content.decode()
     assert sorted(int(pk) for pk in __import__("re").findall(r'data-sign-in="(\d+)"', drill)) == sorted(
         s.pk for s in w.inside)
