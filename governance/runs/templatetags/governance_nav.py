@@ -16,7 +16,7 @@ from governance.conditional_access import services as conditional_access
 from governance.risk import services as risk
 from governance.signin import signins
 from governance.signing import rotation
-from portal import rbac
+from portal import changes, rbac
 
 register = template.Library()
 
@@ -57,6 +57,7 @@ LINKS = (
     (Link("signing-keys", "Signing keys", "signing-key-list",
           "Global and Security Administrators and security readers"),
      rotation.can_view_signing_keys),
+    (Link("changes", "Changes awaiting approval", "change-list", "administrators"), changes.is_administrator),
 )
 
 
