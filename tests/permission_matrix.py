@@ -447,3 +447,9 @@ CASES += _sponsorship_cases.CASES
 from tests.matrix_cases import four_eyes as _four_eyes_cases  # noqa: E402
 
 CASES += _four_eyes_cases.CASES
+
+# --- evidence of use per permission in access reviews --------------------------------------------------------------
+
+from tests.matrix_cases import review_evidence as _review_evidence_cases  # noqa: E402
+
+CASES += _review_evidence_cases.CASES

@@ -38,3 +38,21 @@ class ReviewDecisionKind(models.TextChoices):
     APPROVE = "approve", "Approve"
     DENY = "deny", "Deny"
     DONT_KNOW = "dont_know", "Don't know"
+
+
+class PermissionAdvice(models.TextChoices):
+    """What the evidence of use says about one permission of an item (docs/design.md, R32)."""
+
+    KEEP = "keep", "Keep: used"
+    REMOVE = "remove", "Remove: not used"
+    RETIRE_OR_KEEP = "retire_or_keep", "Not used, but it comes with the agent: keep the agent or retire it"
+
+
+class PermissionDecision(models.TextChoices):
+    KEEP = "keep", "Keep"
+    REMOVE = "remove", "Remove"
+
+
+class PermissionSource(models.TextChoices):
+    BLUEPRINT = "blueprint", "Comes with the agent"
+    PACKAGE = "package", "Access package"

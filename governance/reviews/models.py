@@ -10,6 +10,9 @@ from django.utils import timezone
 from agents.models import Agent
 from governance.access.models import AccessPackage, Assignment
 from governance.reviews.choices import (
+    PermissionAdvice,
+    PermissionDecision,
+    PermissionSource,
     ReviewDecisionKind,
     ReviewerKind,
     ReviewInstanceStatus,
@@ -71,6 +74,8 @@ class ReviewInstance(models.Model):
     closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="+")
     applied_at = models.DateTimeField(null=True, blank=True)
+    evidence_since = models.DateTimeField(null=True, blank=True,
+                                          help_text="The start of the window in which each permission's use counts.")
 
     class Meta:
         ordering = ["-starts_at", "-pk"]
@@ -110,6 +115,7 @@ class ReviewItem(models.Model):
     final_source = models.CharField(max_length=20, blank=True, help_text="'reviewer' or 'default'.")
     applied_at = models.DateTimeField(null=True, blank=True)
     applied_result = models.CharField(max_length=200, blank=True)
+    permission_advice = models.TextField(blank=True, help_text="The recommendation per permission, in words.")
 
     class Meta:
         ordering = ["pk"]
@@ -125,6 +131,43 @@ class ReviewItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent}: {self.access}"
+
+
+class ReviewItemPermission(models.Model):
+    """One permission an item's agent holds, with its evidence of use in the review window and what it suggests
+    (docs/design.md, R32); a reviewer may keep or remove it on its own.
+
+    A permission from an access package names its ``assignment``: an assignment holds its package whole, so removing
+    its permissions ends the assignment once every one of them is removed. A permission that comes with the agent's
+    definition (R3) cannot be removed on its own; its advice, unused, is to keep the agent or retire it.
+    """
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="permissions")
+    permission = models.CharField(max_length=150)
+    source = models.CharField(max_length=20, choices=PermissionSource.choices)
+    assignment = models.ForeignKey(Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    used = models.BooleanField(help_text="Used in the review window.")
+    advice = models.CharField(max_length=20, choices=PermissionAdvice.choices)
+    decision = models.CharField(max_length=20, choices=PermissionDecision.choices, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    applied_result = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["item", "permission", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "permission", "assignment"], nulls_distinct=False,
+                                    name="review_permission_once_per_item_source"),
+            models.CheckConstraint(condition=~Q(decision=PermissionDecision.REMOVE)
+                                   | Q(source=PermissionSource.PACKAGE),
+                                   name="review_permission_removes_only_package_grants"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.permission} of item {self.item_id}"
 
 
 class ReviewItemReviewer(models.Model):

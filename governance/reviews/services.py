@@ -40,6 +40,9 @@ from governance.access.choices import AssignmentStatus
 from governance.access.ends import access_ends
 from governance.access.models import AccessPackage, Assignment
 from governance.reviews.choices import (
+    PermissionAdvice,
+    PermissionDecision,
+    PermissionSource,
     ReviewDecisionKind,
     ReviewerKind,
     ReviewInstanceStatus,
@@ -47,7 +50,14 @@ from governance.reviews.choices import (
     ReviewRecurrence,
     ReviewScope,
 )
-from governance.reviews.models import AccessReview, ReviewDecision, ReviewInstance, ReviewItem, ReviewItemReviewer
+from governance.reviews.models import (
+    AccessReview,
+    ReviewDecision,
+    ReviewInstance,
+    ReviewItem,
+    ReviewItemPermission,
+    ReviewItemReviewer,
+)
 from governance.usage import selectors as usage
 from portal import audit, csvexport, jobs, notifications, rbac, timefmt
 from portal.choices import UserKind
@@ -130,7 +140,7 @@ def items_of_reviewer(user, instance: ReviewInstance) -> QuerySet[ReviewItem]:
     mine = ReviewItemReviewer.objects.filter(reviewer=user, instance=instance).values("item_id")
     return (ReviewItem.objects.filter(instance=instance, pk__in=mine).select_related("agent", "assignment__package")
             .prefetch_related(Prefetch("decisions", queryset=ReviewDecision.objects.filter(reviewer=user),
-                                       to_attr="mine")).order_by("agent__name", "pk"))
+                                       to_attr="mine"), "permissions").order_by("agent__name", "pk"))
 
 
 def credential_types(agent_ids: Iterable[int], now: datetime | None = None) -> dict[int, list[str]]:
@@ -355,7 +365,7 @@ def _evidence_rows(campaign: AccessReview) -> Iterator[list[dict]]:
             rows = list(Assignment.objects.filter(
                 package__in=campaign.packages.all(), status__in=[AssignmentStatus.PENDING, AssignmentStatus.ACTIVE],
                 pk__gt=last).order_by("pk").values(
-                "pk", "agent_id", "status", "package__name", "starts_at", "requested_at", "expires_at",
+                "pk", "agent_id", "status", "package_id", "package__name", "starts_at", "requested_at", "expires_at",
                 "agent__expires_at", "requested_by__username", "first_approver__username",
                 "second_approver__username",
                 "agent__created_at", "agent__run_as_user_id", agent_user_id=F(f"agent__{agent_user}"))[:BATCH])
@@ -393,6 +403,76 @@ def _people_of(agent_ids: list[int], codename: str) -> dict[int, list[int]]:
     return people
 
 
+# --- evidence of use per permission (docs/design.md, R32) ---------------------------------------------------------
+Held = tuple[str, str, int | None]  # (permission, source, assignment id)
+
+
+def _held_permissions(campaign: AccessReview, rows: list[dict], grants: dict[int, list[str]],
+                      now: datetime) -> list[list[Held]]:
+    """What each row's item is about, per permission (one query): a package item, its package's permissions; an
+    agent item, the permissions that come with the agent and those of its active package assignments."""
+    if campaign.scope_kind == ReviewScope.PACKAGES:
+        of_package: dict[int, list[str]] = {}
+        for package_id, name in (AccessPackage.permissions.through.objects
+                                 .filter(accesspackage_id__in={row["package_id"] for row in rows})
+                                 .values_list("accesspackage_id", "permission__name")):
+            of_package.setdefault(package_id, []).append(name)
+        return [[(name, PermissionSource.PACKAGE, row["pk"]) for name in of_package.get(row["package_id"], [])]
+                for row in rows]
+    packaged: dict[int, list[Held]] = {}
+    for agent_id, assignment_id, name in (
+            Assignment.objects.filter(agent_id__in=[row["pk"] for row in rows], status=AssignmentStatus.ACTIVE,
+                                      expires_at__gt=now, package__permissions__isnull=False)
+            .values_list("agent_id", "pk", "package__permissions__name")):
+        packaged.setdefault(agent_id, []).append((name, PermissionSource.PACKAGE, assignment_id))
+    return [[(name, PermissionSource.BLUEPRINT, None) for name in grants.get(row["pk"], [])]
+            + packaged.get(row["pk"], []) for row in rows]
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(sorted(set(names)))
+
+
+def permission_advice(rows: list[ReviewItemPermission], since: datetime) -> str:
+    """The per-permission recommendation in plain words: "Keep X, Y, Z; remove U, V." and what cannot be removed."""
+    keep = [r.permission for r in rows if r.advice == PermissionAdvice.KEEP]
+    remove = [r.permission for r in rows if r.advice == PermissionAdvice.REMOVE]
+    fixed = [r.permission for r in rows if r.advice == PermissionAdvice.RETIRE_OR_KEEP]
+    if not rows:
+        return "This access carries no permissions."
+    parts = ([f"keep {_names(keep)}"] if keep else []) + ([f"remove {_names(remove)}"] if remove else [])
+    words = []
+    if parts:
+        sentence = "; ".join(parts)
+        words.append(f"{sentence[0].upper()}{sentence[1:]}.")
+    if fixed:
+        one = len(set(fixed)) == 1
+        words.append(f"{_names(fixed)} {'is' if one else 'are'} not used but {'comes' if one else 'come'} with the "
+                     f"agent and cannot be removed on {'its' if one else 'their'} own: keep the agent or retire it.")
+    packages = {r.assignment_id for r in rows if r.advice == PermissionAdvice.REMOVE}
+    partial = [a for a in packages if any(r.assignment_id == a and r.advice == PermissionAdvice.KEEP for r in rows)]
+    if partial:
+        words.append("An access package is held whole: its assignment ends only when all of its permissions are "
+                     "removed; ask the package's owners to narrow it.")
+    words.append(f"Use counted since {timefmt.when(since)}.")
+    return " ".join(words)
+
+
+def _permission_rows(held: list[Held], evidence: dict[str, usage.PermissionEvidence]) -> list[ReviewItemPermission]:
+    rows = []
+    for name, source, assignment_id in sorted(set(held), key=lambda h: (h[0], h[1], h[2] or 0)):
+        found = evidence[name]
+        if found.used:
+            advice = PermissionAdvice.KEEP
+        elif source == PermissionSource.PACKAGE:
+            advice = PermissionAdvice.REMOVE
+        else:
+            advice = PermissionAdvice.RETIRE_OR_KEEP
+        rows.append(ReviewItemPermission(permission=name, source=source, assignment_id=assignment_id,
+                                         last_used_at=found.last_used_at, used=found.used, advice=advice))
+    return rows
+
+
 def _item_for(campaign: AccessReview, instance: ReviewInstance, row: dict, grants: dict, used: dict,
               now: datetime) -> ReviewItem:
     last_used = used.get(row["agent_id"])  # None: never used (the item says so, as the registry does)
@@ -422,7 +502,9 @@ def _item_for(campaign: AccessReview, instance: ReviewInstance, row: dict, grant
 
 def _create_items(campaign: AccessReview, instance: ReviewInstance, now: datetime) -> tuple[int, set[int]]:
     """Items in batches: per batch one scope query, one for reviewers (and grants), one for the agents' last use
-    (governance.usage), two bulk inserts."""
+    (governance.usage), one for the permissions held, three for their use (``usage.permission_evidence``), three
+    bulk inserts."""
+    since = instance.evidence_since
     named = [u.pk for u in campaign.named_reviewers.filter(is_active=True, kind=UserKind.HUMAN)]
     codename = {ReviewerKind.SPONSORS: agent_policy.SPONSOR_AGENT, ReviewerKind.OWNERS: agent_policy.OWN_AGENT}
     fallback = campaign.fallback_reviewer
@@ -435,7 +517,22 @@ def _create_items(campaign: AccessReview, instance: ReviewInstance, now: datetim
         grants = _grants_of(agent_ids) if campaign.scope_kind != ReviewScope.PACKAGES else {}
         used = usage.last_used(agent_ids)
         items = [_item_for(campaign, instance, row, grants, used, now) for row in rows]
+        held = _held_permissions(campaign, rows, grants, now)
+        names: dict[int, set[str]] = {}
+        for row, permissions in zip(rows, held, strict=True):
+            names.setdefault(row["agent_id"], set()).update(name for name, _, _ in permissions)
+        evidence = {agent_id: {e.permission: e for e in found}
+                    for agent_id, found in usage.permission_evidence(names, since).items()}
+        permission_rows = []
+        for item, row, permissions in zip(items, rows, held, strict=True):
+            item.permission_rows = _permission_rows(permissions, evidence.get(row["agent_id"], {}))
+            item.permission_advice = permission_advice(item.permission_rows, since)
         ReviewItem.objects.bulk_create(items, batch_size=BATCH)
+        for item in items:
+            for permission in item.permission_rows:
+                permission.item_id = item.pk
+                permission_rows.append(permission)
+        ReviewItemPermission.objects.bulk_create(permission_rows, batch_size=BATCH)
         links = []
         for item, row in zip(items, rows, strict=True):
             subjects = {row["agent__run_as_user_id"], row["agent_user_id"]}
@@ -467,7 +564,8 @@ def review_instance_open(*, campaign: AccessReview, starts_at: datetime, now: da
     if ReviewInstance.objects.filter(campaign=campaign, starts_at=starts_at).exists():
         return None
     instance = ReviewInstance.objects.create(campaign=campaign, starts_at=starts_at,
-                                             ends_at=starts_at + timedelta(days=campaign.duration_days))
+                                             ends_at=starts_at + timedelta(days=campaign.duration_days),
+                                             evidence_since=now - timedelta(days=settings.REVIEW_INACTIVE_DAYS))
     count, reviewer_ids = _create_items(campaign, instance, now)
     audit.record(actor=actor, action="review.open", target=instance, workspace=campaign.workspace,
                  after={"campaign": campaign.name, "starts_at": instance.starts_at, "ends_at": instance.ends_at,
@@ -540,6 +638,79 @@ def review_accept_recommendations(*, actor: User, instance: ReviewInstance) -> i
                             "agent": item.agent.name, "access": item.access})
         for item in items])
     return len(items)
+
+
+def _permission_for_decision(actor: User, permission: ReviewItemPermission) -> ReviewItemPermission:
+    """The permission row locked, after the checks of ``review_decide``: a reviewer of its item, not about their own
+    access, while the instance is open."""
+    permission = ReviewItemPermission.objects.select_for_update(of=("self",)).select_related(
+        "item__instance__campaign__workspace", "item__agent").get(pk=permission.pk)
+    item = permission.item
+    if actor.pk in subject_ids(item.agent):
+        raise PermissionDenied("You cannot review your own access.")
+    if not ReviewItemReviewer.objects.filter(item=item, reviewer=actor).exists():
+        raise PermissionDenied("You are not a reviewer of this item.")
+    _decidable(item.instance, timezone.now())
+    return permission
+
+
+def _set_permission_decisions(actor: User, rows: list[ReviewItemPermission], decision: str) -> list[dict]:
+    now, changes = timezone.now(), []
+    for row in rows:
+        if row.decision == decision:
+            continue
+        changes.append({"permission": row.permission, "before": row.decision or None, "after": decision})
+        row.decision, row.decided_by, row.decided_at = decision, actor, now
+    ReviewItemPermission.objects.bulk_update(rows, ["decision", "decided_by", "decided_at"])
+    return changes
+
+
+@transaction.atomic
+def review_permission_decide(*, actor: User, permission: ReviewItemPermission, decision: str) \
+        -> ReviewItemPermission:
+    """A reviewer keeps or removes one permission of an item (docs/design.md, R32), changeable until the end.
+
+    Only a permission from an access package can be removed: one that comes with the agent's definition (R3) ends
+    only when the agent is retired, so removing it is refused with that advice. Removed permissions are carried out
+    when the results are applied: an assignment ends once all of its package's permissions are removed."""
+    permission = _permission_for_decision(actor, permission)
+    if decision not in PermissionDecision.values:
+        raise ValidationError("Decide keep or remove.")
+    if decision == PermissionDecision.REMOVE and permission.source != PermissionSource.PACKAGE:
+        raise ValidationError(f"{permission.permission} comes with the agent and cannot be removed on its own: keep "
+                              f"it, or deny the whole item (the agent is disabled) and retire the agent.")
+    item = permission.item
+    changes = _set_permission_decisions(actor, [permission], decision)
+    if changes:
+        audit.record(actor=actor, action="review.permission_decide", target=item,
+                     workspace=item.instance.campaign.workspace,
+                     before={"permission": permission.permission, "decision": changes[0]["before"]},
+                     after={"permission": permission.permission, "decision": decision, "agent": item.agent.name,
+                            "last_used_at": permission.last_used_at, "used": permission.used})
+    return permission
+
+
+@transaction.atomic
+def review_permissions_accept_advice(*, actor: User, item: ReviewItem) -> int:
+    """A reviewer accepts an item's per-permission recommendation: the used ones and those that come with the agent
+    kept, the unused package ones removed (one audit event). Returns how many decisions changed."""
+    item = ReviewItem.objects.select_for_update(of=("self",)).select_related(
+        "instance__campaign__workspace", "agent").get(pk=item.pk)
+    if actor.pk in subject_ids(item.agent):
+        raise PermissionDenied("You cannot review your own access.")
+    if not ReviewItemReviewer.objects.filter(item=item, reviewer=actor).exists():
+        raise PermissionDenied("You are not a reviewer of this item.")
+    _decidable(item.instance, timezone.now())
+    rows = list(ReviewItemPermission.objects.select_for_update().filter(item=item).order_by("pk"))
+    changes = []
+    for decision in PermissionDecision.values:
+        chosen = [r for r in rows if (r.advice == PermissionAdvice.REMOVE) == (decision == PermissionDecision.REMOVE)]
+        changes += _set_permission_decisions(actor, chosen, decision)
+    if changes:
+        audit.record(actor=actor, action="review.permission_decide", target=item,
+                     workspace=item.instance.campaign.workspace,
+                     after={"agent": item.agent.name, "accepted_recommendation": True, "changes": changes})
+    return len(changes)
 
 
 # --- closing and applying ----------------------------------------------------------------------------------------
@@ -624,10 +795,14 @@ def review_instance_apply(*, instance: ReviewInstance) -> dict:
                 applied_at=now, applied_result="already ended")
             counts["removed"] += len(done)
             counts["already_ended"] += len(batch) - len(done)
+    removed, already = _apply_removed_permissions(instance, campaign)
+    counts["removed"] += removed
+    counts["already_ended"] += already
     with transaction.atomic():
         locked = ReviewInstance.objects.select_for_update(of=("self",)).get(pk=instance.pk)
         left = ReviewItem.objects.filter(instance=locked, final_decision=ReviewDecisionKind.DENY,
-                                         applied_at__isnull=True).exists()
+                                         applied_at__isnull=True).exists() or ReviewItemPermission.objects.filter(
+            item__instance=locked, decision=PermissionDecision.REMOVE, applied_at__isnull=True).exists()
         if locked.status == ReviewInstanceStatus.CLOSED and not left:
             locked.status, locked.applied_at = ReviewInstanceStatus.APPLIED, timezone.now()
             locked.save(update_fields=["status", "applied_at"])
@@ -639,6 +814,44 @@ def review_instance_apply(*, instance: ReviewInstance) -> dict:
                                      f"results applied", body=f"{counts['removed']} access(es) removed.",
                                      link=reverse("review-results", args=[campaign.pk]))
     return counts
+
+
+def _apply_removed_permissions(instance: ReviewInstance, campaign: AccessReview) -> tuple[int, int]:
+    """Carry out the permissions reviewers removed (docs/design.md, R32), in batches, exactly once: an assignment
+    whose package's permissions were all removed on an item ends through ``assignments_revoke_batch`` (the rules of
+    ``assignment_revoke``: one audit event each, and the tokens carrying its permissions revoked); a removal that
+    leaves some of the package in use is recorded as kept, since an assignment holds its package whole. Returns
+    (assignments ended, already ended)."""
+    reason = f"access review {campaign.name}: its permissions were removed as unused"
+    ended = already = 0
+    while True:
+        with transaction.atomic():
+            batch = list(ReviewItemPermission.objects.select_for_update(skip_locked=True, of=("self",))
+                         .filter(item__instance_id=instance.pk, item__instance__status=ReviewInstanceStatus.CLOSED,
+                                 decision=PermissionDecision.REMOVE, applied_at__isnull=True)
+                         .order_by("pk")[:BATCH])
+            if not batch:
+                return ended, already
+            keys = {(row.item_id, row.assignment_id) for row in batch}
+            kept = set(ReviewItemPermission.objects.filter(item_id__in={k[0] for k in keys},
+                                                           assignment_id__in={k[1] for k in keys})
+                       .exclude(decision=PermissionDecision.REMOVE).values_list("item_id", "assignment_id"))
+            whole = keys - kept
+            revoked = set(access_packages.assignments_revoke_batch(
+                actor=None, assignment_ids=sorted({a for _, a in whole}), reason=reason))
+            now, results = timezone.now(), {}
+            for row in batch:
+                if (row.item_id, row.assignment_id) not in whole:
+                    results[row.pk] = "kept: the access package is held whole and some of it is still used"
+                elif row.assignment_id in revoked:
+                    results[row.pk] = "removed: the assignment ended"
+                else:
+                    results[row.pk] = "already ended"
+            for result in set(results.values()):
+                ReviewItemPermission.objects.filter(pk__in=[pk for pk, r in results.items() if r == result]).update(
+                    applied_at=now, applied_result=result)
+            ended += len(revoked)
+            already += len({a for _, a in whole} - revoked)
 
 
 # --- the job -----------------------------------------------------------------------------------------------------

@@ -14,4 +14,5 @@ urlpatterns = [
     path("reviews/<int:campaign_id>/results/", views.review_results, name="review-results"),
     path("reviews/<int:campaign_id>/results.csv", views.review_results_csv, name="review-results-csv"),
     path("reviews/items/<int:item_id>/decide/", views.review_decide, name="review-decide"),
+    path("reviews/items/<int:item_id>/permissions/", views.review_permissions_decide, name="review-permissions"),
 ]

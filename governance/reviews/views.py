@@ -111,6 +111,29 @@ def review_decide(request, item_id: int):
 
 @login_required
 @require_POST
+def review_permissions_decide(request, item_id: int):
+    """Keep or remove one permission of an item, or accept the item's per-permission recommendation."""
+    item = ReviewItem.objects.filter(pk=item_id, instance__campaign__in=reviews.reviews_visible_to(request.user)) \
+        .select_related("instance", "agent").first()
+    if item is None:
+        raise Http404("No such review item.")
+    if request.POST.get("accept_advice"):
+        act(request, reviews.review_permissions_accept_advice,
+            lambda n: f"{item.agent.name}: the recommendation per permission accepted ({n} decision(s) changed).",
+            item=item)
+    else:
+        chosen = request.POST.get("permission", "")
+        permission = item.permissions.filter(pk=chosen).first() if chosen.isdigit() else None
+        if permission is None:
+            raise Http404("No such permission on this item.")
+        act(request, reviews.review_permission_decide,
+            lambda p: f"{item.agent.name}: {p.get_decision_display().lower()} {p.permission}.",
+            permission=permission, decision=request.POST.get("decision", ""))
+    return redirect(f"{reverse('review-mine', args=[item.instance.campaign_id])}#item-{item.pk}")
+
+
+@login_required
+@require_POST
 def review_accept(request, campaign_id: int):
     campaign = _campaign(request, campaign_id)
     instance = reviews.open_instance(campaign)
@@ -148,7 +171,8 @@ def review_results(request, campaign_id: int):
     items = None
     if instance is not None:
         items = page(request, ReviewItem.objects.filter(instance=instance).select_related("agent").prefetch_related(
-            Prefetch("decisions", queryset=ReviewDecision.objects.select_related("reviewer"))).order_by("pk"))
+            Prefetch("decisions", queryset=ReviewDecision.objects.select_related("reviewer")),
+            "permissions").order_by("pk"))
         items.object_list = reviews.with_credential_types(items.object_list)
     return render(request, "governance/reviews/review_results.html", {
         "campaign": campaign, "instance": instance, "page": items,

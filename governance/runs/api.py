@@ -204,6 +204,7 @@ class _PermissionFact(serializers.Serializer):
 class _UsageFact(serializers.Serializer):
     last_used = serializers.DateTimeField(allow_null=True)
     scopes_30d = serializers.ListField(child=serializers.CharField())
+    permissions_used_30d = serializers.ListField(child=serializers.CharField())
 
 
 class _PolicyFact(serializers.Serializer):

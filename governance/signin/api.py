@@ -7,6 +7,7 @@ narrow it further, R13); an agent identity's own token authenticates as an ``Age
 
 from __future__ import annotations
 
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
@@ -61,6 +62,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         token = tokens.live_token(header[len(self.keyword) + 1:].strip())
         if token is None or token.claims.get("aud") != resources.portal_identifier():  # R26: only tokens for us
             raise InvalidToken()
+        tokens.mark_used(token.pk, token.last_used_at, timezone.now())  # a use: docs/design.md, "Usage"
         principal = token.subject if token.subject_id is not None else AgentPrincipal(token.agent)
         return principal, token
 

@@ -212,12 +212,25 @@ def live(token_hash: str, now: datetime) -> tuple | None:
     global _LIVE
     if _LIVE is None:
         _LIVE = (f"SELECT {', '.join(f't.{c}' for c in LIVE_COLUMNS)}, a.status, a.expires_at, a.identity_type, "
-                 f"r.is_active, s.username, s.is_active FROM {_t(AccessToken)} t "
+                 f"r.is_active, s.username, s.is_active, t.last_used_at FROM {_t(AccessToken)} t "
                  f"LEFT JOIN {_t(Agent)} a ON a.id = t.agent_id LEFT JOIN {_t(User)} r ON r.id = a.run_as_user_id "
                  f"LEFT JOIN {_t(User)} s ON s.id = t.subject_id "
                  f"WHERE t.token_hash = %s AND t.revoked_at IS NULL AND t.expires_at > %s LIMIT 1")
     rows = run(_LIVE, (token_hash, now), read_only=True)
     return rows[0] if rows else None
+
+
+_USED = None
+
+
+def mark_used(token_id: int, now: datetime, stale_before: datetime) -> None:
+    """Note a token's use (docs/design.md, "Usage"): one UPDATE, which leaves a token marked since ``stale_before``
+    alone (so two requests racing in the same minute write once)."""
+    global _USED
+    if _USED is None:
+        _USED = (f"UPDATE {_t(AccessToken)} SET last_used_at = %s WHERE id = %s "
+                 f"AND (last_used_at IS NULL OR last_used_at < %s)")
+    run(_USED, (now, token_id, stale_before))
 
 
 _RS = None

@@ -69,11 +69,18 @@ class AccessToken(models.Model):
     audience = models.CharField(max_length=300, blank=True, help_text="The resource this token is for (aud).")
     family = models.CharField(max_length=64, blank=True,
                               help_text="The authorization (code and refresh tokens) this token came from, if any.")
+    # docs/design.md, "Usage": set when a resource server introspects the token as active, when it authenticates a
+    # call to the portal API, or when a run's token is issued; moved at most once a minute (``tokens.mark_used``).
+    last_used_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="The token's last use: introspected, at the portal API, or a run.")
 
     class Meta:
         ordering = ["-issued_at"]
         indexes = [models.Index(fields=["agent", "revoked_at", "expires_at"], name="token_agent_live"),
-                   models.Index(fields=["family"], condition=~models.Q(family=""), name="token_family")]
+                   models.Index(fields=["family"], condition=~models.Q(family=""), name="token_family"),
+                   # The usage selectors' tail (tokens used since the fold): only used tokens are in it.
+                   models.Index(fields=["last_used_at"], condition=models.Q(last_used_at__isnull=False),
+                                name="token_last_used")]
 
     def __str__(self) -> str:
         return f"token #{self.pk} for {self.client_id}"

@@ -313,12 +313,30 @@ _LIVE_TOKEN_FIELDS = (
     "revoked_at", *(f"agent__{f}" for f in ("id", "workspace_id", "name", "identity_type", "run_as_user_id",
                                              "status", "expires_at")),
     "agent__run_as_user__id", "agent__run_as_user__username", "agent__run_as_user__is_active",
-    "audience", "subject__id", "subject__username", "subject__is_active", "subject__oauth_subject")
+    "audience", "subject__id", "subject__username", "subject__is_active", "subject__oauth_subject", "last_used_at")
+
+#: A token's use is noted at most once per this many seconds (docs/design.md, "Usage").
+USE_MARK_SECONDS = 60
 
 
-def live_token(value: str, now: datetime | None = None) -> AccessToken | None:
+def mark_used(token_id: int, last_used_at: datetime | None, now: datetime) -> None:
+    """Note that a token was used (docs/design.md, "Usage"): introspected as active by a resource server, or
+    presented at the portal API. Nothing when it was noted less than ``USE_MARK_SECONDS`` ago (no query at all),
+    else one UPDATE that a concurrent request's mark makes a no-op."""
+    stale_before = now - timedelta(seconds=USE_MARK_SECONDS)
+    if last_used_at is not None and last_used_at >= stale_before:
+        return
+    if fastpath.enabled():
+        fastpath.mark_used(token_id, now, stale_before)
+    else:
+        AccessToken.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before),
+                                   pk=token_id).update(last_used_at=now)
+
+
+def live_token(value: str, now: datetime | None = None, *, use: bool = False) -> AccessToken | None:
     """The token with this value if it is active now (signature checked, then one query), else None. Its verified
-    claims are on ``token.claims``."""
+    claims are on ``token.claims``. With ``use`` (introspection, the portal API) an active token's use is noted
+    (``mark_used``)."""
     claims = claims_of(value)
     if claims is None:
         return None
@@ -333,6 +351,8 @@ def live_token(value: str, now: datetime | None = None) -> AccessToken | None:
     if token.subject is not None and not token.subject.is_active:
         return None
     token.claims = claims
+    if use:
+        mark_used(token.pk, token.last_used_at, now)
     return token
 
 
@@ -341,7 +361,7 @@ def introspect(value: str, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     if fastpath.enabled():
         return _introspect_row(value, now)
-    token = live_token(value, now)
+    token = live_token(value, now, use=True)
     if token is None:
         return {"active": False}
     return _introspection(token.claims, token.actor_kind, token.subject.username if token.subject else None)
@@ -419,7 +439,9 @@ def run_token_issue(run, *, expires_at: datetime, now: datetime | None = None) -
     token = AccessToken(pk=issuance_record(issuance), token_hash=issuance.token_hash, agent=agent,
                         client_id=issuance.client_id, subject=subject, actor_kind=kind, grant_type=GrantType.RUN,
                         scopes=list(run.scopes), issued_at=now, run=run, expires_at=issuance.expires_at,
-                        audience=audience)
+                        audience=audience, last_used_at=now)
+    # A permission asked for in a run is used (docs/design.md, "Usage"): the run's token is marked at issue.
+    AccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token, value
 
 
@@ -446,8 +468,8 @@ def _introspect_row(value: str, now: datetime) -> dict:
     row = fastpath.live(hash_token(claims["jti"]), now) if claims is not None else None
     if row is None:
         return {"active": False}
-    (_pk, agent_id, client_id, actor_kind, scopes, issued_at, expires_at, status, agent_expires, identity_type,
-     run_as_active, subject_name, subject_active) = row
+    (pk, agent_id, client_id, actor_kind, scopes, issued_at, expires_at, status, agent_expires, identity_type,
+     run_as_active, subject_name, subject_active, last_used_at) = row
     if isinstance(scopes, str):  # Django has psycopg hand jsonb over as text
         scopes = json.loads(scopes)
     if agent_id is not None and (status != AgentStatus.ACTIVE or (agent_expires is not None and agent_expires <= now)
@@ -455,12 +477,14 @@ def _introspect_row(value: str, now: datetime) -> dict:
         return {"active": False}
     if subject_name is not None and not subject_active:
         return {"active": False}
+    mark_used(pk, last_used_at, now)
     return _introspection(claims, actor_kind, subject_name)
 
 
 # --- revoking ---------------------------------------------------------------------------------------------------
 def _revoke(queryset, reason: str, now: datetime) -> int:
-    return queryset.filter(revoked_at__isnull=True, expires_at__gt=now).update(revoked_at=now, revoked_reason=reason)
+    return queryset.filter(revoked_at__isnull=True, expires_at__gt=now).update(revoked_at=now,
+                                                                               revoked_reason=reason[:60])
 
 
 @transaction.atomic

@@ -52,3 +52,34 @@ class SignInRollupMark(models.Model):
 
     def __str__(self) -> str:
         return f"sign-ins integrated through #{self.integrated_through}"
+
+
+class PermissionUse(models.Model):
+    """When an agent last used one permission on one UTC day (docs/design.md, "Usage"): a token carrying it was
+    introspected as active by a resource server, authenticated a call to the portal API, or was issued to a run
+    that asked for it. Written only by the fold of ``rollup_sign_ins`` from ``AccessToken.last_used_at``; like
+    ``SignInUsage`` it names the agent, never a token, so the history outlives the tokens."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField(help_text="The UTC day of the use.")
+    permission = models.CharField(max_length=150)
+    last_used_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "permission", "day"],
+                                               name="usage_one_row_per_agent_permission_day")]
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id} used {self.permission} on {self.day}"
+
+
+class TokenUseMark(models.Model):
+    """How far the fold of token use into ``PermissionUse`` has come: every token use noted before
+    ``folded_through`` minus the overlap (``governance.usage.rollup.TOKEN_USE_OVERLAP``) is in the table; the
+    selectors read later uses from the tokens themselves. One row, locked by the fold that moves it."""
+
+    name = models.CharField(max_length=40, primary_key=True, default="tokens")
+    folded_through = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"token use folded through {self.folded_through}"

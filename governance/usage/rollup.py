@@ -19,14 +19,14 @@ then stands.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from governance.signin.models import SignIn
-from governance.usage.models import SignInRollupMark, SignInUsage
+from governance.signin.models import AccessToken, SignIn
+from governance.usage.models import PermissionUse, SignInRollupMark, SignInUsage, TokenUseMark
 from portal import jobs
 
 MARK = "sign_ins"
@@ -184,7 +184,61 @@ def rollup_sign_ins(*, settle_seconds: float | None = None) -> dict:
             mark.integrated_through, mark.updated_at = high, timezone.now()
             mark.save(update_fields=["integrated_through", "updated_at"])
     counts["integrated_through"] = watermark()
+    counts.update(fold_token_use())
     return counts
+
+
+# --- token use: the evidence of use per permission (docs/design.md, "Usage") ---------------------------------------
+TOKEN_MARK = "tokens"
+#: A token's use is stamped with the request's clock and becomes visible at its commit: the fold and the selectors'
+#: tail look this far behind the mark, so a late commit (or a web server's clock a little behind) is still counted.
+TOKEN_USE_OVERLAP = timedelta(minutes=5)
+FOLD_CHUNK = 5000
+
+
+def token_use_tail_start() -> datetime | None:
+    """Token uses at or after this are read from the tokens, older ones from ``PermissionUse`` (None: nothing has
+    been folded yet, every use is read from the tokens)."""
+    folded = TokenUseMark.objects.filter(name=TOKEN_MARK).values_list("folded_through", flat=True).first()
+    return folded - TOKEN_USE_OVERLAP if folded is not None else None
+
+
+def fold_token_use(now: datetime | None = None) -> dict:
+    """Fold the tokens' ``last_used_at`` into ``PermissionUse`` (one row per agent, permission and UTC day, the
+    latest use kept): the tokens used since the mark minus the overlap, read on their partial index in chunks, then
+    one read of the rows already there and one upsert. Under the mark's row lock (SKIP LOCKED: a second worker
+    stops); idempotent, since a rerun takes the same maxima."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        TokenUseMark.objects.get_or_create(name=TOKEN_MARK)
+        mark = TokenUseMark.objects.select_for_update(skip_locked=True).filter(name=TOKEN_MARK).first()
+        if mark is None:
+            return {"token_uses_folded": 0, "token_fold_busy": 1}
+        tokens = AccessToken.objects.filter(agent_id__isnull=False, last_used_at__isnull=False, last_used_at__lte=now)
+        if mark.folded_through is not None:
+            tokens = tokens.filter(last_used_at__gte=mark.folded_through - TOKEN_USE_OVERLAP)
+        latest: dict[tuple[int, str, object], datetime] = {}
+        for agent_id, scopes, used_at in tokens.order_by().values_list("agent_id", "scopes", "last_used_at") \
+                .iterator(chunk_size=FOLD_CHUNK):
+            day = used_at.astimezone(UTC).date()
+            for scope in scopes if isinstance(scopes, list) else []:
+                key = (agent_id, str(scope)[:150], day)
+                if scope and (key not in latest or used_at > latest[key]):
+                    latest[key] = used_at
+        if latest:
+            for agent_id, permission, day, used_at in PermissionUse.objects.filter(
+                    agent_id__in={k[0] for k in latest}, day__in={k[2] for k in latest}).values_list(
+                    "agent_id", "permission", "day", "last_used_at"):
+                key = (agent_id, permission, day)
+                if key in latest and used_at > latest[key]:
+                    latest[key] = used_at
+            PermissionUse.objects.bulk_create(
+                [PermissionUse(agent_id=a, permission=p, day=d, last_used_at=t) for (a, p, d), t in latest.items()],
+                batch_size=FOLD_CHUNK, update_conflicts=True, unique_fields=["agent", "permission", "day"],
+                update_fields=["last_used_at"])
+        mark.folded_through = now
+        mark.save(update_fields=["folded_through"])
+    return {"token_uses_folded": len(latest), "token_fold_busy": 0}
 
 
 def catch_up() -> dict:

@@ -10,6 +10,12 @@ rollup has not reached yet (sign-ins with a higher id), so it is exact whether o
 a second ago or an hour ago. The watermark is read first: a rollup batch committed in between only makes the two
 parts overlap, and the answers are minima and maxima, which an overlap does not change.
 
+**A permission is used** when a token carrying it was introspected as active by a resource server, authenticated a
+call to the portal API, or was issued to a run that asked for it (``AccessToken.last_used_at``, folded into
+``PermissionUse``); being granted in a token nobody presented is not a use. ``permission_last_use`` answers it, and
+``permission_evidence`` judges it against a window: the access reviews' per-permission evidence and the hygiene
+agent's unused-permission finding both read them (docs/design.md, R32).
+
 Consumers: the registry's "Last used" (``agents.signals.last_used``), the agent facts (``/api/v1/agent-facts/``) and
 so the hygiene agent's unused-agent and unused-permission findings, the access reviews' evidence and
 recommendation, and the risk job's "scope never granted before".
@@ -25,9 +31,9 @@ from datetime import datetime
 from django.db.models import Max, Min
 
 from governance.signin.choices import SignInOutcome
-from governance.signin.models import SignIn
-from governance.usage.models import SignInUsage
-from governance.usage.rollup import watermark
+from governance.signin.models import AccessToken, SignIn
+from governance.usage.models import PermissionUse, SignInUsage
+from governance.usage.rollup import token_use_tail_start, watermark
 
 USED = SignInOutcome.SUCCESS
 
@@ -129,3 +135,58 @@ def last_used_per_resource(agent_ids: Iterable[int]) -> dict[int, dict[str, date
     """``{agent_id: {resource: last use}}`` (``""``: tokens asked for no resource)."""
     return {agent_id: {resource: use.last for resource, use in found.resources.items()}
             for agent_id, found in usage(agent_ids).items()}
+
+
+# --- per permission (docs/design.md, "Usage" and R32) --------------------------------------------------------------
+def permission_last_use(agent_ids: Iterable[int]) -> dict[int, dict[str, datetime]]:
+    """``{agent_id: {permission: last use}}`` in the one definition of a permission's use (see the module's
+    docstring); permissions never used are absent. Three queries whatever the number of agents: the fold's mark,
+    the folded days' maxima, and the tokens used since the mark (on the tokens' partial index)."""
+    ids = sorted({agent_id for agent_id in agent_ids if agent_id is not None})
+    if not ids:
+        return {}
+    tail_start = token_use_tail_start()  # first: a fold committed in between only makes the two parts overlap
+    found: dict[int, dict[str, datetime]] = defaultdict(dict)
+
+    def note(agent_id: int, permission: str, at: datetime) -> None:
+        if permission and (permission not in found[agent_id] or at > found[agent_id][permission]):
+            found[agent_id][permission] = at
+
+    for agent_id, permission, last in (PermissionUse.objects.filter(agent_id__in=ids).order_by()
+                                       .values("agent_id", "permission").annotate(last=Max("last_used_at"))
+                                       .values_list("agent_id", "permission", "last")):
+        note(agent_id, permission, last)
+    tail = AccessToken.objects.filter(agent_id__in=ids, last_used_at__isnull=False)
+    if tail_start is not None:
+        tail = tail.filter(last_used_at__gte=tail_start)
+    for agent_id, scopes, last in tail.order_by().values_list("agent_id", "scopes", "last_used_at"):
+        for permission in scopes if isinstance(scopes, list) else []:
+            note(agent_id, str(permission), last)
+    return dict(found)
+
+
+@dataclass(frozen=True)
+class PermissionEvidence:
+    """One held permission judged against a window: ``used`` when its last use is at or after ``since``."""
+
+    permission: str
+    last_used_at: datetime | None
+    used: bool
+
+
+def permission_evidence(held: dict[int, Iterable[str]], since: datetime) -> dict[int, list[PermissionEvidence]]:
+    """For each agent, each permission it holds (sorted by name) with its last use and whether it was used at or
+    after ``since``: the reviews' evidence and the hygiene agent's finding (three queries)."""
+    last = permission_last_use(held)
+    found: dict[int, list[PermissionEvidence]] = {}
+    for agent_id, names in held.items():
+        uses = last.get(agent_id, {})
+        found[agent_id] = [PermissionEvidence(name, uses.get(name), name in uses and uses[name] >= since)
+                           for name in sorted(set(names))]
+    return found
+
+
+def permissions_used_since(agent_ids: Iterable[int], since: datetime) -> dict[int, list[str]]:
+    """The permissions each agent used at or after ``since`` (sorted), for the agent facts."""
+    return {agent_id: sorted(p for p, at in used.items() if at >= since)
+            for agent_id, used in permission_last_use(agent_ids).items()}

@@ -15,7 +15,8 @@ credentials it is trusted through. The shape of one agent (datetimes as ISO 8601
      "federated_credentials": [{"issuer", "subject", "from_blueprint"}],          # unrevoked, own or blueprint's
      "permissions": [{"name", "source" (blueprint|package), "assignment_id", "ends_at", "write"}],
      "run_as_admin": bool,               # a user-account agent whose user holds a privileged directory role
-     "usage": {"last_used", "scopes_30d"},     # governance.usage's one definition of use (successful sign-ins)
+     "usage": {"last_used", "scopes_30d",      # governance.usage's one definition of use (successful sign-ins)
+               "permissions_used_30d"},        # ... and of a permission's use (introspected, API, runs: R32)
      "policies": [{"id", "name", "state", "grant", "min_risk_level", "excluded"}]}  # targeting or excluding it
 """
 
@@ -139,7 +140,7 @@ def facts(agents: QuerySet[Agent], *, sections: Iterable[str], now: datetime) ->
     if USAGE in sections:
         usage = _usage(ids, now)
         for item in result:
-            item[USAGE] = usage.get(item["id"], {"last_used": None, "scopes_30d": []})
+            item[USAGE] = usage.get(item["id"], {"last_used": None, "scopes_30d": [], "permissions_used_30d": []})
     if POLICIES in sections:
         policies = _policies(rows)
         for item in result:
@@ -202,8 +203,13 @@ def _usage(ids: list[int], now: datetime) -> dict[int, dict]:
     """The last use and the scopes used in the last ``USAGE_DAYS`` (governance.usage's definition: the rollup plus
     the log's tail, never a scan of the whole log)."""
     since = now - timedelta(days=USAGE_DAYS)
-    return {agent_id: {"last_used": iso(used.last_used_at), "scopes_30d": sorted(used.scopes_used_since(since))}
-            for agent_id, used in usage_selectors.usage(ids).items()}
+    found = {agent_id: {"last_used": iso(used.last_used_at), "scopes_30d": sorted(used.scopes_used_since(since)),
+                        "permissions_used_30d": []}
+             for agent_id, used in usage_selectors.usage(ids).items()}
+    # A permission's use is the reviews' definition too (docs/design.md, R32): the same selector.
+    for agent_id, names in usage_selectors.permissions_used_since(ids, since).items():
+        found.setdefault(agent_id, {"last_used": None, "scopes_30d": []})["permissions_used_30d"] = names
+    return found
 
 
 def _policies(rows: list[Agent]) -> dict[int, list[dict]]:

@@ -2,8 +2,9 @@
 
 For the active agents of the run's workspace it finds credentials expired or ending soon (``ExpiringWithinDays``,
 default 30), agents still on a client secret (an active secret and no key or federated credential: R28),
-permissions held but not used in the sign-in log for 30 days, agents with a single sponsor, agents unused for 60 days
-and orphaned agents, each with a level and a suggested action, ranked by risk.
+permissions held but not used for 30 days (the access reviews' definition of a permission's use, R32), agents with
+a single sponsor, agents unused for 60 days and orphaned agents, each with a level and a suggested action, ranked by
+risk.
 
 ``execute`` reads the agents through the portal API with the run's token (``/api/v1/agent-facts/``), so it sees
 only what the agent's permissions open; ``findings_from_facts`` is the pure rule set over those API-shaped dicts.
@@ -141,7 +142,9 @@ def _usage_findings(item: dict, now: datetime) -> list[Finding]:
     permissions = item.get(agent_facts.PERMISSIONS)
     if permissions is None:
         return []
-    used = set(usage["scopes_30d"])
+    # The reviews' definition of a permission's use (governance.usage.selectors.permission_last_use; docs/design.md,
+    # R32): introspected, used at the portal API or asked for in a run, not merely granted in a token.
+    used = set(usage.get("permissions_used_30d", []))
     automatic = {p["name"] for p in permissions if p["source"] == "blueprint"}
     by_assignment: dict[int, list[str]] = {}
     for p in permissions:

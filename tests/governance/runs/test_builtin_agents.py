@@ -20,7 +20,7 @@ from governance.runs.builtin import hygiene
 from governance.runs.builtin import optimizer as ca_optimizer
 from governance.runs.models import Run
 from governance.runs.portal_client import PortalClient
-from governance.signin.models import SignIn
+from governance.signin.models import AccessToken, SignIn
 from portal.models import AuditEvent, Permission
 from tests.factories import agent_spec, make_blueprint
 
@@ -60,8 +60,13 @@ def _agent(w, name, permissions=("User.Read.All",), sponsors=None, workspace=Non
 
 
 def _used(agent, scopes, days_ago):
-    SignIn.objects.create(at=timezone.now() - timedelta(days=days_ago), agent=agent, client_id="x",
-                          actor_kind="agent", outcome="success", granted_scopes=scopes)
+    at = timezone.now() - timedelta(days=days_ago)
+    SignIn.objects.create(at=at, agent=agent, client_id="x", actor_kind="agent", outcome="success",
+                          granted_scopes=scopes)
+    # A permission's use is its token presented, not granted (docs/design.md, "Usage"): introspected then.
+    AccessToken.objects.create(token_hash=f"used-{agent.pk}-{AccessToken.objects.count()}", agent=agent,
+                               client_id="x", scopes=scopes, issued_at=at, expires_at=at + timedelta(hours=1),
+                               last_used_at=at)
 
 
 def _run(agent, **inputs) -> Run:

@@ -14,7 +14,7 @@ from agents import registry
 from agents.models import Agent, Credential
 from governance.access import services as access_packages
 from governance.runs.builtin import hygiene
-from governance.signin.models import SignIn
+from governance.signin.models import AccessToken, SignIn
 from portal.models import Permission
 from tests.factories import agent_spec, make_blueprint
 
@@ -48,8 +48,13 @@ def _keyed(agent):
 
 
 def _used(agent, scopes, days_ago):
-    SignIn.objects.create(at=timezone.now() - timedelta(days=days_ago), agent=agent, client_id="x",
-                          actor_kind="agent", outcome="success", granted_scopes=scopes)
+    at = timezone.now() - timedelta(days=days_ago)
+    SignIn.objects.create(at=at, agent=agent, client_id="x", actor_kind="agent", outcome="success",
+                          granted_scopes=scopes)
+    # A permission's use is its token presented, not granted (docs/design.md, "Usage"): introspected then.
+    AccessToken.objects.create(token_hash=f"used-{agent.pk}-{AccessToken.objects.count()}", agent=agent,
+                               client_id="x", scopes=scopes, issued_at=at, expires_at=at + timedelta(hours=1),
+                               last_used_at=at)
 
 
 def _package(w, agent, name="Responder", permissions=("SecurityIncident.ReadWrite.All",)):

@@ -16,7 +16,7 @@ from governance.reviews import services as reviews
 from governance.risk import services as risk
 from governance.risk.models import RiskDetection
 from governance.runs.builtin import hygiene
-from governance.signin.models import SignIn
+from governance.signin.models import AccessToken, SignIn
 from governance.usage import rollup, selectors
 from tests.factories import agent_spec, make_blueprint
 
@@ -56,6 +56,10 @@ def seeded(registry_world):
     w.busy_used, w.idle_used = (now - timedelta(days=2)).replace(second=7), (now - timedelta(days=70)).replace(second=3)
     _signed_in(w.busy, w.busy_used - timedelta(days=5))
     _signed_in(w.idle, w.idle_used)
+    # A permission's use (docs/design.md, R32): busy's token carrying User.Read.All was introspected two days ago.
+    AccessToken.objects.create(token_hash="consumers-agree-busy", agent=w.busy, client_id=w.busy.identity.client_id,
+                               scopes=["User.Read.All"], issued_at=w.busy_used, expires_at=w.busy_used + timedelta(
+                                   hours=1), last_used_at=w.busy_used)
     rollup.catch_up()  # these are in the rollup
     _signed_in(w.busy, w.busy_used)  # these are in the tail
     _signed_in(w.busy, now - timedelta(hours=1), outcome="failure")
@@ -96,10 +100,11 @@ def test_every_consumer_of_used_agrees_on_a_seeded_set(client, seeded, rolled_up
                                           "client_secret": reader.client_secret}).json()["access_token"]
     body = client.get("/api/v1/agent-facts/", {"workspace": "alpha"}, HTTP_AUTHORIZATION=f"Bearer {token}").json()
     usage = {item["id"]: item["usage"] for item in body["results"]}
-    assert usage[w.never.pk] == {"last_used": None, "scopes_30d": []}
-    assert usage[w.idle.pk] == {"last_used": w.idle_used.isoformat().replace("+00:00", "Z"), "scopes_30d": []}
+    assert usage[w.never.pk] == {"last_used": None, "scopes_30d": [], "permissions_used_30d": []}
+    assert usage[w.idle.pk] == {"last_used": w.idle_used.isoformat().replace("+00:00", "Z"), "scopes_30d": [],
+                                "permissions_used_30d": []}
     assert usage[w.busy.pk] == {"last_used": w.busy_used.isoformat().replace("+00:00", "Z"),
-                                "scopes_30d": ["User.Read.All"]}
+                                "scopes_30d": ["User.Read.All"], "permissions_used_30d": ["User.Read.All"]}
 
     # The access review: the evidence is the same instant; the never-used agent has no last use, and says so.
     campaign = reviews.review_create(actor=w.owner, workspace=w.alpha, name="Agents", scope_kind="workspace_agents",
