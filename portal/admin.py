@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from portal import directory
 from portal.models import (
     AuditEvent,
+    ChangeRequest,
     DirectoryRole,
     DirectoryRoleAssignment,
     JobRun,
@@ -55,3 +56,12 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 for model in (Permission, DirectoryRole, DirectoryRoleAssignment, Workspace, WorkspaceMembership, JobRun):
     admin.site.register(model, ReadOnlyAdmin)
+
+
+@admin.register(ChangeRequest)
+class ChangeRequestAdmin(ReadOnlyAdmin):
+    """Read-only: changes are asked for, approved, rejected and reviewed through ``portal.changes`` only."""
+
+    list_display = ("id", "summary", "state", "break_glass", "requested_by", "requested_at", "decided_by")
+    list_filter = ("state", "break_glass", "kind")
+    search_fields = ("summary",)
