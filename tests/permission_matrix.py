@@ -453,3 +453,9 @@ CASES += _four_eyes_cases.CASES
 from tests.matrix_cases import review_evidence as _review_evidence_cases  # noqa: E402
 
 CASES += _review_evidence_cases.CASES
+
+# --- removing an access package, after its blast radius ------------------------------------------------------------
+
+from tests.matrix_cases import package_removal as _package_removal_cases  # noqa: E402
+
+CASES += _package_removal_cases.CASES

@@ -22,7 +22,8 @@ class AccessPackageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AccessPackage
-        fields = ["id", "name", "description", "workspace", "permissions", "incompatible_with", "created_at"]
+        fields = ["id", "name", "description", "workspace", "permissions", "incompatible_with", "created_at",
+                  "removed_at"]
         read_only_fields = fields
 
 

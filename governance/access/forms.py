@@ -37,7 +37,7 @@ class PackageForm(StyledForm):
         super().__init__(*args, **kwargs)
         self.fields["permissions"].queryset = Permission.objects.filter(kind="application", privileged=False) \
             .order_by("product", "name")
-        others = AccessPackage.objects.filter(workspace=workspace)
+        others = AccessPackage.objects.filter(workspace=workspace, removed_at__isnull=True)
         if package is not None:
             others = others.exclude(pk=package.pk)
         self.fields["incompatible_with"].queryset = others
@@ -66,3 +66,9 @@ class AssignmentRequestForm(StyledForm):
 
 class ExtendForm(StyledForm):
     hours = forms.IntegerField(min_value=1, label="Extend by (hours)")
+
+
+class PackageRemoveForm(StyledForm):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=1000,
+                             label="Why is it removed?",
+                             help_text="Kept with the package and in the audit log.")

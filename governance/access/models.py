@@ -23,6 +23,11 @@ class AccessPackage(models.Model):
                                                help_text="Separation of duties: an agent never holds both.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
+    # Removal retires a package (docs/design.md, R29): its records stay, nobody requests, edits or assigns it again.
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    removal_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -30,6 +35,10 @@ class AccessPackage(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_removed(self) -> bool:
+        return self.removed_at is not None
 
 
 class AssignmentPolicy(models.Model):

@@ -78,6 +78,7 @@ def package_save(*, actor: User | None, workspace: Workspace, name: str, descrip
         rules = AssignmentPolicy(package=package)
     else:
         package = AccessPackage.objects.select_for_update().get(pk=package.pk, workspace=workspace)
+        _refuse_removed(package)
         rules = package.policy
         before = _package_snapshot(package)
         package.name, package.description = name.strip(), description
@@ -113,6 +114,39 @@ def _package_snapshot(package: AccessPackage) -> dict:
             **{key: getattr(rules, key) for key in POLICY_FIELDS},
             "approvers": sorted(u.username for u in rules.approvers.all()),
             "second_approvers": sorted(u.username for u in rules.second_approvers.all())}
+
+
+@transaction.atomic
+def package_remove(*, actor: User | None, package: AccessPackage, reason: str) -> AccessPackage:
+    """Remove an access package (docs/design.md, R29; docs/blast-radius.md): the owners of its workspace, as for
+    editing it. In one transaction every open assignment of it ends — pending requests and active assignments alike,
+    through ``assignments_revoke_batch`` (one audit event each, as a review's results), so the tokens carrying its
+    permissions are revoked and the people its preview (``governance.impact.previews.package_preview``) lists are
+    told (``assignments_ended`` with ``signals.PACKAGE_REMOVED``) — and one event records the removal. The package
+    and its records stay, marked removed: nobody requests, edits or assigns it again."""
+    package = AccessPackage.objects.select_for_update(of=("self",)).select_related("workspace").get(pk=package.pk)
+    _require_owner(actor, package.workspace)
+    if package.removed_at is not None:
+        raise ValidationError(f"{package.name} was already removed.")
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Give the reason for removing the package.")
+    open_ids = Assignment.objects.filter(package=package, status__in=[
+        AssignmentStatus.PENDING, AssignmentStatus.ACTIVE]).values_list("pk", flat=True)
+    ended = assignments_revoke_batch(actor=actor, assignment_ids=list(open_ids), reason=signals.PACKAGE_REMOVED)
+    package.removed_at, package.removed_by, package.removal_reason = timezone.now(), actor, reason
+    package.save(update_fields=["removed_at", "removed_by", "removal_reason"])
+    audit.record(actor=actor, action="package.remove", target=package, workspace=package.workspace,
+                 before={"name": package.name, "removed_at": None},
+                 after={"name": package.name, "removed_at": package.removed_at, "reason": reason,
+                        "assignments_ended": len(ended)})
+    return package
+
+
+def _refuse_removed(package: AccessPackage) -> None:
+    if package.removed_at is not None:
+        raise ValidationError(f"{package.name} was removed: it can no longer be requested, edited or assigned.",
+                              code="package_removed")
 
 
 # --- who may do what -----------------------------------------------------------------------------------------------
@@ -187,7 +221,10 @@ def _link(assignment: Assignment) -> str:
 def assignment_request(*, actor: User, package: AccessPackage, agent: Agent, justification: str = "",
                        hours: int | None = None) -> Assignment:
     """Request a package for an agent; active at once when the policy needs no approval (R17)."""
-    package = AccessPackage.objects.select_related("policy", "workspace").get(pk=package.pk)
+    # Locked, so a request waits for a removal in progress and then sees it (docs/design.md, R29).
+    package = AccessPackage.objects.select_for_update(of=("self",)).select_related("policy", "workspace") \
+        .get(pk=package.pk)
+    _refuse_removed(package)
     agent = Agent.objects.select_for_update(of=("self",)).select_related("workspace").get(pk=agent.pk)
     rules = package.policy
     if agent.workspace_id != package.workspace_id:

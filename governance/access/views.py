@@ -22,7 +22,7 @@ from portal.viewutils import act
 
 def _package(request, package_id: int) -> AccessPackage:
     package = AccessPackage.objects.filter(pk=package_id, workspace__in=rbac.workspaces_visible_to(request.user)) \
-        .select_related("policy", "workspace").first()
+        .select_related("policy", "workspace", "removed_by").first()
     if package is None:
         raise Http404("No such access package.")
     return package
@@ -39,10 +39,14 @@ def _assignment(request, assignment_id: int) -> Assignment:
 @require_GET
 def package_list(request):
     workspace = viewutils.current_workspace(request)
+    # Removed packages keep their records; the list shows the others unless asked (docs/design.md, R29).
+    show_removed = request.GET.get("show") == "removed"
     packages = AccessPackage.objects.filter(workspace=workspace).select_related("policy").prefetch_related(
         "permissions").annotate(active=Count("assignments", filter=Q(assignments__status="active")))
+    if not show_removed:
+        packages = packages.filter(removed_at__isnull=True)
     return render(request, "governance/access/package_list.html", {
-        "workspace": workspace, "packages": packages,
+        "workspace": workspace, "packages": packages, "show_removed": show_removed,
         "can_manage": rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS),
         "inbox": access_packages.approver_inbox(request.user),
         "mine": access_packages.assignments_visible_to(request.user).filter(
@@ -59,6 +63,9 @@ def package_edit(request, package_id: int | None = None):
         workspace = package.workspace
     rbac.require(rbac.has_workspace_perm(request.user, workspace, rbac.MANAGE_MEMBERS),
                  "Only the workspace's owners manage its access packages.")
+    if package is not None and package.removed_at is not None:
+        messages.error(request, f"{package.name} was removed: it can no longer be edited.")
+        return redirect("package-detail", package_id=package.pk)
     initial = {}
     if package is not None:
         rules = package.policy
@@ -106,6 +113,7 @@ def package_detail(request, package_id: int):
         "package": package, "policy": package.policy, "form": form,
         "assignments": package.assignments.select_related("agent", "requested_by").order_by("-requested_at")[:100],
         "can_manage": rbac.has_workspace_perm(request.user, package.workspace, rbac.MANAGE_MEMBERS),
+        "removed": package.removed_at is not None,
     })
 
 

@@ -290,6 +290,12 @@ def package_preview(package: AccessPackage, now: datetime | None = None) -> Blas
     return _assignments_radius("remove", assignments, now)
 
 
+def people_told_for_assignments(assignments: Sequence[Assignment]) -> list[Person]:
+    """Whom ending these assignments tells: the same people as their preview lists. Read before the tokens are
+    revoked (``governance.impact.apps``)."""
+    return _assignments_radius("remove", assignments, None).people
+
+
 def _assignments_radius(action: str, assignments: Sequence[Assignment], now: datetime | None) -> BlastRadius:
     """Eight queries for one assignment or a thousand."""
     now = now or timezone.now()

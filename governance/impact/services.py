@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.urls import reverse
 
 from agents.models import Agent
+from governance.access import signals as access_signals
 from governance.access.models import Assignment
 from governance.impact import previews
 from portal import notifications
@@ -40,6 +41,8 @@ def tell_credential_revoked(agent: Agent, credential) -> int:
 def tell_assignments_revoked(assignments, reason: str) -> int:
     """Assignments ended early by a person (not by expiry, which sends its own reminders first): the agent's owners
     and sponsors and whoever requested the assignment are told."""
+    if reason == access_signals.PACKAGE_REMOVED:
+        return tell_package_removed(assignments)
     if reason != "assignment revoked":
         return 0
     told = 0
@@ -54,3 +57,23 @@ def tell_assignments_revoked(assignments, reason: str) -> int:
                  f"access tokens that carried its permissions were revoked.",
             link=reverse("assignment-detail", args=[assignment.pk])))
     return told
+
+
+def tell_package_removed(assignments) -> int:
+    """An access package was removed and its open assignments just ended (``access.services.package_remove``): the
+    people its preview listed are told once each — the agents' owners and sponsors, whoever requested an assignment
+    and whoever started a run whose token is revoked. Read with the preview's own function before ``signin``
+    revokes the tokens (``governance.impact.apps``); a fixed number of queries."""
+    assignments = list(Assignment.objects.filter(pk__in=[a.pk for a in assignments])
+                       .select_related("agent", "package", "requested_by").order_by("pk"))
+    if not assignments:
+        return 0
+    package = assignments[0].package
+    people = previews.people_told_for_assignments(assignments)
+    agents = sorted({a.agent.name for a in assignments})
+    told = notifications.notify(
+        recipients=[person.user for person in people], subject=f"Access package {package.name} was removed",
+        body=f"The access package {package.name} was removed. Its assignments ended for {', '.join(agents)}, and the "
+             f"access tokens that carried its permissions were revoked.",
+        link=reverse("package-detail", args=[package.pk]))
+    return len(told)

@@ -7,4 +7,5 @@ urlpatterns = [
          pages.credential_revoke_confirm, name="credential-revoke-confirm"),
     path("blast-radius/assignments/<int:assignment_id>/end/", pages.assignment_end_confirm,
          name="assignment-end-confirm"),
+    path("access-packages/<int:package_id>/remove/", pages.package_remove_confirm, name="package-remove"),
 ]
