@@ -24,7 +24,7 @@ from portal.models import User
 SUB_APPS = ["approvals", "access", "reviews", "conditional_access", "signin", "risk", "runs"]
 PREVIOUS_HEAD = [("governance", "0006_run_tokens_policy_state"), ("agents", "0005_schedule_from_triggers")]
 # Models the sub-apps gained after the split: they have no table before it, so nothing of theirs moved.
-AFTER_THE_SPLIT = {("signin", "signinexport")}
+AFTER_THE_SPLIT = {("signin", "signinexport"), ("reviews", "reviewitempermission")}
 
 
 def moved_tables() -> dict[str, str]:

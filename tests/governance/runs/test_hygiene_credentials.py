@@ -23,7 +23,7 @@ from governance.runs.builtin import facts as agent_facts
 from governance.runs.builtin import hygiene
 from governance.runs.models import Run
 from governance.runs.portal_client import PortalClient
-from governance.signin.models import SignIn
+from governance.signin.models import AccessToken, SignIn
 from tests.factories import agent_spec, make_blueprint
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +40,10 @@ def _agent(w, name, blueprint=None):
         sponsors=[w.owner, w.owner_b], owners=[w.owner])).agent
     SignIn.objects.create(agent=agent, client_id="x", actor_kind="agent", outcome="success",
                           granted_scopes=["User.Read.All"])
+    # ... and its permission used: a token carrying it introspected today (docs/design.md, "Usage").
+    now = timezone.now()
+    AccessToken.objects.create(token_hash=f"in-use-{agent.pk}", agent=agent, client_id="x", scopes=["User.Read.All"],
+                               issued_at=now, expires_at=now + timedelta(hours=1), last_used_at=now)
     return agent
 
 
