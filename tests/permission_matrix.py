@@ -430,17 +430,17 @@ from tests.matrix_cases import blast_radius as _blast_radius_cases  # noqa: E402
 
 CASES += _blast_radius_cases.CASES
 
-# --- policy replay: what a policy would have blocked, and turning it on through its replay -------------------------
-
-from tests.matrix_cases import policy_replay as _policy_replay_cases  # noqa: E402
-
-CASES += _policy_replay_cases.CASES
-
 # --- accepted sponsorship: my sponsorships, answering and handing over ---------------------------------------------
 
 from tests.matrix_cases import sponsorship as _sponsorship_cases  # noqa: E402
 
 CASES += _sponsorship_cases.CASES
+
+# --- evidence of use per permission in access reviews --------------------------------------------------------------
+
+from tests.matrix_cases import review_evidence as _review_evidence_cases  # noqa: E402
+
+CASES += _review_evidence_cases.CASES
 
 # --- four-eyes: changes waiting for a second administrator, and their settings -------------------------------------
 
@@ -448,11 +448,11 @@ from tests.matrix_cases import four_eyes as _four_eyes_cases  # noqa: E402
 
 CASES += _four_eyes_cases.CASES
 
-# --- evidence of use per permission in access reviews --------------------------------------------------------------
+# --- policy replay: what a policy would have blocked, and turning it on through its replay -------------------------
 
-from tests.matrix_cases import review_evidence as _review_evidence_cases  # noqa: E402
+from tests.matrix_cases import policy_replay as _policy_replay_cases  # noqa: E402
 
-CASES += _review_evidence_cases.CASES
+CASES += _policy_replay_cases.CASES
 
 # --- removing an access package, after its blast radius ------------------------------------------------------------
 
