@@ -48,6 +48,9 @@ class EffectiveOwnerSerializer(serializers.Serializer):
 
 class AuditEventSerializer(serializers.ModelSerializer):
     workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # the event's place in the signed log (its ``AuditLeaf``); null and "" while pending sequencing
+    leaf_index = serializers.IntegerField(read_only=True, allow_null=True)
+    leaf_hash = serializers.CharField(read_only=True)
 
     class Meta:
         model = AuditEvent
@@ -90,7 +93,7 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
             selectors.audit_events_visible_to(self.request.user)
         if events is None:
             raise PermissionDenied("The audit trail is open to workspace owners and audit readers.")
-        return events.select_related("workspace").order_by("-id")
+        return events.select_related("workspace", "leaf").order_by("-id")
 
 
 # No ``.json`` twins of every URL: the API speaks JSON only, and the twins reached the actions with a ``format``

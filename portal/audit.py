@@ -158,12 +158,15 @@ def verify_legacy_chain(chunk_size: int = 5000) -> ChainCheck:
 
 EXPORT_COLUMNS = ("id", "created_at", "actor_name", "actor_kind", "action", "target_type", "target_id",
                   "target_label", "workspace__slug", "before", "after", "request_id", "leaf_index", "leaf_hash")
+#: where each export column is read from (the leaf's place and hash live in ``AuditLeaf``)
+_EXPORT_SOURCES = tuple(f"leaf__{c}" if c in ("leaf_index", "leaf_hash") else c for c in EXPORT_COLUMNS)
 
 
 def export_rows(queryset, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
     """Stream the filtered events as dicts without loading the whole set (server-side cursor on PostgreSQL)."""
-    for row in queryset.order_by("id").values_list(*EXPORT_COLUMNS).iterator(chunk_size=chunk_size):
+    for row in queryset.order_by("id").values_list(*_EXPORT_SOURCES).iterator(chunk_size=chunk_size):
         item = dict(zip(EXPORT_COLUMNS, row, strict=True))
         item["workspace"] = item.pop("workspace__slug")
         item["created_at"] = item["created_at"].isoformat()
+        item["leaf_hash"] = bytes(item["leaf_hash"]).hex() if item["leaf_hash"] is not None else ""
         yield item

@@ -176,27 +176,32 @@ class AuditEvent(models.Model):
 
     A service writes its event in its own transaction and touches nothing shared, so audited writes never wait for
     one another. After commit the sequencer (``portal.audit_log``) gives the event its place in the log's Merkle
-    tree: ``leaf_index`` and ``leaf_hash`` (RFC 9162 leaf hash of the event's canonical form), written once; until
-    then the event is "pending sequencing". ``prev_hash``/``hash`` are the links of the hash chain that events
-    written before the Merkle log carry (empty for later events); the tree covers them too.
+    tree by inserting its ``AuditLeaf`` (the event row itself is never updated); until then the event is "pending
+    sequencing". ``prev_hash``/``hash`` are the links of the hash chain that events written before the Merkle log
+    carry (empty for later events); the tree covers them too.
     """
 
     created_at = models.DateTimeField(db_index=True)
-    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The actor and workspace links have no database constraint: its check would take a share lock on the
+    # person's or the workspace's row in every audited write, so a change that locks that row (an owner change)
+    # would hold up every audited change made by or in it (docs/design.md, R23). The event keeps the names too.
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                              db_constraint=False)
     actor_name = models.CharField(max_length=150)
     actor_kind = models.CharField(max_length=20, choices=ActorKind.choices)
     action = models.CharField(max_length=80, db_index=True)
     target_type = models.CharField(max_length=80, blank=True, db_index=True)
     target_id = models.CharField(max_length=64, blank=True)
     target_label = models.CharField(max_length=200, blank=True)
-    workspace = models.ForeignKey(Workspace, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # no index of its own: the (workspace, -id) index below serves every lookup by workspace (one index less to
+    # write on each audited change)
+    workspace = models.ForeignKey(Workspace, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                  db_index=False, db_constraint=False)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     prev_hash = models.CharField(max_length=64, blank=True, default="")
     hash = models.CharField(max_length=64, blank=True, default="")
-    leaf_index = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
-    leaf_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     objects = AppendOnlyQuerySet.as_manager()
 
@@ -205,8 +210,6 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["workspace", "-id"]),
             models.Index(fields=["actor_name"]),
-            # the sequencer's queue: only the events still pending sequencing are in this index
-            models.Index(fields=["id"], condition=Q(leaf_index__isnull=True), name="audit_event_pending"),
         ]
 
     def __str__(self) -> str:
@@ -220,9 +223,26 @@ class AuditEvent(models.Model):
     def delete(self, *args, **kwargs):
         raise PermissionError("Audit events are append-only.")
 
+    def _leaf(self) -> AuditLeaf | None:
+        """The event's leaf, or None while pending (no query when read with ``select_related("leaf")``)."""
+        try:
+            return self.leaf
+        except AuditLeaf.DoesNotExist:
+            return None
+
     @property
     def pending_sequencing(self) -> bool:
-        return self.leaf_index is None
+        return self._leaf() is None
+
+    @property
+    def leaf_index(self) -> int | None:
+        leaf = self._leaf()
+        return leaf.leaf_index if leaf else None
+
+    @property
+    def leaf_hash(self) -> str:
+        leaf = self._leaf()
+        return bytes(leaf.leaf_hash).hex() if leaf else ""
 
     def field_changes(self) -> list[tuple[str, str, str]]:
         """What changed, for people: (field, old, new) for each field that differs between ``before`` and
@@ -254,6 +274,22 @@ def _shown(value) -> str:
     return str(value)
 
 
+class AuditLeaf(models.Model):
+    """An event's place in the audit log's Merkle tree (R23): its leaf index and RFC 9162 leaf hash (32 bytes).
+
+    Insert-only, written by the sequencer alone, a whole batch in one statement: sequencing never updates an event
+    row (a new version of a row with many indexes). An event with no leaf is "pending sequencing". The link to the
+    event has no database constraint (its check would lock each event row); ``verify_audit_log`` reports a leaf
+    whose event is gone as a deleted event."""
+
+    leaf_index = models.BigIntegerField(primary_key=True)
+    event = models.OneToOneField(AuditEvent, on_delete=models.DO_NOTHING, related_name="leaf", db_constraint=False)
+    leaf_hash = models.BinaryField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"leaf {self.leaf_index} (event #{self.event_id})"
+
+
 class AuditLogState(models.Model):
     """The sequencer's singleton row (R23): how many events the Merkle tree holds and its compact range (the roots
     of the perfect subtrees covering them), enough to extend it. Only the sequencer locks this row; writers never
@@ -266,6 +302,12 @@ class AuditLogState(models.Model):
     legacy_chain_last_event_id = models.BigIntegerField(default=0)
     legacy_chain_head_hash = models.CharField(max_length=64, blank=True)
     legacy_chain_verified_at = models.DateTimeField(null=True, blank=True)
+    # Every event with an id up to ``scanned_through`` has its leaf (or was rolled back): the sequencer looks for
+    # pending events above it only. ``candidate_id``/``candidate_at`` are the next value, taken once every
+    # transaction open at ``candidate_at`` has ended (``portal.audit_log``).
+    scanned_through = models.BigIntegerField(default=0)
+    candidate_id = models.BigIntegerField(default=0)
+    candidate_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(id=1), name="audit_log_state_singleton")]

@@ -324,7 +324,7 @@ def _audit_queryset(request):
     elif form.is_bound:
         events = events.none()
     else:
-        events = events.select_related("workspace")
+        events = events.select_related("workspace", "leaf")
     return form, events
 
 

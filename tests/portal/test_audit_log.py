@@ -21,11 +21,12 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from portal import audit, audit_log, jobs, merkle
-from portal.models import AuditEvent, AuditLogState, AuditTreeHead, JobRun
+from portal.models import AuditEvent, AuditLeaf, AuditLogState, AuditTreeHead, JobRun, User, Workspace
 from portal.schedules import JOB_SCHEDULES
-from tests.factories import UserFactory
+from tests.factories import UserFactory, make_workspace
 
 TABLE = AuditEvent._meta.db_table
+LEAF_TABLE = AuditLeaf._meta.db_table
 
 
 def _sql(sql: str, params: list) -> None:
@@ -40,7 +41,7 @@ def _events(n: int, label: str = "row") -> list[AuditEvent]:
 
 
 def _leaf_indexes() -> list[int]:
-    return list(AuditEvent.objects.exclude(leaf_index=None).order_by("leaf_index").values_list("leaf_index", flat=True))
+    return list(AuditLeaf.objects.order_by("leaf_index").values_list("leaf_index", flat=True))
 
 
 def _verify_fails_with(fragment: str) -> audit_log.LogCheck:
@@ -104,7 +105,7 @@ def test_r23_no_shared_lock_in_the_write_path_two_transactions_commit_without_wa
         "test.first", "test.second"}
     # nothing shared was touched: both events wait for the sequencer
     assert not AuditLogState.objects.filter(size__gt=0).exists() and not AuditTreeHead.objects.exists()
-    assert not AuditEvent.objects.filter(leaf_index__isnull=False).exists()
+    assert not AuditLeaf.objects.exists()
 
 
 @pytest.mark.django_db
@@ -130,11 +131,11 @@ def test_r23_the_sequencer_places_every_event_once_and_signs_a_head_per_batch():
     assert _leaf_indexes() == list(range(total))
     heads = list(AuditTreeHead.objects.order_by("size").values_list("size", flat=True))
     assert heads[-1] == total and len(heads) == -(-total // 10)
-    ids_in_leaf_order = list(AuditEvent.objects.order_by("leaf_index").values_list("id", flat=True))
+    ids_in_leaf_order = list(AuditLeaf.objects.order_by("leaf_index").values_list("event_id", flat=True))
     assert ids_in_leaf_order == sorted(ids_in_leaf_order)  # deterministic: oldest id first
     assert audit_log.sequence().integrated == 0  # nothing twice
     head = audit_log.latest_head()
-    leaves = [bytes.fromhex(h) for h in AuditEvent.objects.order_by("leaf_index").values_list("leaf_hash", flat=True)]
+    leaves = [bytes(h) for h in AuditLeaf.objects.order_by("leaf_index").values_list("leaf_hash", flat=True)]
     assert merkle.Tree(leaves).root().hex() == head.root_hash
     assert merkle.verify_tree_head_signature(audit_log.public_key_raw(), head.size, bytes.fromhex(head.root_hash),
                                              head.timestamp_ms, base64.b64decode(head.signature))
@@ -162,7 +163,7 @@ def test_r23_an_event_committed_after_later_ids_were_sequenced_still_gets_its_pl
     later = _events(3, "later")
     assert min(e.pk for e in later) > late_id[0]
     audit_log.sequence()
-    assert AuditEvent.objects.filter(pk__in=[e.pk for e in later], leaf_index__isnull=True).count() == 0
+    assert AuditEvent.objects.filter(pk__in=[e.pk for e in later], leaf__isnull=True).count() == 0
     release.set()
     thread.join(timeout=30)
     late = AuditEvent.objects.get(pk=late_id[0])
@@ -240,7 +241,7 @@ def test_r23_a_sequencer_killed_part_way_loses_nothing_and_the_next_run_integrat
     # two whole batches committed; the third died with its transaction
     assert AuditLogState.objects.get(pk=1).size == 200 == audit_log.latest_head().size
     assert _leaf_indexes() == list(range(200))
-    assert AuditEvent.objects.filter(leaf_index__isnull=True).count() == total - 200
+    assert AuditEvent.objects.filter(leaf__isnull=True).count() == total - 200
     result = audit_log.sequence(batch_size=100)
     assert result.integrated == total - 200
     assert _leaf_indexes() == list(range(total))
@@ -253,7 +254,7 @@ def test_r23_the_sequencer_is_a_scheduled_job_recording_a_jobrun(db):
     call_command("run_governance_jobs", "--job", "sequence_audit_log", stdout=StringIO())
     run = JobRun.objects.get(job="sequence_audit_log")
     assert run.status == "succeeded" and run.counts["integrated"] == AuditEvent.objects.count()
-    assert AuditEvent.objects.filter(leaf_index__isnull=True).count() == 0
+    assert AuditEvent.objects.filter(leaf__isnull=True).count() == 0
 
 
 # --- verify_audit_log ---------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def sequenced_log(db):
     _events(40)
     audit_log.sequence(batch_size=10)
     assert audit_log.verify_log().ok
-    return list(AuditEvent.objects.order_by("leaf_index"))
+    return list(AuditEvent.objects.select_related("leaf").order_by("leaf__leaf_index"))
 
 
 def test_r23_verify_audit_log_passes_on_an_untouched_log(sequenced_log):
@@ -287,8 +288,8 @@ def test_r23_verify_audit_log_names_a_changed_event_whose_leaf_hash_was_rewritte
     victim = sequenced_log[12]
     row = list(AuditEvent.objects.filter(pk=victim.pk).values_list(*audit_log.LEAF_COLUMNS).get())
     row[7] = "forged"  # target_label
-    _sql(f"UPDATE {TABLE} SET target_label = %s, leaf_hash = %s WHERE id = %s",
-         ["forged", audit_log.leaf_of(tuple(row)).hex(), victim.pk])
+    _sql(f"UPDATE {TABLE} SET target_label = %s WHERE id = %s", ["forged", victim.pk])
+    _sql(f"UPDATE {LEAF_TABLE} SET leaf_hash = %s WHERE event_id = %s", [audit_log.leaf_of(tuple(row)), victim.pk])
     check = _verify_fails_with("does not match the events: an event in leaves 10–19")
     assert f"#{sequenced_log[10].pk}–#{sequenced_log[19].pk}" in check.first_problem
 
@@ -310,8 +311,8 @@ def test_r23_verify_audit_log_names_an_inserted_event(sequenced_log):
     with transaction.atomic():
         forged = audit.record(actor=None, action="test.forged", target_label="inserted by hand")
     row = AuditEvent.objects.filter(pk=forged.pk).values_list(*audit_log.LEAF_COLUMNS).get()
-    _sql(f"UPDATE {TABLE} SET leaf_index = %s, leaf_hash = %s WHERE id = %s",
-         [size, audit_log.leaf_of(row).hex(), forged.pk])
+    _sql(f"INSERT INTO {LEAF_TABLE} (leaf_index, event_id, leaf_hash) VALUES (%s, %s, %s)",
+         [size, forged.pk, audit_log.leaf_of(row)])
     _verify_fails_with(f"Event #{forged.pk} (leaf {size}) is not covered by any signed tree head: it was inserted")
 
 
@@ -419,3 +420,158 @@ def test_r23_the_log_key_is_published_for_auditors(client, db):
     body = response.json()
     assert body["algorithm"] == "Ed25519" and base64.b64decode(body["raw_base64"]) == audit_log.public_key_raw()
     assert body["key_id"] == merkle.key_id(audit_log.public_key_raw()) and "BEGIN PUBLIC KEY" in body["pem"]
+
+
+# --- the leaf table: insert-only sequencing (docs/design.md, R23) -------------------------------------------
+
+
+def test_r23_the_sequencers_leaf_bytes_are_exactly_the_canonical_leaf_data(db):
+    """The sequencer writes each leaf's JSON directly (its hot path); it must be byte for byte what
+    ``merkle.leaf_data`` gives, which the offline verifier recomputes, whatever the event holds."""
+    workspace_id = UserFactory().pk  # any integer will do for the id column
+    with transaction.atomic():
+        audit.record_many(actor=None, changes=[
+            audit.Change(action="test.ünïcode", target_label='quote " back\\slash \n newline — ✓ 😀',
+                         before={"z": 1, "a": [1.5, None, True, {"y": "é", "b": ""}]}, after=None),
+            audit.Change(action="test.empty", before=None, after={}),
+            audit.Change(action="test.text", after="just text", before=[1, 2]),
+        ])
+    _sql(f"UPDATE {TABLE} SET workspace_id = NULL, target_id = %s, prev_hash = %s WHERE action = 'test.empty'",
+         ["42", "ab" * 32])
+    rows = list(AuditEvent.objects.filter(action__startswith="test.").values_list(*audit_log.LEAF_COLUMNS))
+    assert len(rows) == 3 and workspace_id
+    for row in rows:
+        assert audit_log._leaf_bytes(row) == merkle.leaf_data(audit_log.event_fields(row)), row
+        assert audit_log.leaf_of(row) == merkle.leaf_hash(merkle.leaf_data(audit_log.event_fields(row)))
+    if connection.vendor == "postgresql":  # the rows as the sequencer reads them (created_at as text)
+        fast = {row[0]: row for row in audit_log._pending_rows(0, 10_000)}
+        for row in rows:
+            assert audit_log._leaf_bytes(fast[row[0]]) == merkle.leaf_data(audit_log.event_fields(row))
+    audit_log.sequence()
+    assert audit_log.verify_log().ok
+
+
+def _forbid_event_updates() -> None:
+    """A trigger that makes any UPDATE of an audit event row fail (removed with the test's transaction)."""
+    if connection.vendor == "postgresql":
+        _sql("CREATE FUNCTION pg_temp.audit_event_no_update() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN RAISE EXCEPTION 'an audit event row was updated'; END $$", [])
+        _sql(f"CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON {TABLE} FOR EACH ROW "
+             "EXECUTE FUNCTION pg_temp.audit_event_no_update()", [])
+    else:
+        _sql(f"CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON {TABLE} "
+             "BEGIN SELECT RAISE(ABORT, 'an audit event row was updated'); END", [])
+
+
+def test_r23_the_sequencer_never_updates_an_event_row(db):
+    _events(30)
+    _forbid_event_updates()
+    with pytest.raises(Exception, match="an audit event row was updated"), transaction.atomic():
+        _sql(f"UPDATE {TABLE} SET target_label = 'x' WHERE id = %s", [AuditEvent.objects.first().pk])  # armed
+    total = AuditEvent.objects.count()
+    result = audit_log.sequence(batch_size=7)
+    assert result.integrated == total and _leaf_indexes() == list(range(total))
+    assert list(AuditLeaf.objects.order_by("leaf_index").values_list("event_id", flat=True)) == sorted(
+        AuditEvent.objects.values_list("id", flat=True))
+    assert all(len(bytes(h)) == 32 for h in AuditLeaf.objects.values_list("leaf_hash", flat=True))
+    assert audit_log.verify_log().ok
+
+
+def test_r23_the_leaf_table_places_an_event_once_and_a_stale_batch_changes_nothing(db):
+    """Two sequencers that read the same state (as SQLite, with no row locks, allows): the second batch fails
+    whole, on the leaf table's unique keys, and the log stays as the first left it."""
+    _events(12)
+    stale = AuditLogState.objects.get_or_create(pk=1)[0]
+    twin = AuditLogState.objects.get(pk=1)
+    with transaction.atomic():
+        placed, _last = audit_log._integrate_batch(stale, 100, 0)
+    assert placed == AuditEvent.objects.count()
+    heads = AuditTreeHead.objects.count()
+    newer = _events(4, "newer")
+    with pytest.raises(audit_log.SequencerConflict), transaction.atomic():
+        audit_log._integrate_batch(twin, 100, 0)  # from the old state: the same leaf indexes again
+    assert _leaf_indexes() == list(range(placed)) and AuditTreeHead.objects.count() == heads
+    assert all(event.pending_sequencing for event in AuditEvent.objects.filter(pk__in=[e.pk for e in newer]))
+    assert AuditLogState.objects.get(pk=1).size == placed
+    event = AuditEvent.objects.order_by("id").first()
+    with pytest.raises(Exception), transaction.atomic():  # noqa: B017 - the database's unique error
+        AuditLeaf.objects.create(leaf_index=placed, event_id=event.pk, leaf_hash=b"\0" * 32)
+    assert audit_log.sequence().integrated == len(newer) and audit_log.verify_log().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_r23_the_pending_search_skips_what_is_settled_but_never_an_event_still_being_written(postgres):
+    """``scanned_through`` moves up only once no open transaction can still hold a lower id, so a slow writer's
+    event is found, and events below it are not searched again."""
+    _events(5, "settled")
+    audit_log.sequence()  # takes the newest id as the candidate
+    audit_log.sequence()  # no transaction was open then: the candidate is settled
+    state = AuditLogState.objects.get(pk=1)
+    assert state.scanned_through == AuditEvent.objects.order_by("-id").first().pk
+
+    holding, release = threading.Event(), threading.Event()
+    late_id: list[int] = []
+
+    def slow_writer():
+        try:
+            with transaction.atomic():
+                late_id.append(audit.record(actor=None, action="test.late").pk)
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    try:
+        assert holding.wait(timeout=20)
+        later = _events(3, "later")
+        for _ in range(3):
+            audit_log.sequence()
+        assert not AuditEvent.objects.filter(pk__in=[e.pk for e in later], leaf__isnull=True).exists()
+        assert AuditLogState.objects.get(pk=1).scanned_through < late_id[0]  # held back by the open writer
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    assert audit_log.pending_count() == 1
+    audit_log.sequence()
+    assert AuditEvent.objects.get(pk=late_id[0]).leaf_index == AuditEvent.objects.count() - 1
+    audit_log.sequence()
+    assert AuditLogState.objects.get(pk=1).scanned_through == AuditEvent.objects.order_by("-id").first().pk
+    assert audit_log.pending_count() == 0 and audit_log.verify_log().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_r23_an_audited_change_does_not_wait_for_a_lock_held_on_its_actor_or_workspace(postgres):
+    """A long transaction holding the actor's or the workspace's row (as an owner change locks workspaces) does not
+    hold up an audited change by that person in that workspace: the event's links take no lock on those rows."""
+    actor = UserFactory(username="busy-actor")
+    workspace = make_workspace("busy", owners=[actor, UserFactory(username="second-owner")])
+    locked, done = threading.Event(), threading.Event()
+
+    def holder():
+        try:
+            with transaction.atomic():
+                list(Workspace.objects.select_for_update().filter(pk=workspace.pk))
+                list(User.objects.select_for_update().filter(pk=actor.pk))
+                locked.set()
+                done.wait(timeout=30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert locked.wait(timeout=20)
+        started = time.perf_counter()
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            event = audit.record(actor=actor, action="test.while_locked", workspace=workspace, after={"n": 1})
+        assert time.perf_counter() - started < 1.5
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert AuditEvent.objects.get(pk=event.pk).workspace_id == workspace.pk
+    audit_log.sequence()
+    assert audit_log.verify_log().ok
