@@ -52,7 +52,8 @@ def seed_built_in_agents(write: Callable[[str], None]) -> None:
                     .select_related("user"):
                 sponsorship.sponsorship_accept(actor=asked.user, sponsorship=asked)  # R30: the sponsors said yes
             write(f"  {name} ({blueprint.display_name}) in {slug}, every {agent.schedule_period_seconds} s")
-        if not Run.objects.filter(agent=agent, status=RunStatus.SUCCEEDED).exists():
+        # One first run, whatever its outcome: seeding again never repeats it (a failed one is shown, not retried).
+        if not Run.objects.filter(agent=agent).exists():
             run = runs.scheduled_run_start(agent)
             run = runs.run_execute(run.pk)
             Agent.objects.filter(pk=agent.pk).update(
