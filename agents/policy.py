@@ -5,6 +5,7 @@ Agent owners and sponsors are django-guardian object permissions on the agent (d
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from agents.choices import AgentScope
@@ -83,6 +84,17 @@ def agents_visible_to(user) -> QuerySet[Agent]:
         | Q(workspace__in=member, created_by=user)
         | Q(pk__in=direct)
     )
+
+
+def agents_named(user, names: str) -> list[Agent]:
+    """The agents a form names (separated by ``;`` or ``,``, as the pickers write them), in the order named, among
+    those the user sees; a name the user cannot see is refused by name."""
+    wanted = [n.strip() for n in (names or "").replace(";", ",").split(",") if n.strip()]
+    found = {a.name: a for a in agents_visible_to(user).filter(name__in=wanted)}
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise ValidationError(f"No agent you can see is called {', '.join(missing)}.")
+    return [found[n] for n in wanted]
 
 
 def can_use_agent(user, agent: Agent) -> bool:

@@ -22,15 +22,6 @@ def _require_policy_reader(user) -> None:
                  "Conditional access is open to workspace owners, audit readers and its administrators.")
 
 
-def _agents_named(user, names: str) -> list:
-    wanted = [n.strip() for n in (names or "").replace(";", ",").split(",") if n.strip()]
-    found = {a.name: a for a in agent_policy.agents_visible_to(user).filter(name__in=wanted)}
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        raise ValidationError(f"No agent you can see is called {', '.join(missing)}.")
-    return [found[n] for n in wanted]
-
-
 @login_required
 @require_GET
 def policy_list(request):
@@ -66,8 +57,8 @@ def policy_edit(request, policy_id: int | None = None):
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         try:
-            agents = _agents_named(request.user, data.pop("agents"))
-            excluded = _agents_named(request.user, data.pop("excluded_agents"))
+            agents = agent_policy.agents_named(request.user, data.pop("agents"))
+            excluded = agent_policy.agents_named(request.user, data.pop("excluded_agents"))
             # Turning a policy on goes through its confirmation, which shows what it would have blocked first
             # (docs/policy-replay.md); the rest of the form is saved now. An emergency (break-glass) applies at once.
             turning_on = (data.get("state") == PolicyState.ON and (policy is None or policy.state != PolicyState.ON)

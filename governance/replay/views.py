@@ -46,16 +46,6 @@ def _int(value) -> int | None:
         return None
 
 
-def _agents_named(user, names: str) -> list:
-    """The agents a form names (comma or semicolon separated), among those the user sees."""
-    wanted = [n.strip() for n in (names or "").replace(";", ",").split(",") if n.strip()]
-    found = {a.name: a for a in agent_policy.agents_visible_to(user).filter(name__in=wanted)}
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        raise ValidationError(f"No agent you can see is called {', '.join(missing)}.")
-    return [found[n] for n in wanted]
-
-
 def replay_chart(result: replay.Replay, link: str | None = None) -> charts.Chart:
     """Would-be-blocked sign-ins and run starts per UTC day, with its table; with ``link`` (the replay page's URL)
     each day's column leads to the sign-ins behind it."""
@@ -80,8 +70,8 @@ def _edited(request, policy: ConditionalAccessPolicy | None):
         return form, None, (), ()
     data = dict(form.cleaned_data)
     try:
-        agents = _agents_named(request.user, data.pop("agents"))
-        excluded = _agents_named(request.user, data.pop("excluded_agents"))
+        agents = agent_policy.agents_named(request.user, data.pop("agents"))
+        excluded = agent_policy.agents_named(request.user, data.pop("excluded_agents"))
         edited = ConditionalAccessPolicy(pk=policy.pk if policy else None,
                                          **{name: data[name] for name in conditional_access.POLICY_FIELDS
                                             if name in data})

@@ -584,19 +584,30 @@ def _decidable(instance: ReviewInstance, now: datetime) -> None:
         raise ValidationError("This review has ended; its decisions can no longer change.", code="already_decided")
 
 
+def _require_reviewer(actor: User, item: ReviewItem) -> None:
+    """Only the item's reviewers decide, never about their own access, and only while its review is open."""
+    if actor.pk in subject_ids(item.agent):
+        raise PermissionDenied("You cannot review your own access.")
+    if not ReviewItemReviewer.objects.filter(item=item, reviewer=actor).exists():
+        raise PermissionDenied("You are not a reviewer of this item.")
+    _decidable(item.instance, timezone.now())
+
+
+def _item_to_decide(actor: User, item: ReviewItem) -> ReviewItem:
+    """The item, locked, once ``_require_reviewer`` lets the actor decide on it."""
+    item = ReviewItem.objects.select_for_update(of=("self",)).select_related(
+        "instance__campaign__workspace", "agent").get(pk=item.pk)
+    _require_reviewer(actor, item)
+    return item
+
+
 @transaction.atomic
 def review_decide(*, actor: User, item: ReviewItem, decision: str, justification: str = "") -> ReviewDecision:
     """A reviewer approves, denies (with a justification) or doesn't know; they may change it until the end.
 
     Nobody decides about their own access (the user the agent runs as, or its agent user).
     """
-    item = ReviewItem.objects.select_for_update(of=("self",)).select_related(
-        "instance__campaign__workspace", "agent").get(pk=item.pk)
-    if actor.pk in subject_ids(item.agent):
-        raise PermissionDenied("You cannot review your own access.")
-    if not ReviewItemReviewer.objects.filter(item=item, reviewer=actor).exists():
-        raise PermissionDenied("You are not a reviewer of this item.")
-    _decidable(item.instance, timezone.now())
+    item = _item_to_decide(actor, item)
     if decision not in ReviewDecisionKind.values:
         raise ValidationError("Decide approve, deny or don't know.")
     justification = justification.strip()
@@ -646,11 +657,7 @@ def _permission_for_decision(actor: User, permission: ReviewItemPermission) -> R
     permission = ReviewItemPermission.objects.select_for_update(of=("self",)).select_related(
         "item__instance__campaign__workspace", "item__agent").get(pk=permission.pk)
     item = permission.item
-    if actor.pk in subject_ids(item.agent):
-        raise PermissionDenied("You cannot review your own access.")
-    if not ReviewItemReviewer.objects.filter(item=item, reviewer=actor).exists():
-        raise PermissionDenied("You are not a reviewer of this item.")
-    _decidable(item.instance, timezone.now())
+    _require_reviewer(actor, item)
     return permission
 
 
@@ -694,13 +701,7 @@ def review_permission_decide(*, actor: User, permission: ReviewItemPermission, d
 def review_permissions_accept_advice(*, actor: User, item: ReviewItem) -> int:
     """A reviewer accepts an item's per-permission recommendation: the used ones and those that come with the agent
     kept, the unused package ones removed (one audit event). Returns how many decisions changed."""
-    item = ReviewItem.objects.select_for_update(of=("self",)).select_related(
-        "instance__campaign__workspace", "agent").get(pk=item.pk)
-    if actor.pk in subject_ids(item.agent):
-        raise PermissionDenied("You cannot review your own access.")
-    if not ReviewItemReviewer.objects.filter(item=item, reviewer=actor).exists():
-        raise PermissionDenied("You are not a reviewer of this item.")
-    _decidable(item.instance, timezone.now())
+    item = _item_to_decide(actor, item)
     rows = list(ReviewItemPermission.objects.select_for_update().filter(item=item).order_by("pk"))
     changes = []
     for decision in PermissionDecision.values:
