@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from portal import audit, merkle
@@ -291,8 +293,8 @@ def _advance_scanned_through() -> None:
 
 def pending_count() -> int:
     """Events committed but not yet in the tree (only the ids above ``scanned_through`` can be)."""
-    scanned = AuditLogState.objects.filter(pk=1).values_list("scanned_through", flat=True).first() or 0
-    return AuditEvent.objects.filter(id__gt=scanned, leaf__isnull=True).count()
+    scanned = Coalesce(Subquery(AuditLogState.objects.filter(pk=1).values("scanned_through")[:1]), Value(0))
+    return AuditEvent.objects.filter(id__gt=scanned, leaf__isnull=True).count()  # one query
 
 
 def latest_head() -> AuditTreeHead | None:
