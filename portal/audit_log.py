@@ -431,6 +431,13 @@ def verify_log(chunk_size: int = 5000) -> LogCheck:
     if state is not None and state.size != covered:
         check.problems.append((min(state.size, covered), f"The sequencer's state says the tree holds {state.size} "
                                                           f"events; the newest signed tree head says {covered}."))
+    if state is not None and state.scanned_through:
+        # below scanned_through every event was placed: one without a leaf lost it (its leaf row was deleted)
+        unplaced = (AuditEvent.objects.filter(id__lte=state.scanned_through, leaf__isnull=True).order_by("id")
+                    .values_list("id", flat=True)[:1])
+        for event_id in unplaced:
+            check.problems.append((tree_size, f"Event #{event_id} has lost its place in the log: its leaf was "
+                                              "deleted."))
     check.pending = pending_count()
     return check
 

@@ -575,3 +575,19 @@ def test_r23_an_audited_change_does_not_wait_for_a_lock_held_on_its_actor_or_wor
     assert AuditEvent.objects.get(pk=event.pk).workspace_id == workspace.pk
     audit_log.sequence()
     assert audit_log.verify_log().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_r23_verify_audit_log_names_an_event_whose_leaf_row_was_deleted(postgres):
+    """Deleting a leaf row does not make its event "pending" again unnoticed: the gap is named, and so is the
+    event, which the sequencer does not place a second time."""
+    _events(20)
+    audit_log.sequence()
+    audit_log.sequence()  # scanned_through moves past them (no transaction was open)
+    assert AuditLogState.objects.get(pk=1).scanned_through == AuditEvent.objects.order_by("-id").first().pk
+    victim = AuditLeaf.objects.get(leaf_index=6)
+    _sql(f"DELETE FROM {LEAF_TABLE} WHERE leaf_index = 6", [])
+    assert audit_log.sequence().integrated == 0
+    messages = audit_log.verify_log().messages
+    assert any("Leaf 6 is missing" in m for m in messages), messages
+    assert any(f"Event #{victim.event_id} has lost its place in the log" in m for m in messages), messages
