@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 
 import psycopg
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connection, connections
 from psycopg import pq
 from psycopg.types.json import Jsonb
 
@@ -34,17 +34,21 @@ from governance.access.models import AccessPackage, Assignment
 from governance.signin.models import AccessToken, ResourceServer, SignIn
 from portal.models import Permission, User
 
+_vendor: list[str] = []  # the default database's vendor, read once: a process never changes its database engine
+
 
 def enabled() -> bool:
-    return connection.vendor == "postgresql"
+    if not _vendor:
+        _vendor.append(connections[DEFAULT_DB_ALIAS].vendor)
+    return _vendor[0] == "postgresql"
 
 
-def _execute(sql: str, params: tuple) -> list[tuple]:
-    raw = connection.connection
+def _execute(db, sql: str, params: tuple) -> list[tuple]:
+    raw = db.connection
     if raw.prepare_threshold is None:
         # Django turns preparation off; allow it for the statements that ask (prepare=True) and only those.
         raw.prepare_threshold = 2**31 - 1
-    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:  # server-side binding: preparable
+    with db.wrap_database_errors, psycopg.Cursor(raw) as cursor:  # server-side binding: preparable
         cursor.execute(sql, params, prepare=True)
         # Rows only when the statement returns some; asked of the result's status, not of ``cursor.description``,
         # which builds a column object per column on every call.
@@ -63,26 +67,29 @@ def run(sql: str, params: tuple, *, read_only: bool = False) -> list[tuple]:
     first query only reads (``read_only``: every request's first statement on the hot path, the client's
     authentication), the read itself is the check: if it fails on a connection kept from an earlier request, the
     connection is closed, opened again and the read repeated once, which is what the check would have done, for
-    one round trip less on every request. A write is never repeated: before one, Django's own check runs."""
-    unchecked = (connection.connection is not None and connection.health_check_enabled
-                 and not connection.health_check_done)
+    one round trip less on every request. A write is never repeated: before one, Django's own check runs.
+
+    The connection is looked up once per statement (``connections[…]``): each attribute read through Django's
+    ``connection`` proxy looks it up again in a context-local store, and this function reads a dozen."""
+    db = connections[DEFAULT_DB_ALIAS]
+    unchecked = db.connection is not None and db.health_check_enabled and not db.health_check_done
     if unchecked and not read_only:
-        connection.close_if_health_check_failed()
+        db.close_if_health_check_failed()
         unchecked = False
-    connection.ensure_connection()
+    db.ensure_connection()
     started = time.perf_counter()
     try:
-        rows = _execute(sql, params)
+        rows = _execute(db, sql, params)
     except (OperationalError, InterfaceError):  # the connection, not the statement
-        if not unchecked or connection.in_atomic_block:
+        if not unchecked or db.in_atomic_block:
             raise
-        connection.close()  # a kept connection the server dropped: what the health check would have found
-        connection.ensure_connection()
-        rows = _execute(sql, params)
+        db.close()  # a kept connection the server dropped: what the health check would have found
+        db.ensure_connection()
+        rows = _execute(db, sql, params)
     if unchecked:
-        connection.health_check_done = True
-    if connection.queries_logged:  # counted like any other query (tests, the bench, debug toolbars)
-        connection.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})
+        db.health_check_done = True
+    if db.queries_logged:  # counted like any other query (tests, the bench, debug toolbars)
+        db.queries_log.append({"sql": sql, "time": f"{time.perf_counter() - started:.3f}"})
     return rows
 
 
