@@ -147,11 +147,14 @@ def cached_active_policies(version: int | None = None) -> list[ConditionalAccess
             version = clock.time_ns()
             cache.add(_POLICY_VERSION, version, None)
             version = cache.get(_POLICY_VERSION, version)
-        _cached.update(version=version, loaded_at=now, policies=active_policies())
+        policies = active_policies()
+        for policy in policies:  # compiled once per load: the token endpoint evaluates these on every request
+            policy.__dict__["_compiled"] = (id(policy), _compile(policy))
+        _cached.update(version=version, loaded_at=now, policies=policies)
     return _cached["policies"]
 
 
-# --- targets -----------------------------------------------------------------------------------------------------
+# --- targets ---------------------------------------------------------------------------------------------------
 def _ids(policy: ConditionalAccessPolicy, relation: str) -> frozenset[int]:
     """The ids of a policy's named (or excluded) agents, computed once per loaded policy object."""
     cached = policy.__dict__.setdefault("_target_ids", {})
@@ -160,39 +163,114 @@ def _ids(policy: ConditionalAccessPolicy, relation: str) -> frozenset[int]:
     return cached[relation]
 
 
+@dataclass(frozen=True)
+class _AttributeRule:
+    key: str
+    op: str
+    expected: object  # the value compared, in the form its operator reads (a tuple for "in", a string for
+    # "starts_with")
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A policy's conditions in the form ``_verdict`` reads them: sets built, address ranges parsed, time windows
+    and attribute rules read once, the reasons' fixed text written. The policies the token endpoint evaluates on
+    every request (``cached_active_policies``) are compiled once per load; any other policy (what-if, replay, an
+    unsaved form) is compiled when it is evaluated, so a changed policy object is never judged by its old
+    conditions."""
+
+    off: bool
+    block: bool
+    all_agents: bool
+    excluded: frozenset[int]
+    named: frozenset[int]
+    kinds: frozenset[str]
+    agent_user_kind: bool
+    publisher_kinds: frozenset[str]
+    attribute_rules: tuple[_AttributeRule, ...]
+    min_risk_level: str
+    networks: tuple
+    ranges_text: str
+    windows: tuple[tuple[frozenset[int], time, time], ...]
+    resources: tuple[str, ...]
+    resources_text: str
+    credential_types: tuple[str, ...]
+    credential_types_text: str
+
+
+def _compile_rule(rule: dict) -> _AttributeRule:
+    op, expected = rule.get("op", "equals"), rule.get("value")
+    if op == "in":
+        expected = tuple(expected) if isinstance(expected, list) else \
+            tuple(v.strip() for v in str(expected).split(","))
+    elif op == "starts_with":
+        expected = str(expected)
+    reason = f"matches the attribute rule {rule.get('key')} {rule.get('op', 'equals')} {rule.get('value')}"
+    return _AttributeRule(rule.get("key", ""), op, expected, reason)
+
+
+def _compile(policy: ConditionalAccessPolicy) -> _Compiled:
+    kinds = frozenset(policy.agent_kinds or [])
+    return _Compiled(
+        off=policy.state == PolicyState.OFF, block=policy.grant == PolicyGrant.BLOCK, all_agents=policy.all_agents,
+        excluded=_ids(policy, "excluded_agents"), named=_ids(policy, "agents"), kinds=kinds,
+        agent_user_kind=AGENT_USER_KIND in kinds, publisher_kinds=frozenset(policy.publisher_kinds or []),
+        attribute_rules=tuple(_compile_rule(rule) for rule in policy.attribute_rules or []),
+        min_risk_level=policy.min_risk_level,
+        networks=_networks(policy) if policy.ip_ranges else (), ranges_text=", ".join(policy.ip_ranges or []),
+        windows=tuple((frozenset(w.get("days", range(7))), _parse_time(w["start"]), _parse_time(w["end"]))
+                      for w in policy.time_windows or []),
+        resources=tuple(policy.resources or []), resources_text=", ".join(policy.resources or []),
+        credential_types=tuple(policy.credential_types or []),
+        credential_types_text=", ".join(policy.credential_types or []))
+
+
+def _compiled(policy: ConditionalAccessPolicy) -> _Compiled:
+    """The compiled form kept with a cached policy (not with a copy of it: replay copies a policy to change it), or
+    the policy compiled now."""
+    kept = policy.__dict__.get("_compiled")
+    return kept[1] if kept is not None and kept[0] == id(policy) else _compile(policy)
+
+
 def _attribute_matches(rule: dict, attributes: dict[str, str]) -> bool:
-    value = attributes.get(rule.get("key", ""))
+    return _rule_matches(_compile_rule(rule), attributes)
+
+
+def _rule_matches(rule: _AttributeRule, attributes: dict[str, str]) -> bool:
+    value = attributes.get(rule.key)
     if value is None:
         return False
-    expected = rule.get("value")
-    op = rule.get("op", "equals")
-    if op == "equals":
-        return value == expected
-    if op == "in":
-        return value in (expected if isinstance(expected, list) else [v.strip() for v in str(expected).split(",")])
-    if op == "starts_with":
-        return value.startswith(str(expected))
+    if rule.op == "equals":
+        return value == rule.expected
+    if rule.op == "in":
+        return value in rule.expected
+    if rule.op == "starts_with":
+        return value.startswith(rule.expected)
     return False
 
 
 def _target_reason(policy: ConditionalAccessPolicy, facts: AgentFacts) -> str | None:
     """Why the policy targets the agent, or None when it does not (exclusions win)."""
-    if facts.agent_id in _ids(policy, "excluded_agents"):
+    return _targets(_compiled(policy), facts)
+
+
+def _targets(policy: _Compiled, facts: AgentFacts) -> str | None:
+    if facts.agent_id in policy.excluded:
         return None
     if policy.all_agents:
         return "targets every agent"
-    if facts.agent_id in _ids(policy, "agents"):
+    if facts.agent_id in policy.named:
         return "names this agent"
-    kinds = set(policy.agent_kinds or [])
-    if facts.kind in kinds:
+    if facts.kind in policy.kinds:
         return f"targets {facts.kind} agents"
-    if AGENT_USER_KIND in kinds and facts.has_agent_user:
+    if policy.agent_user_kind and facts.has_agent_user:
         return "targets agents with an agent user"
-    if facts.publisher_kind in set(policy.publisher_kinds or []):
+    if facts.publisher_kind in policy.publisher_kinds:
         return f"targets {facts.publisher_kind}-published agents"
-    for rule in policy.attribute_rules or []:
-        if _attribute_matches(rule, facts.attributes):
-            return f"matches the attribute rule {rule.get('key')} {rule.get('op', 'equals')} {rule.get('value')}"
+    for rule in policy.attribute_rules:
+        if _rule_matches(rule, facts.attributes):
+            return rule.reason
     return None
 
 
@@ -221,33 +299,41 @@ def _parse_time(value: str) -> time:
 
 
 def _in_window(window: dict, at: datetime) -> bool:
-    at = at.astimezone(UTC)
-    if at.weekday() not in set(window.get("days", range(7))):
+    days, start, end = frozenset(window.get("days", range(7))), _parse_time(window["start"]), \
+        _parse_time(window["end"])
+    return _in_compiled_window(days, start, end, at.astimezone(UTC))
+
+
+def _in_compiled_window(days: frozenset[int], start: time, end: time, at: datetime) -> bool:
+    """``at`` (in UTC) inside a window of ``days`` from ``start`` to ``end``."""
+    if at.weekday() not in days:
         return False
-    start, end = _parse_time(window["start"]), _parse_time(window["end"])
     now = at.time()
     return start <= now < end if start <= end else (now >= start or now < end)  # a window may wrap midnight
 
 
-def _unmet_conditions(policy: ConditionalAccessPolicy, facts: AgentFacts, context: AccessContext) -> list[str]:
+def _unmet_conditions(policy: ConditionalAccessPolicy | _Compiled, facts: AgentFacts,
+                      context: AccessContext) -> list[str]:
+    if not isinstance(policy, _Compiled):
+        policy = _compiled(policy)
     unmet = []
     if policy.min_risk_level and RISK_ORDER[facts.risk_level] < RISK_ORDER[policy.min_risk_level]:
         unmet.append(f"agent risk {facts.risk_level} is below {policy.min_risk_level}")
-    if policy.ip_ranges:
+    if policy.networks:
         address = _address(context.ip or "")
-        if address is None or not any(address in network for network in _networks(policy)):
-            unmet.append(f"client address {context.ip or 'unknown'} is outside {', '.join(policy.ip_ranges)}")
-    if policy.time_windows:
-        at = context.at or timezone.now()
-        if not any(_in_window(w, at) for w in policy.time_windows):
-            unmet.append(f"{at.astimezone(UTC):%a %H:%M} UTC is outside the policy's time windows")
+        if address is None or not any(address in network for network in policy.networks):
+            unmet.append(f"client address {context.ip or 'unknown'} is outside {policy.ranges_text}")
+    if policy.windows:
+        at = (context.at or timezone.now()).astimezone(UTC)
+        if not any(_in_compiled_window(days, start, end, at) for days, start, end in policy.windows):
+            unmet.append(f"{at:%a %H:%M} UTC is outside the policy's time windows")
     if policy.resources:
         resource = context_resource(context)
         if resource not in policy.resources:
-            unmet.append(f"the resource {resource} is not one of {', '.join(policy.resources)}")
+            unmet.append(f"the resource {resource} is not one of {policy.resources_text}")
     if policy.credential_types and context.credential_type not in policy.credential_types:
         unmet.append(f"credential type {context.credential_type or 'unknown'} is not one of "
-                     f"{', '.join(policy.credential_types)}")
+                     f"{policy.credential_types_text}")
     return unmet
 
 
@@ -258,22 +344,23 @@ def context_resource(context: AccessContext) -> str:
 
 
 def _verdict(policy: ConditionalAccessPolicy, facts: AgentFacts, context: AccessContext) -> PolicyVerdict:
-    def verdict(outcome: str, reason: str) -> PolicyVerdict:
-        return PolicyVerdict(policy.pk, policy.name, policy.state, outcome, reason)
-
-    if policy.state == PolicyState.OFF:
-        return verdict("not_applicable", "the policy is off")
-    targeted = _target_reason(policy, facts)
+    compiled = _compiled(policy)
+    if compiled.off:
+        return PolicyVerdict(policy.pk, policy.name, policy.state, "not_applicable", "the policy is off")
+    targeted = _targets(compiled, facts)
     if targeted is None:
-        return verdict("not_applicable", "does not target this agent")
-    unmet = _unmet_conditions(policy, facts, context)
-    if policy.grant == PolicyGrant.BLOCK:
+        return PolicyVerdict(policy.pk, policy.name, policy.state, "not_applicable", "does not target this agent")
+    unmet = _unmet_conditions(compiled, facts, context)
+    if compiled.block:
         if unmet:
-            return verdict("not_applicable", f"{targeted}, but {'; '.join(unmet)}")
-        return verdict("block", f"{targeted} and every condition holds")
-    if unmet:
-        return verdict("block", f"{targeted}; allowed only when its conditions hold, and {'; '.join(unmet)}")
-    return verdict("allow", f"{targeted} and every condition holds")
+            outcome, reason = "not_applicable", f"{targeted}, but {'; '.join(unmet)}"
+        else:
+            outcome, reason = "block", f"{targeted} and every condition holds"
+    elif unmet:
+        outcome, reason = "block", f"{targeted}; allowed only when its conditions hold, and {'; '.join(unmet)}"
+    else:
+        outcome, reason = "allow", f"{targeted} and every condition holds"
+    return PolicyVerdict(policy.pk, policy.name, policy.state, outcome, reason)
 
 
 def evaluate(facts: AgentFacts, context: AccessContext,
