@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count, DateTimeField, Q, Value
+from django.db.models import DEFERRED, Count, DateTimeField, Q, Value
 from django.utils import timezone
 
 from agents import credentials as credential_hashing
@@ -142,7 +142,7 @@ def client_from_row(row: tuple) -> AgentClient:
 
 
 def _client(row: tuple) -> AgentClient:
-    agent = Agent(**dict(zip(_AGENT_FIELDS, row[2:2 + len(_AGENT_FIELDS)], strict=True)))
+    agent = Agent.from_db(None, None, [DEFERRED if at is None else row[at] for at in _AGENT_SLOTS])
     publisher_kind, username, user_active = row[2 + len(_AGENT_FIELDS):5 + len(_AGENT_FIELDS)]
     if len(row) > 5 + len(_AGENT_FIELDS):  # PostgreSQL read the permissions and policy facts in the same statement
         own, package_names, package_ends, attributes, has_agent_user = row[5 + len(_AGENT_FIELDS):]
@@ -158,6 +158,11 @@ def _client(row: tuple) -> AgentClient:
 
 # The agent columns the token endpoint needs, read in the credential's query (no model joins instantiated).
 _AGENT_FIELDS = fastpath.AGENT_COLUMNS
+# Where each of the agent's columns is in that row (None: not read, left deferred), in the model's own order: the
+# agent is built as a queryset builds one (``Model.from_db`` with every value in place), a quarter of the CPU of
+# keyword arguments on every token request.
+_AGENT_SLOTS = tuple(2 + _AGENT_FIELDS.index(f.attname) if f.attname in _AGENT_FIELDS else None
+                     for f in Agent._meta.concrete_fields)
 
 
 def agent_for_client_id(client_id: str) -> Agent | None:
