@@ -37,7 +37,7 @@ def test_bench_prints_json_lines_and_leaves_no_rows(world, settings):
                                               "members_page", "registry_list", "bulk_provision", "audit_sequence",
                                               "expire_assignments",
                                               "review_open", "review_apply", "hygiene_run", "jwks_verify",
-                                              "signin_scale", "signin_retention", "usage_rollup"]
+                                              "signin_scale", "signin_retention", "policy_replay", "usage_rollup"]
     for result in lines:
         assert KEYS <= set(result) and result["n"] == 150 and result["seconds"] > 0
         assert result["ratio"] == pytest.approx(result["seconds"] / result["baseline_seconds"], rel=0.2, abs=0.2)
