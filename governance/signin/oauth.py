@@ -44,7 +44,7 @@ from typing import NamedTuple
 from urllib.parse import unquote_plus
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
@@ -88,11 +88,13 @@ _NOT_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")  # RFC 6749 §5.
 
 
 # --- rate limits and lock-out ----------------------------------------------------------------------------------
-def _redis():
-    """The raw Redis client behind Django's cache, or None (local memory cache)."""
-    if not getattr(cache, "available", True):  # Redis failed a moment ago: this process's counters for now
+def _redis(default=None):
+    """The raw Redis client behind Django's cache (``default``: that cache, already looked up), or None (local
+    memory cache)."""
+    default = caches[DEFAULT_CACHE_ALIAS] if default is None else default
+    if not getattr(default, "available", True):  # Redis failed a moment ago: this process's counters for now
         return None
-    backend = getattr(cache, "_cache", None)
+    backend = getattr(default, "_cache", None)
     if not hasattr(backend, "get_client"):
         return None
     return backend.get_client(write=True)  # kept per backend by portal.cache, not built per call
@@ -153,20 +155,21 @@ def _gate(keys: list[str], window: int, lock_of: str, *, version_of: str = "",
     Faults): limits hold per worker and requests keep being served; the version is then None, and its reader asks
     the cache itself, and the replay entry is returned unwritten (the verifier writes it)."""
     bucket = int(time.time() // window)
-    names = [cache.make_key(f"aip:{key}:{bucket}") for key in keys]
-    client = _redis()
+    default = caches[DEFAULT_CACHE_ALIAS]  # once: each read through the ``cache`` proxy looks it up again
+    names = [default.make_key(f"aip:{key}:{bucket}") for key in keys]
+    client = _redis(default)
     if client is not None:
-        extra = [cache.make_key(_lock_key(lock_of))] if lock_of else []
+        extra = [default.make_key(_lock_key(lock_of))] if lock_of else []
         if replay is not None:
-            extra.append(cache.make_key(replay.key))  # the key cache.add would write: the two paths agree
+            extra.append(default.make_key(replay.key))  # the key cache.add would write: the two paths agree
         if version_of:
-            extra.append(cache.make_key(version_of))  # Django's Redis cache keeps an integer as its digits
+            extra.append(default.make_key(version_of))  # Django's Redis cache keeps an integer as its digits
         try:
             results = _run_gate(client, names + extra,
                                 [window + 5, len(names), int(bool(lock_of)), int(bool(version_of)),
                                  int(replay is not None), replay.ttl if replay is not None else 0])
         except REDIS_UNAVAILABLE as error:
-            cache.redis_failed(error)  # the cache below now answers from this process's memory
+            default.redis_failed(error)  # the cache below now answers from this process's memory
         else:
             counts = [int(count) for count in results[:len(names)]]
             at = len(names)
