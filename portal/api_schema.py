@@ -68,6 +68,7 @@ RESOURCES = {
     "sessions": ("Sessions and runs", "session", "sessions"),
     "runs": ("Sessions and runs", "run", "runs"),
     "audit-events": ("Audit", "audit event", "audit events"),
+    "changes": ("Changes awaiting approval", "change", "high-impact changes waiting for a second administrator"),
 }
 TAG_DESCRIPTIONS = {
     "Agents": "The registry: agents, their credentials and their life cycle (set up, disable, enable, retire).",
@@ -80,6 +81,7 @@ TAG_DESCRIPTIONS = {
     "Sessions and runs": "Sessions, runs and their outputs.",
     "Audit": "The append-only audit trail.",
     "Blast radius": "What a disruptive change would stop, before it is made: tokens, runs, sessions, people told.",
+    "Changes awaiting approval": "High-impact changes a second administrator approves or rejects (four-eyes).",
 }
 #: Spoken names of actions that are not plain verbs in the URL.
 ACTION_WORDS = {"outputs": ("Outputs of", "Add an output to"), "decisions": ("Decisions of", "Decide in"),
