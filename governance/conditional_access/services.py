@@ -125,8 +125,9 @@ def active_policies() -> list[ConditionalAccessPolicy]:
 
 POLICY_VERSION_KEY = "aip:ca-policies:version"  # the cache key of the policies' version (an integer)
 _POLICY_VERSION = POLICY_VERSION_KEY
-_cached: dict = {"version": None, "loaded_at": 0.0, "policies": []}
+_cached: dict = {"version": None, "loaded_at": 0.0, "policies": [], "decisions": {}}
 CACHE_SECONDS = 5.0
+DECISIONS_KEPT = 4096  # distinct inputs whose evaluation of the cached policies is kept until they are reloaded
 
 
 def policies_changed() -> None:
@@ -150,8 +151,32 @@ def cached_active_policies(version: int | None = None) -> list[ConditionalAccess
         policies = active_policies()
         for policy in policies:  # compiled once per load: the token endpoint evaluates these on every request
             policy.__dict__["_compiled"] = (id(policy), _compile(policy))
-        _cached.update(version=version, loaded_at=now, policies=policies)
+        _cached.update(version=version, loaded_at=now, policies=policies, decisions={})
     return _cached["policies"]
+
+
+def evaluate_cached(facts: AgentFacts, context: AccessContext,
+                    policies: Sequence[ConditionalAccessPolicy]) -> Evaluation:
+    """``evaluate``, kept for the policies ``cached_active_policies`` returned until they are reloaded: an agent
+    asking again from the same address, for the same resource, with the same kind of credential, in the same
+    minute gets the same evaluation without the policies being walked again (the token endpoint's case). The key
+    is everything ``evaluate`` reads: the agent's facts as read for this request (its risk and attributes
+    included, so a change to them is a new key at once), the address, the resource, the credential type and the
+    weekday, hour and minute (time windows are whole minutes; the requested scopes are read by no condition).
+    Any other list of policies, or a context without a time, is evaluated afresh."""
+    decisions = _cached["decisions"]
+    if policies is not _cached["policies"] or context.at is None:
+        return evaluate(facts, context, policies)
+    at = context.at.astimezone(UTC)
+    key = (facts.agent_id, facts.kind, facts.publisher_kind, facts.risk_level, facts.has_agent_user,
+           frozenset(facts.attributes.items()), context.ip, context_resource(context), context.credential_type,
+           at.weekday(), at.hour, at.minute)
+    evaluation = decisions.get(key)
+    if evaluation is None:
+        if len(decisions) >= DECISIONS_KEPT:
+            decisions.clear()
+        evaluation = decisions[key] = evaluate(facts, context, policies)
+    return evaluation
 
 
 # --- targets ---------------------------------------------------------------------------------------------------

@@ -269,14 +269,14 @@ def _token_exchange(request: TokenRequest, client: tokens.AgentClient, caller: _
 def _conditional_access(agent, request: TokenRequest, scopes, policy_version: int | None = None,
                         credential_type: str = "") -> conditional_access.Evaluation:
     """Every active policy's verdict for this agent, address, time and scopes (the policies are cached per process,
-    current as of ``policy_version`` when the gate read it; the agent's facts were read with its credential on
-    PostgreSQL)."""
+    current as of ``policy_version`` when the gate read it, and so is their evaluation for the same inputs; the
+    agent's facts were read with its credential on PostgreSQL)."""
     policies = conditional_access.cached_active_policies(policy_version)
     facts = conditional_access.agent_facts(agent, policies)
     context = conditional_access.AccessContext(ip=request.ip, at=request.at, scopes=frozenset(scopes),
                                                resource=request.resource or resources.portal_identifier(),
                                                credential_type=credential_type)
-    return conditional_access.evaluate(facts, context, policies)
+    return conditional_access.evaluate_cached(facts, context, policies)
 
 
 def _blocked(names: str) -> Refusal:

@@ -169,3 +169,32 @@ def test_r20_what_if_shows_the_same_decision_as_the_decision_point(registry_worl
     direct = ca.evaluate(facts, ca.AccessContext(ip="10.0.0.1"))
     assert not direct.allowed and "<strong>blocked</strong> by Block assistive" in body
     assert "report-only would block: Report partners" in body
+
+
+def test_r20_a_kept_evaluation_answers_only_for_the_same_inputs(facts, registry_world):
+    """The token endpoint's evaluations of the cached policies are kept per load (``evaluate_cached``): they must
+    agree with ``evaluate`` whatever changes between two requests in the same minute — the agent's risk, the
+    address, the minute — and a saved policy is in force at the next decision."""
+    policy("Office hours from the office", all_agents=True, grant="allow", ip_ranges=["10.0.0.0/8"],
+           time_windows=[{"days": [0, 1, 2, 3, 4], "start": "08:00", "end": "12:01"}])
+    policy("Block high risk", all_agents=True, min_risk_level="medium", grant="block")
+    ca.policies_changed()
+    policies = ca.cached_active_policies()
+
+    def both(facts, **context):
+        kept = ca.evaluate_cached(facts, ca.AccessContext(**context), policies)
+        assert kept == ca.evaluate(facts, ca.AccessContext(**context), policies)
+        return kept
+
+    assert both(facts, ip="10.1.2.3", at=MONDAY_NOON).allowed
+    assert both(facts, ip="10.1.2.3", at=MONDAY_NOON.replace(second=59)).allowed  # the same minute: kept
+    assert not both(facts, ip="203.0.113.9", at=MONDAY_NOON).allowed
+    assert not both(facts, ip="10.1.2.3", at=MONDAY_NOON.replace(minute=1)).allowed  # the window's end
+    type(registry_world.agent).objects.filter(pk=registry_world.agent.pk).update(risk_level="high")
+    registry_world.agent.refresh_from_db()
+    risky = ca.agent_facts(registry_world.agent)
+    assert not both(risky, ip="10.1.2.3", at=MONDAY_NOON).allowed  # same minute and address, new risk
+    policy("Block the office network", all_agents=True, grant="block", ip_ranges=["10.1.0.0/16"])
+    ca.policies_changed()
+    policies = ca.cached_active_policies()
+    assert not both(facts, ip="10.1.2.3", at=MONDAY_NOON).allowed  # the saved policy, at the next decision
