@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -245,7 +246,7 @@ def usable_credentials_left(agent: Agent, credential, now: datetime) -> int:
                                                revoked_at__isnull=True)
     left = {Credential: secrets, KeyCredential: keys, FederatedCredential: rules}
     left[type(credential)] = left[type(credential)].exclude(pk=credential.pk)
-    first, *rest = [queryset.values("pk") for queryset in left.values()]
+    first, *rest = [queryset.order_by().values("pk") for queryset in left.values()]  # SQLite: no ORDER BY in a union
     return first.union(*rest, all=True).count()
 
 
@@ -321,16 +322,19 @@ def _assignments_radius(action: str, assignments: Sequence[Assignment], now: dat
         names_of_package.setdefault(package_id, set()).add(name)
     names = set().union(*names_of_package.values()) if names_of_package else set()
     if names:
-        carrying = Q()
-        for name in sorted(names):
-            carrying |= Q(granted_scopes__contains=[name])
+        rows = SignIn.objects.filter(agent_id__in=list(by_id), outcome=SignInOutcome.SUCCESS, at__gte=since)
+        if connection.features.supports_json_field_contains:  # PostgreSQL: only the rows granting one of them
+            carrying = Q()
+            for name in sorted(names):
+                carrying |= Q(granted_scopes__contains=[name])
+            rows = rows.filter(carrying)
         used: dict[str, datetime] = {}
         scopes: set[str] = set()
-        for resource, granted, at in (SignIn.objects.filter(carrying, agent_id__in=list(by_id),
-                                                            outcome=SignInOutcome.SUCCESS, at__gte=since)
-                                      .order_by().values_list("resource", "granted_scopes", "at")[:5000]):
-            used[resource] = max(at, used.get(resource, at))
-            scopes.update(s for s in (granted if isinstance(granted, list) else []) if s in names)
+        for resource, granted, at in rows.order_by().values_list("resource", "granted_scopes", "at")[:5000]:
+            granted = names.intersection(granted if isinstance(granted, list) else [])
+            if granted:  # SQLite cannot ask JSON containment: the same filter, read here
+                used[resource] = max(at, used.get(resource, at))
+                scopes.update(granted)
         radius.resources, radius.scopes = _named(used), sorted(scopes)
     extra = [(a.requested_by, "requested the access") for a in assignments if a.requested_by]
     extra += [(run.started_by, "started a run that loses its token") for run in radius.runs if run.started_by]

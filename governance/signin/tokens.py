@@ -542,8 +542,6 @@ def revoke_for_disabled_agent(agent: Agent) -> None:
     revoke_agent_tokens(agent, f"agent {agent.status}")
 
 
-
-
 def live_tokens_signed_in(windows, now: datetime) -> dict[int, int]:
     """For signing-key rotation (docs/oauth.md, "Signing keys"): per ``(key_id, start, end)`` window, the token
     rows, revoked or not, issued in it and not yet expired (``end`` None: still signing). One query."""
