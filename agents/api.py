@@ -128,7 +128,7 @@ class BlueprintViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(methods=["GET"], request=None, responses={200: FederatedCredentialSerializer(many=True)})
     @extend_schema(methods=["POST"], request=FederatedCredentialSerializer,
                    responses={201: FederatedCredentialSerializer})
-    @action(detail=True, methods=["get", "post"], url_path="federated-credentials")
+    @action(detail=True, methods=["get", "post"], url_path="federated-credentials", pagination_class=None)
     def federated_credentials(self, request, pk=None):
         blueprint = self.get_object()
         if request.method == "GET":
@@ -206,7 +206,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @extend_schema(methods=["GET"], request=None, responses={200: KeyCredentialSerializer(many=True)})
     @extend_schema(methods=["POST"], request=KeyCredentialAddSerializer, responses={201: KeyCredentialSerializer})
-    @action(detail=True, methods=["get", "post"], url_path="key-credentials")
+    @action(detail=True, methods=["get", "post"], url_path="key-credentials", pagination_class=None)
     def key_credentials(self, request, pk=None):
         agent = self.get_object()
         if request.method == "GET":
@@ -231,7 +231,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(methods=["GET"], request=None, responses={200: FederatedCredentialSerializer(many=True)})
     @extend_schema(methods=["POST"], request=FederatedCredentialSerializer,
                    responses={201: FederatedCredentialSerializer})
-    @action(detail=True, methods=["get", "post"], url_path="federated-credentials")
+    @action(detail=True, methods=["get", "post"], url_path="federated-credentials", pagination_class=None)
     def federated_credentials(self, request, pk=None):
         agent = self.get_object()
         if request.method == "GET":

@@ -22,12 +22,16 @@ class BoundedJSONParser(JSONParser):
             raise ParseError("JSON parse error - the body is nested too deeply.") from None
 
 
+#: The largest id a database holds (a signed 64-bit integer); beyond it SQLite cannot even bind the value.
+ID_MAX = 2**63 - 1
+
+
 def whole_number_param(request, name: str) -> int | None:
     """The query parameter ``name`` as an id (digits only), None when absent or empty; anything else is a 400."""
     value = request.query_params.get(name, "")
     if not value:
         return None
-    if not value.isdigit():
+    if not value.isdigit() or int(value) > ID_MAX:
         raise ValidationError(f"The query parameter '{name}' is an id, a whole number; '{value[:40]}' is not.")
     return int(value)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -36,6 +36,7 @@ class PersonSerializer(serializers.Serializer):
     roles = serializers.ListField(child=serializers.CharField())
 
 
+@extend_schema_serializer(many=False)  # one preview per answer, although each is a viewset's GET on its collection
 class BlastRadiusSerializer(serializers.Serializer):
     """The shape of every preview (for the schema; the views answer ``BlastRadius.as_json``)."""
 

@@ -169,6 +169,8 @@ def path(request, monkeypatch):
 
     if request.param == "orm":
         monkeypatch.setattr(fastpath, "enabled", lambda: False)
+    else:
+        request.getfixturevalue("postgres")  # the statements are PostgreSQL's: fails in CI without it, as elsewhere
     return request.param
 
 
