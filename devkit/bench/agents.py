@@ -68,7 +68,7 @@ registry_list.default_n = 100_000
 def _bulk_csv(blueprint: Blueprint, owners, n: int) -> str:
     lines = ["blueprint,name,identity_type,scope,sponsors,owners,attributes,expires_at"]
     lines += [f"{blueprint.name}@{blueprint.version},bulk-{i:06d},agent_identity,workspace,{owners[0].username},"
-              f"{owners[1].username},fleet=bench;tier={i % 3}," for i in range(n)]
+              f"{owners[1].username},fleet=bench;shard={i % 3}," for i in range(n)]
     return "\n".join(lines) + "\n"
 
 
