@@ -183,16 +183,32 @@ def worker_main() -> None:
         return
     target = User.objects.filter(username=f"audit-bench-{spec['tag']}").first() or User.objects.create_user(
         username=f"audit-bench-{spec['tag']}", password=None, display_name="Audit bench")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     print("ready", flush=True)
     time.sleep(max(0.0, spec.get("start_at", 0) - time.time()))
     latencies = []
+    cpu_before = (time.process_time(), _process_cpu_seconds(backend))
     began = time.perf_counter()
     for i in range(spec["n"]):
         started = time.perf_counter()
         directory.user_update(actor=ga, user=target, display_name=f"Audit bench {i}", email="", manager=None)
         latencies.append(time.perf_counter() - started)
-    print(json.dumps({"seconds": time.perf_counter() - began, "ended_at": time.time(), "latencies": latencies}),
-          flush=True)
+    seconds = time.perf_counter() - began
+    client_cpu, backend_cpu = time.process_time() - cpu_before[0], _process_cpu_seconds(backend) - cpu_before[1]
+    print(json.dumps({"seconds": seconds, "ended_at": time.time(), "latencies": latencies,
+                      "client_cpu_seconds": client_cpu, "backend_cpu_seconds": backend_cpu}), flush=True)
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """CPU seconds a process on this machine has used (Linux ``/proc``; the database runs here in the bench)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -258,9 +274,19 @@ def audit_concurrency(n):
     single_rate = each / one["seconds"]
     many_rate = each * CONCURRENCY_PROCESSES / wall
     latencies = [value for result in results for value in result["latencies"]]
+    # One process keeps its client and its database backend busy in turn: their CPU over its wall time is how many
+    # CPUs one process uses, so no number of processes can beat (CPUs on the machine ÷ that) times its rate.
+    one_busy = (one["client_cpu_seconds"] + one["backend_cpu_seconds"]) / one["seconds"]
+    cpus = os.cpu_count() or 1
     extra = {"processes": CONCURRENCY_PROCESSES, "changes_per_process": each,
              "one_process_per_second": round(single_rate, 1), "four_processes_per_second": round(many_rate, 1),
-             "throughput_ratio": round(many_rate / single_rate, 2), **_latency_figures(latencies)}
+             "throughput_ratio": round(many_rate / single_rate, 2), **_latency_figures(latencies),
+             "one_process_busy_cpus": round(one_busy, 2), "machine_cpus": cpus,
+             "cpu_bound_ceiling_ratio": round(min(CONCURRENCY_PROCESSES, cpus) / one_busy, 2) if one_busy else None,
+             "cpu_ms_per_change": {
+                 "one_process": round(1000 * (one["client_cpu_seconds"] + one["backend_cpu_seconds"]) / each, 2),
+                 "four_processes": round(1000 * sum(r["client_cpu_seconds"] + r["backend_cpu_seconds"]
+                                                    for r in results) / (each * CONCURRENCY_PROCESSES), 2)}}
     print(json.dumps({"scenario": "audit_concurrency", **extra}), file=sys.stderr)
     return Measured(wall, 0, extra), "one_process_quarter_of_the_changes", (one["seconds"], 0)
 
