@@ -203,10 +203,10 @@ def approval_world(registry_world) -> World:
 
     from django.utils import timezone
 
-    from governance.reviews import services as reviews
+    from governance.reviews.campaigns import review_create
 
     # R19: a package review opened an hour ago; its one item (w.assignment) is reviewed by the sponsor, owner.
-    w.review = reviews.review_create(actor=w.owner_b, workspace=w.alpha, name="Responder review",
+    w.review = review_create(actor=w.owner_b, workspace=w.alpha, name="Responder review",
                                      scope_kind="packages", packages=[w.package], reviewer_kind="sponsors",
                                      starts_at=timezone.now() - timedelta(hours=1), duration_days=14)
     w.review_instance = w.review.instances.get()

@@ -109,7 +109,7 @@ expire_assignments.default_n = 100_000
 # --- access reviews (R19) ------------------------------------------------------------------------------------------
 def _review_over(n: int):
     """A package review (not yet open) over n open assignments of bulk-created agents sponsored by one owner."""
-    from governance.reviews import services as reviews
+    from governance.reviews.campaigns import review_create
 
     agent_count = min(n, AGENTS)
     workspace, owners, agents = _fleet(agent_count)
@@ -118,7 +118,7 @@ def _review_over(n: int):
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {Assignment._meta.db_table}")
-    campaign = reviews.review_create(actor=None, workspace=workspace, name="Bench review", scope_kind="packages",
+    campaign = review_create(actor=None, workspace=workspace, name="Bench review", scope_kind="packages",
                                      packages=packages, reviewer_kind="sponsors", duration_days=14,
                                      starts_at=timezone.now() + timedelta(days=1), no_response="keep")
     return campaign, packages
@@ -137,17 +137,18 @@ def _plain_items(instance, n: int) -> list:
 def review_open(n):
     """Opening a review over n assignments (items with evidence, reviewers, recommendations; queries per batch)
     vs. a plain bulk insert of n item rows (the floor)."""
-    from governance.reviews import services as reviews
     from governance.reviews.models import ReviewInstance, ReviewItem
+    from governance.reviews.opening import review_instance_open
+    from governance.reviews.selectors import BATCH
 
     campaign, _packages_ = _review_over(n)
     start = timezone.now()
     savepoint = transaction.savepoint()
     floor = ReviewInstance.objects.create(campaign=campaign, starts_at=start - timedelta(days=1), ends_at=start)
-    baseline = timed(lambda: ReviewItem.objects.bulk_create(_plain_items(floor, n), batch_size=reviews.BATCH))
+    baseline = timed(lambda: ReviewItem.objects.bulk_create(_plain_items(floor, n), batch_size=BATCH))
     transaction.savepoint_rollback(savepoint)
     result = {}
-    measured = timed(lambda: result.update(instance=reviews.review_instance_open(campaign=campaign, starts_at=start)))
+    measured = timed(lambda: result.update(instance=review_instance_open(campaign=campaign, starts_at=start)))
     items = result["instance"].items.count()
     if items != n:
         raise AssertionError(f"review_open created {items} items for {n} assignments")
@@ -161,24 +162,25 @@ review_open.default_n = 50_000
 def review_apply(n):
     """Applying n denials of a closed review (batched revoke + one audit event each) vs. one UPDATE of the same
     assignments (the floor)."""
-    from governance.reviews import services as reviews
+    from governance.reviews.applying import review_instance_apply, review_instance_close
     from governance.reviews.models import ReviewDecision
+    from governance.reviews.opening import review_instance_open
 
     campaign, packages = _review_over(n)
-    instance = reviews.review_instance_open(campaign=campaign, starts_at=timezone.now())
+    instance = review_instance_open(campaign=campaign, starts_at=timezone.now())
     reviewer = campaign.workspace.memberships.order_by("pk").first().user
     now = timezone.now()
     ReviewDecision.objects.bulk_create(
         (ReviewDecision(item_id=pk, reviewer=reviewer, decision="deny", justification="bench", decided_at=now)
          for pk in instance.items.values_list("pk", flat=True)), batch_size=5000)
-    reviews.review_instance_close(actor=None, instance=instance)
+    review_instance_close(actor=None, instance=instance)
     targets = Assignment.objects.filter(package__in=packages, status=AssignmentStatus.ACTIVE)
     savepoint = transaction.savepoint()
     baseline = timed(lambda: targets.update(status=AssignmentStatus.REVOKED, ended_at=now, end_reason="floor"))
     transaction.savepoint_rollback(savepoint)
     events_before = AuditEvent.objects.filter(action="assignment.revoke").count()
     result = {}
-    measured = timed(lambda: result.update(reviews.review_instance_apply(instance=instance)))
+    measured = timed(lambda: result.update(review_instance_apply(instance=instance)))
     revoked = Assignment.objects.filter(package__in=packages, status=AssignmentStatus.REVOKED).count()
     events = AuditEvent.objects.filter(action="assignment.revoke").count() - events_before
     if result["removed"] != n or revoked != n or events != n:

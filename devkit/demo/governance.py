@@ -155,7 +155,7 @@ def seed_access_reviews(write: Callable[[str], None]) -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from governance.reviews import services as reviews
+    from governance.reviews.campaigns import review_create
     from governance.reviews.models import AccessReview
 
     soc = Workspace.objects.get(slug="soc")
@@ -175,7 +175,7 @@ def seed_access_reviews(write: Callable[[str], None]) -> None:
             SignIn.objects.create(agent=idle, at=now - timedelta(days=45), client_id=idle.identity.client_id,
                                   actor_kind="agent", grant_type="client_credentials", outcome="success",
                                   granted_scopes=[], ip="10.0.0.5")
-        campaign = reviews.review_create(
+        campaign = review_create(
             actor=users["owner"], workspace=soc, name="Monthly SOC agent review",
             description="Do the SOC's agents still need their identities and permissions?",
             scope_kind="workspace_agents", reviewer_kind="sponsors", fallback_reviewer=users["owner"],

@@ -8,7 +8,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from governance.reviews import services as reviews
+from governance.reviews import decisions, selectors
 from governance.reviews.choices import ReviewDecisionKind
 from governance.reviews.models import AccessReview, ReviewItem
 from portal import api as portal_api
@@ -68,11 +68,11 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
         if portal_api.app_only(self.request):
             visible = portal_api.app_reads(self.request, AccessReview.objects.all())
         else:
-            visible = reviews.reviews_visible_to(self.request.user)
+            visible = selectors.reviews_visible_to(self.request.user)
         return visible.prefetch_related("packages").order_by("name", "pk")
 
     def _open_instance(self):
-        instance = reviews.open_instance(self.get_object())
+        instance = selectors.open_instance(self.get_object())
         if instance is None:
             raise Http404("This review has no open instance.")
         return instance
@@ -85,16 +85,16 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
         if request.method == "GET":
             # An agent's own token has no person behind it, and only people review (R19): it has no items.
             items = ReviewItem.objects.none() if portal_api.app_only(request) else \
-                reviews.items_of_reviewer(request.user, instance)
-            return Response(ReviewItemSerializer(reviews.with_credential_types(items), many=True).data)
+                selectors.items_of_reviewer(request.user, instance)
+            return Response(ReviewItemSerializer(selectors.with_credential_types(items), many=True).data)
         payload = ReviewDecisionSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         item = ReviewItem.objects.filter(pk=payload.validated_data["item"], instance=instance).first()
         if item is None:
             return Response({"errors": ["No such item in this review's open instance."]}, status=404)
-        reviews.review_decide(actor=request.user, item=item, decision=payload.validated_data["decision"],
+        decisions.review_decide(actor=request.user, item=item, decision=payload.validated_data["decision"],
                               justification=payload.validated_data["justification"])
-        decided = reviews.with_credential_types([reviews.items_of_reviewer(request.user, instance).get(pk=item.pk)])
+        decided = selectors.with_credential_types([selectors.items_of_reviewer(request.user, instance).get(pk=item.pk)])
         return Response(ReviewItemSerializer(decided[0]).data)
 
 router.register("reviews", AccessReviewViewSet, basename="api-review")

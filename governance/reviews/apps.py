@@ -10,10 +10,10 @@ class ReviewsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from governance.reviews import api, dashboard, services  # noqa: F401  (jobs, API routes register on import)
+        from governance.reviews import api, dashboard, runner, selectors  # noqa: F401  (jobs, API routes register on import)
         from portal import signals as portal
 
-        portal.header_counts.connect(lambda user, **_: services.header_count(user),
+        portal.header_counts.connect(lambda user, **_: selectors.header_count(user),
                                      weak=False, dispatch_uid="reviews.header_counts")
         portal.dashboard_cards.connect(lambda request, **_: dashboard.posture_card(request),
                                        weak=False, dispatch_uid="reviews.dashboard_cards")

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from governance.reviews.choices import ReviewInstanceStatus
 from governance.reviews.models import ReviewInstance
-from governance.reviews.services import reviews_visible_to
+from governance.reviews.selectors import reviews_visible_to
 from portal import charts
 
 SHOWN = 8

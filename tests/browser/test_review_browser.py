@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents import registry
 from governance.access import services as access_packages
 from governance.access.models import Assignment
-from governance.reviews import services as reviews
+from governance.reviews.campaigns import review_create
 from governance.signin.models import SignIn
 from portal.models import AuditEvent, Permission
 from tests.browser.helpers import sign_in
@@ -40,7 +40,7 @@ def test_r19_browser_sponsor_accepts_recommendations_owner_closes_early_denied_a
     for agent, days in ((busy, 2), (idle, 45)):  # their last use (a successful sign-in: governance.usage)
         SignIn.objects.create(agent=agent, at=now - timedelta(days=days), client_id=agent.identity.client_id,
                               outcome="success", granted_scopes=["SecurityIncident.ReadWrite.All"])
-    campaign = reviews.review_create(actor=olga, workspace=workspace, name="Responder review",
+    campaign = review_create(actor=olga, workspace=workspace, name="Responder review",
                                      scope_kind="packages", packages=[package], reviewer_kind="sponsors",
                                      starts_at=now - timedelta(hours=1), duration_days=14, no_response="keep")
     base = live_server.url

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from governance.access import services as access
 from governance.access.models import Assignment
-from governance.reviews import services as reviews
+from governance.reviews.campaigns import review_create
 from portal import jobs
 from portal.celery import app as celery_app
 from portal.models import AuditEvent, JobRun, Permission
@@ -121,7 +121,7 @@ def test_beat_stopped_for_three_periods_shows_late_then_every_job_catches_up_onc
         permissions=Permission.objects.filter(name="SecurityIncident.ReadWrite.All", kind="application"))
     assignment = access.assignment_request(actor=w.owner, package=package, agent=w.agent, justification="x")
     Assignment.objects.filter(pk=assignment.pk).update(expires_at=clock.current + timedelta(hours=2))
-    campaign = reviews.review_create(actor=w.owner, workspace=w.alpha, name="Quarterly", scope_kind="packages",
+    campaign = review_create(actor=w.owner, workspace=w.alpha, name="Quarterly", scope_kind="packages",
                                      packages=[package], reviewer_kind="sponsors", duration_days=7,
                                      starts_at=clock.current + timedelta(days=1))
     assert not campaign.instances.exists()

@@ -12,7 +12,7 @@ from django.utils import timezone
 from agents.models import Agent
 from governance.access import services as access_packages
 from governance.access.ends import access_ends, assignment_ends
-from governance.reviews import services as reviews
+from governance.reviews.campaigns import review_create
 from portal.models import Notification
 from portal.timefmt import when
 
@@ -44,7 +44,7 @@ def test_the_agent_page_the_notification_and_the_review_item_show_the_same_end_w
     page = client.get(reverse("agent-detail", args=[w.agent.pk])).content.decode()
     assert f'data-ends>{shown}</td>' in page
 
-    campaign = reviews.review_create(actor=w.owner_b, workspace=w.alpha, name="Responder review, again",
+    campaign = review_create(actor=w.owner_b, workspace=w.alpha, name="Responder review, again",
                                      scope_kind="packages", packages=[w.package], reviewer_kind="sponsors",
                                      starts_at=timezone.now() - timedelta(minutes=5), duration_days=14)
     item = campaign.instances.get().items.get(assignment=assignment)

@@ -23,8 +23,11 @@ from agents import registry
 from agents.models import Agent
 from governance.access import services as ap
 from governance.access.models import Assignment
-from governance.reviews import services as reviews
+from governance.reviews.applying import review_instance_apply, review_instance_close
+from governance.reviews.campaigns import review_create
+from governance.reviews.decisions import review_decide
 from governance.reviews.models import ReviewItemPermission
+from governance.reviews.permissions import review_permission_decide, review_permissions_accept_advice
 from governance.runs.builtin import hygiene
 from governance.runs.models import Run
 from governance.signin import tokens
@@ -93,13 +96,13 @@ def seeded(registry_world, client):
 
 
 def _agent_review(w):
-    return reviews.review_create(actor=w.owner, workspace=w.alpha, name="Agents", scope_kind="workspace_agents",
+    return review_create(actor=w.owner, workspace=w.alpha, name="Agents", scope_kind="workspace_agents",
                                  reviewer_kind="sponsors", starts_at=timezone.now() - timedelta(hours=1),
                                  duration_days=7)
 
 
 def _package_review(w, **options):
-    return reviews.review_create(actor=w.owner_b, workspace=w.alpha, name="Packages", scope_kind="packages",
+    return review_create(actor=w.owner_b, workspace=w.alpha, name="Packages", scope_kind="packages",
                                  packages=[w.triage, w.hunting], reviewer_kind="sponsors",
                                  starts_at=timezone.now() - timedelta(hours=1), duration_days=7, **options)
 
@@ -164,8 +167,8 @@ def test_r32_unused_automatic_permissions_cannot_be_removed_the_advice_is_keep_o
     assert item.permission_advice.startswith("User.Read.All is not used but comes with the agent and cannot be "
                                              "removed on its own: keep the agent or retire it.")
     with pytest.raises(ValidationError, match="comes with the agent and cannot be removed"):
-        reviews.review_permission_decide(actor=w.owner, permission=row, decision="remove")
-    assert reviews.review_permissions_accept_advice(actor=w.owner, item=item) == 1
+        review_permission_decide(actor=w.owner, permission=row, decision="remove")
+    assert review_permissions_accept_advice(actor=w.owner, item=item) == 1
     row.refresh_from_db()
     assert row.decision == "keep"
 
@@ -185,8 +188,8 @@ def test_r32_removing_the_unused_package_permissions_ends_the_assignment_and_its
     assert set(hunting.permissions.values_list("decision", flat=True)) == {"remove"}
     event = AuditEvent.objects.get(action="review.permission_decide", target_id=str(hunting.pk))
     assert event.after["accepted_recommendation"] is True and len(event.after["changes"]) == 2
-    reviews.review_instance_close(actor=w.owner_b, instance=instance)
-    counts = reviews.review_instance_apply(instance=instance)
+    review_instance_close(actor=w.owner_b, instance=instance)
+    counts = review_instance_apply(instance=instance)
     assert counts == {"removed": 1, "already_ended": 0}
     ended = Assignment.objects.get(pk=w.hunting_assignment.pk)
     assert ended.status == "revoked" and "removed as unused" in ended.end_reason
@@ -197,7 +200,7 @@ def test_r32_removing_the_unused_package_permissions_ends_the_assignment_and_its
     assert _introspect(client, w.server, w.never_value) == {"active": False}
     assert Assignment.objects.get(pk=w.triage_assignment.pk).status == "active"  # kept: in use
     assert set(hunting.permissions.values_list("applied_result", flat=True)) == {"removed: the assignment ended"}
-    assert reviews.review_instance_apply(instance=instance) == {"removed": 0, "already_ended": 0}  # once
+    assert review_instance_apply(instance=instance) == {"removed": 0, "already_ended": 0}  # once
 
 
 def test_r32_removing_part_of_a_package_keeps_the_assignment_and_says_why(seeded):
@@ -205,10 +208,10 @@ def test_r32_removing_part_of_a_package_keeps_the_assignment_and_says_why(seeded
     instance = _agent_review(w).instances.get()
     item = instance.items.get(agent=w.a)
     never = item.permissions.get(permission=NEVER)
-    reviews.review_permission_decide(actor=w.owner, permission=never, decision="remove")
-    reviews.review_decide(actor=w.owner, item=item, decision="approve")
-    reviews.review_instance_close(actor=w.owner, instance=instance)
-    reviews.review_instance_apply(instance=instance)
+    review_permission_decide(actor=w.owner, permission=never, decision="remove")
+    review_decide(actor=w.owner, item=item, decision="approve")
+    review_instance_close(actor=w.owner, instance=instance)
+    review_instance_apply(instance=instance)
     never.refresh_from_db()
     assert never.applied_result.startswith("kept: the access package is held whole")
     assert Assignment.objects.get(pk=w.hunting_assignment.pk).status == "active"
@@ -262,7 +265,7 @@ def _reviewed_agents(w, count: int) -> None:
              for i in range(count)]
     for provisioned in registry.agents_provision(actor=w.owner, workspace=w.alpha, specs=specs):
         ap.assignment_request(actor=w.owner, package=package, agent=provisioned.agent)
-    w.bulk = reviews.review_create(actor=w.owner_b, workspace=w.alpha, name=f"Bulk {count}", scope_kind="packages",
+    w.bulk = review_create(actor=w.owner_b, workspace=w.alpha, name=f"Bulk {count}", scope_kind="packages",
                                    packages=[package], reviewer_kind="sponsors",
                                    starts_at=timezone.now() - timedelta(hours=1), duration_days=7)
 

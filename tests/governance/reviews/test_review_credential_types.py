@@ -18,7 +18,8 @@ from jwt.algorithms import ECAlgorithm
 from agents import registry, trust
 from agents.models import Agent, Credential
 from governance.access import services as ap
-from governance.reviews import services as reviews
+from governance.reviews.campaigns import review_create
+from governance.reviews.selectors import credential_types
 from portal.models import Permission
 from tests.factories import agent_spec
 
@@ -60,7 +61,7 @@ def reviewed(registry_world):
     _federated_only(w, w.federated, "repo:org/cred:ref")
     for agent in (w.secret, w.keyed, w.federated):
         ap.assignment_request(actor=w.owner, package=w.package, agent=agent)
-    w.campaign = reviews.review_create(actor=w.owner, workspace=w.alpha, packages=[w.package], name="Quarterly",
+    w.campaign = review_create(actor=w.owner, workspace=w.alpha, packages=[w.package], name="Quarterly",
                                        scope_kind="packages", reviewer_kind="sponsors",
                                        starts_at=timezone.now() - timedelta(hours=1), duration_days=7)
     return w
@@ -71,7 +72,7 @@ EXPECTED = {"cred-0": "secret", "cred-1": "secret key", "cred-2": "federated"}
 
 def test_r28_access_reviews_show_each_agents_credential_types(client, reviewed):
     w = reviewed
-    assert reviews.credential_types([w.secret.pk, w.keyed.pk, w.federated.pk]) == {
+    assert credential_types([w.secret.pk, w.keyed.pk, w.federated.pk]) == {
         w.secret.pk: ["secret"], w.keyed.pk: ["secret", "key"], w.federated.pk: ["federated"]}
     assert {agent.pk: sorted(trust.credential_types(agent)) for agent in (w.secret, w.keyed, w.federated)} == {
         w.secret.pk: ["secret"], w.keyed.pk: ["key", "secret"], w.federated.pk: ["federated"]}
@@ -98,7 +99,7 @@ def test_r28_access_reviews_show_each_agents_credential_types(client, reviewed):
 
     # A retired agent authenticates with nothing, whatever its blueprint trusts.
     registry.agent_retire(actor=w.owner, agent=w.keyed)
-    assert reviews.credential_types([w.keyed.pk]) == {w.keyed.pk: []}
+    assert credential_types([w.keyed.pk]) == {w.keyed.pk: []}
 
 
 def test_r28_review_pages_read_credential_types_in_a_fixed_number_of_queries(client, registry_world):
@@ -113,7 +114,7 @@ def test_r28_review_pages_read_credential_types_in_a_fixed_number_of_queries(cli
             if index % 2:
                 _key(w, agent)
             ap.assignment_request(actor=w.owner, package=package, agent=agent)
-        campaign = reviews.review_create(actor=w.owner, workspace=w.alpha, packages=[package], name=f"R{n}",
+        campaign = review_create(actor=w.owner, workspace=w.alpha, packages=[package], name=f"R{n}",
                                          scope_kind="packages", reviewer_kind="sponsors",
                                          starts_at=timezone.now() - timedelta(hours=1), duration_days=7)
         client.force_login(w.owner)

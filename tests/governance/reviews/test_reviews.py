@@ -14,8 +14,13 @@ from agents import registry
 from agents.models import Agent
 from governance.access import services as ap
 from governance.access.models import Assignment
-from governance.reviews import services as reviews
+from governance.reviews.applying import review_instance_apply, review_instance_close
+from governance.reviews.campaigns import review_create
+from governance.reviews.decisions import review_accept_recommendations, review_decide
 from governance.reviews.models import ReviewDecision, ReviewInstance, ReviewItem
+from governance.reviews.opening import recommend
+from governance.reviews.runner import reviews_run
+from governance.reviews.selectors import open_item_count, results
 from governance.signin.models import SignIn
 from portal import jobs
 from portal.models import AuditEvent, JobRun, Notification, Permission, User
@@ -46,7 +51,7 @@ def _campaign(w, packages, **fields):
     options = {"name": "Quarterly", "scope_kind": "packages", "reviewer_kind": "sponsors",
                "starts_at": timezone.now() - timedelta(hours=1), "duration_days": 7}
     options.update(fields)
-    return reviews.review_create(actor=w.owner, workspace=w.alpha, packages=packages, **options)
+    return review_create(actor=w.owner, workspace=w.alpha, packages=packages, **options)
 
 
 @pytest.fixture
@@ -75,8 +80,8 @@ def test_r19_recurrence_the_job_on_four_consecutive_months_opens_exactly_four_in
     assert not campaign.instances.exists()  # not started yet
     for month in range(1, 5):
         for hour in (1, 5):  # the hourly job runs twice in each period: the second run opens nothing
-            reviews.reviews_run(now=datetime(2031, month, 1, 9 + hour, 0, tzinfo=UTC))
-        reviews.reviews_run(now=datetime(2031, month, 20, tzinfo=UTC))  # between periods: nothing opens
+            reviews_run(now=datetime(2031, month, 1, 9 + hour, 0, tzinfo=UTC))
+        reviews_run(now=datetime(2031, month, 20, tzinfo=UTC))  # between periods: nothing opens
     starts = list(campaign.instances.order_by("starts_at").values_list("starts_at", flat=True))
     assert starts == [datetime(2031, m, 1, 9, 0, tzinfo=UTC) for m in range(1, 5)]
     assert set(campaign.instances.values_list("status", flat=True)) == {"applied"}
@@ -95,7 +100,7 @@ def test_r19_recommendation_comes_from_inactivity_with_the_reason(held, settings
     assert used.access == "Access package Responder" and "requested by owner" in used.granted_by
     assert used.ends_at is not None and used.last_used_at.date() == (timezone.now() - timedelta(days=1)).date()
     settings.REVIEW_INACTIVE_DAYS = 90
-    assert reviews.recommend(idle.last_used_at, timezone.now())[0] == "approve"
+    assert recommend(idle.last_used_at, timezone.now())[0] == "approve"
 
 
 @pytest.mark.parametrize(("mode", "expected"), [
@@ -107,9 +112,9 @@ def test_r19_default_for_no_response_in_all_three_modes(held, mode, expected):
     w = held
     campaign = _campaign(w, [w.package], no_response=mode, auto_apply=False)
     instance = campaign.instances.get()
-    reviews.review_decide(actor=w.owner, item=_item(instance, w.used), decision="approve")
-    reviews.review_decide(actor=w.owner, item=_item(instance, w.idle), decision="dont_know")
-    reviews.review_instance_close(actor=w.owner, instance=instance)
+    review_decide(actor=w.owner, item=_item(instance, w.used), decision="approve")
+    review_decide(actor=w.owner, item=_item(instance, w.idle), decision="dont_know")
+    review_instance_close(actor=w.owner, instance=instance)
     finals = {name: _item(instance, getattr(w, name)) for name in expected}
     assert {name: item.final_decision for name, item in finals.items()} == expected
     assert finals["used"].final_source == "reviewer" and finals["never"].final_source == "default"
@@ -120,9 +125,9 @@ def test_r19_default_for_no_response_in_all_three_modes(held, mode, expected):
 def test_r19_auto_apply_revokes_through_the_service_with_audit_events(held):
     w = held
     instance = _campaign(w, [w.package], no_response="keep").instances.get()
-    reviews.review_decide(actor=w.owner, item=_item(instance, w.idle), decision="deny", justification="unused")
-    reviews.review_instance_close(actor=w.owner, instance=instance)
-    assert reviews.review_instance_apply(instance=instance) == {"removed": 1, "already_ended": 0}
+    review_decide(actor=w.owner, item=_item(instance, w.idle), decision="deny", justification="unused")
+    review_instance_close(actor=w.owner, instance=instance)
+    assert review_instance_apply(instance=instance) == {"removed": 1, "already_ended": 0}
     revoked = Assignment.objects.get(agent=w.idle, package=w.package)
     assert revoked.status == "revoked" and "access review Quarterly" in revoked.end_reason
     event = AuditEvent.objects.get(action="assignment.revoke", target_id=str(revoked.pk))
@@ -140,9 +145,9 @@ def test_r19_agent_scope_denial_disables_the_agent_through_the_registry(held):
     item = _item(instance, w.idle)
     assert "Agent identity with 1 permission(s): User.Read.All" == item.access
     assert instance.items.count() == Agent.objects.filter(workspace=w.alpha, status="active").count()
-    reviews.review_decide(actor=w.owner_b, item=item, decision="deny", justification="gone")
-    reviews.review_instance_close(actor=None, instance=instance)
-    reviews.review_instance_apply(instance=instance)
+    review_decide(actor=w.owner_b, item=item, decision="deny", justification="gone")
+    review_instance_close(actor=None, instance=instance)
+    review_instance_apply(instance=instance)
     assert Agent.objects.get(pk=w.idle.pk).status == "disabled"
     assert AuditEvent.objects.filter(action="agent.disable", target_id=str(w.idle.pk), actor_kind="system").exists()
 
@@ -152,14 +157,14 @@ def test_r19_the_job_run_twice_applies_once(held):
     campaign = _campaign(w, [w.package])  # default: follow the recommendation → idle and never are removed
     instance = campaign.instances.get()
     after_end = instance.ends_at + timedelta(minutes=1)
-    first = reviews.reviews_run(now=after_end)
-    second = reviews.reviews_run(now=after_end)
+    first = reviews_run(now=after_end)
+    second = reviews_run(now=after_end)
     assert (first["closed"], first["removed"]) == (1, 2)
     assert (second["closed"], second["removed"]) == (0, 0)
     assert AuditEvent.objects.filter(action="assignment.revoke").count() == 2
     assert AuditEvent.objects.filter(action="review.apply").count() == 1
     with pytest.raises(ValidationError, match="already closed"):
-        reviews.review_instance_close(actor=w.owner, instance=instance)
+        review_instance_close(actor=w.owner, instance=instance)
     run = jobs.job_execute("run_access_reviews")  # the registered job, recorded as a JobRun
     assert run.status == "succeeded" and JobRun.objects.filter(job="run_access_reviews").exists()
 
@@ -169,15 +174,15 @@ def test_r19_reminders_halfway_and_one_day_before_the_end_once_each(held):
     instance = _campaign(w, [w.package]).instances.get()  # 7 days
     Notification.objects.all().delete()
     halfway = instance.starts_at + timedelta(days=3, hours=13)
-    assert reviews.reviews_run(now=halfway)["reminders"] == 1
-    assert reviews.reviews_run(now=halfway + timedelta(hours=1))["reminders"] == 0
+    assert reviews_run(now=halfway)["reminders"] == 1
+    assert reviews_run(now=halfway + timedelta(hours=1))["reminders"] == 0
     last_day = instance.ends_at - timedelta(hours=20)
-    assert reviews.reviews_run(now=last_day)["reminders"] == 1
-    assert reviews.reviews_run(now=last_day + timedelta(hours=1))["reminders"] == 0
+    assert reviews_run(now=last_day)["reminders"] == 1
+    assert reviews_run(now=last_day + timedelta(hours=1))["reminders"] == 0
     assert Notification.objects.filter(recipient=w.owner, subject__startswith="Reminder").count() == 2
-    reviews.review_accept_recommendations(actor=w.owner, instance=instance)
+    review_accept_recommendations(actor=w.owner, instance=instance)
     ReviewInstance.objects.filter(pk=instance.pk).update(reminders_sent=[])
-    assert reviews.reviews_run(now=last_day)["reminders"] == 0  # nobody has open items
+    assert reviews_run(now=last_day)["reminders"] == 0  # nobody has open items
 
 
 def test_r19_a_reviewer_of_their_own_access_is_refused(registry_world, client):
@@ -194,10 +199,10 @@ def test_r19_a_reviewer_of_their_own_access_is_refused(registry_world, client):
 
     ReviewItemReviewer.objects.create(item=item, reviewer=w.owner, instance=item.instance)  # even if named later
     with pytest.raises(PermissionDenied, match="your own access"):
-        reviews.review_decide(actor=w.owner, item=item, decision="approve")
+        review_decide(actor=w.owner, item=item, decision="approve")
     client.force_login(w.owner)
     assert client.post(f"/governance/reviews/items/{item.pk}/decide/", {"decision": "approve"}).status_code == 403
-    assert reviews.review_accept_recommendations(actor=w.owner, instance=item.instance) == 0
+    assert review_accept_recommendations(actor=w.owner, instance=item.instance) == 0
     assert not ReviewDecision.objects.exists()
 
 
@@ -205,8 +210,8 @@ def test_r19_a_reviewer_changes_their_decision_until_the_end(held):
     w = held
     instance = _campaign(w, [w.package]).instances.get()
     item = _item(instance, w.used)
-    reviews.review_decide(actor=w.owner, item=item, decision="dont_know")
-    reviews.review_decide(actor=w.owner, item=item, decision="approve", justification="still on call")
+    review_decide(actor=w.owner, item=item, decision="dont_know")
+    review_decide(actor=w.owner, item=item, decision="approve", justification="still on call")
     decision = ReviewDecision.objects.get(item=item)
     assert (decision.decision, decision.justification) == ("approve", "still on call")
     change = AuditEvent.objects.get(action="review.decision_change")
@@ -214,16 +219,16 @@ def test_r19_a_reviewer_changes_their_decision_until_the_end(held):
     ReviewInstance.objects.filter(pk=instance.pk).update(ends_at=timezone.now() - timedelta(seconds=1),
                                                          starts_at=timezone.now() - timedelta(days=2))
     with pytest.raises(ValidationError, match="ended"):
-        reviews.review_decide(actor=w.owner, item=item, decision="deny", justification="too late")
+        review_decide(actor=w.owner, item=item, decision="deny", justification="too late")
     with pytest.raises(PermissionDenied, match="not a reviewer"):
-        reviews.review_decide(actor=w.contributor, item=item, decision="approve")
+        review_decide(actor=w.contributor, item=item, decision="approve")
 
 
 def test_r19_deny_without_justification_is_refused(held):
     w = held
     item = _item(_campaign(w, [w.package]).instances.get(), w.idle)
     with pytest.raises(ValidationError, match="justification"):
-        reviews.review_decide(actor=w.owner, item=item, decision="deny", justification="  ")
+        review_decide(actor=w.owner, item=item, decision="deny", justification="  ")
     assert not ReviewDecision.objects.exists()
     from django.db import IntegrityError, transaction
 
@@ -235,8 +240,8 @@ def test_r19_accept_recommendations_in_bulk(held, client):
     w = held
     campaign = _campaign(w, [w.package])
     instance = campaign.instances.get()
-    reviews.review_decide(actor=w.owner, item=_item(instance, w.idle), decision="approve")  # kept as decided
-    assert reviews.open_item_count(w.owner) == 2
+    review_decide(actor=w.owner, item=_item(instance, w.idle), decision="approve")  # kept as decided
+    assert open_item_count(w.owner) == 2
     client.force_login(w.owner)
     body = client.get("/governance/reviews/").content.decode()
     assert 'aria-label="Reviews, 2 open"' in body
@@ -245,7 +250,7 @@ def test_r19_accept_recommendations_in_bulk(held, client):
     decisions = dict(ReviewDecision.objects.filter(reviewer=w.owner).values_list("item__agent__name", "decision"))
     assert decisions == {w.used.name: "approve", w.idle.name: "approve", w.never.name: "deny"}
     assert ReviewDecision.objects.get(item__agent=w.never).justification.startswith("Accepted the recommendation")
-    assert reviews.open_item_count(w.owner) == 0
+    assert open_item_count(w.owner) == 0
     assert 'aria-label="Reviews' not in client.get("/governance/reviews/").content.decode()
 
 
@@ -253,12 +258,12 @@ def test_r19_results_counts_and_csv_export(held, client):
     w = held
     campaign = _campaign(w, [w.package])
     instance = campaign.instances.get()
-    reviews.review_decide(actor=w.owner, item=_item(instance, w.used), decision="approve")
-    reviews.review_decide(actor=w.owner, item=_item(instance, w.idle), decision="deny", justification="=cmd|x")
+    review_decide(actor=w.owner, item=_item(instance, w.used), decision="approve")
+    review_decide(actor=w.owner, item=_item(instance, w.idle), decision="deny", justification="=cmd|x")
     client.force_login(w.owner)
     response = client.post(f"/governance/reviews/{campaign.pk}/close/")
     assert response.status_code == 302
-    counts = reviews.results(instance)
+    counts = results(instance)
     assert (counts["total"], counts["reviewed"], counts["kept"], counts["removed"], counts["by_default"],
             counts["applied"]) == (3, 2, 1, 2, 1, 2)
     page = client.get(f"/governance/reviews/{campaign.pk}/results/").content.decode()
@@ -295,7 +300,7 @@ def test_r19_api_decisions_endpoint(held, client):
     assert client.get(url).json() == []
     assert client.post(url, {"item": item.pk, "decision": "approve"},
                        content_type="application/json").status_code == 403
-    reviews.review_instance_close(actor=w.owner, instance=item.instance)
+    review_instance_close(actor=w.owner, instance=item.instance)
     client.force_login(w.owner)
     assert client.get(url).status_code == 404  # no open instance any more
 
@@ -303,7 +308,7 @@ def test_r19_api_decisions_endpoint(held, client):
 def test_r19_only_owners_create_and_close_and_pages_render(held, client):
     w = held
     with pytest.raises(PermissionDenied):
-        reviews.review_create(
+        review_create(
             actor=w.contributor, workspace=w.alpha, name="Nope", scope_kind="packages", packages=[w.package],
             reviewer_kind="sponsors", starts_at=timezone.now(), duration_days=3)
     client.force_login(w.owner)

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from agents import registry
 from agents.models import Agent
-from governance.reviews import services as reviews
+from governance.reviews.campaigns import review_create
+from governance.reviews.opening import recommend
 from governance.risk import services as risk
 from governance.risk.models import RiskDetection
 from governance.runs.builtin import hygiene
@@ -107,7 +108,7 @@ def test_every_consumer_of_used_agrees_on_a_seeded_set(client, seeded, rolled_up
                                 "scopes_30d": ["User.Read.All"], "permissions_used_30d": ["User.Read.All"]}
 
     # The access review: the evidence is the same instant; the never-used agent has no last use, and says so.
-    campaign = reviews.review_create(actor=w.owner, workspace=w.alpha, name="Agents", scope_kind="workspace_agents",
+    campaign = review_create(actor=w.owner, workspace=w.alpha, name="Agents", scope_kind="workspace_agents",
                                      reviewer_kind="sponsors", starts_at=timezone.now() - timedelta(hours=1),
                                      duration_days=7)
     items = {item.agent_id: item for item in campaign.instances.get().items.all()}
@@ -142,10 +143,10 @@ def test_a_review_never_says_used_of_an_agent_never_used(settings):
     one "unused since set-up"; only a real use is "last use"."""
     settings.REVIEW_INACTIVE_DAYS = 30
     now = timezone.now()
-    kind, reason = reviews.recommend(None, now, set_up_at=now - timedelta(days=3))
+    kind, reason = recommend(None, now, set_up_at=now - timedelta(days=3))
     assert kind == "approve" and "not used yet" in reason and "Used within" not in reason
     assert f"no recorded use since set-up on {shown(now - timedelta(days=3))}" in reason
-    kind, reason = reviews.recommend(None, now, set_up_at=now - timedelta(days=40))
+    kind, reason = recommend(None, now, set_up_at=now - timedelta(days=40))
     assert kind == "deny" and "Unused for 40 days" in reason and "no recorded use since set-up" in reason
-    kind, reason = reviews.recommend(now - timedelta(days=2), now, set_up_at=now - timedelta(days=40))
+    kind, reason = recommend(now - timedelta(days=2), now, set_up_at=now - timedelta(days=40))
     assert kind == "approve" and f"last use {shown(now - timedelta(days=2))}" in reason
