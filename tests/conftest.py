@@ -207,8 +207,8 @@ def approval_world(registry_world) -> World:
 
     # R19: a package review opened an hour ago; its one item (w.assignment) is reviewed by the sponsor, owner.
     w.review = review_create(actor=w.owner_b, workspace=w.alpha, name="Responder review",
-                                     scope_kind="packages", packages=[w.package], reviewer_kind="sponsors",
-                                     starts_at=timezone.now() - timedelta(hours=1), duration_days=14)
+                             scope_kind="packages", packages=[w.package], reviewer_kind="sponsors",
+                             starts_at=timezone.now() - timedelta(hours=1), duration_days=14)
     w.review_instance = w.review.instances.get()
     w.review_item = w.review_instance.items.get()
     return w

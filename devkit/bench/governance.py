@@ -119,8 +119,8 @@ def _review_over(n: int):
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {Assignment._meta.db_table}")
     campaign = review_create(actor=None, workspace=workspace, name="Bench review", scope_kind="packages",
-                                     packages=packages, reviewer_kind="sponsors", duration_days=14,
-                                     starts_at=timezone.now() + timedelta(days=1), no_response="keep")
+                             packages=packages, reviewer_kind="sponsors", duration_days=14,
+                             starts_at=timezone.now() + timedelta(days=1), no_response="keep")
     return campaign, packages
 
 

@@ -93,7 +93,7 @@ class AccessReviewViewSet(viewsets.ReadOnlyModelViewSet):
         if item is None:
             return Response({"errors": ["No such item in this review's open instance."]}, status=404)
         decisions.review_decide(actor=request.user, item=item, decision=payload.validated_data["decision"],
-                              justification=payload.validated_data["justification"])
+                                justification=payload.validated_data["justification"])
         decided = selectors.with_credential_types([selectors.items_of_reviewer(request.user, instance).get(pk=item.pk)])
         return Response(ReviewItemSerializer(decided[0]).data)
 

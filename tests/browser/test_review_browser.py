@@ -41,8 +41,8 @@ def test_r19_browser_sponsor_accepts_recommendations_owner_closes_early_denied_a
         SignIn.objects.create(agent=agent, at=now - timedelta(days=days), client_id=agent.identity.client_id,
                               outcome="success", granted_scopes=["SecurityIncident.ReadWrite.All"])
     campaign = review_create(actor=olga, workspace=workspace, name="Responder review",
-                                     scope_kind="packages", packages=[package], reviewer_kind="sponsors",
-                                     starts_at=now - timedelta(hours=1), duration_days=14, no_response="keep")
+                             scope_kind="packages", packages=[package], reviewer_kind="sponsors",
+                             starts_at=now - timedelta(hours=1), duration_days=14, no_response="keep")
     base = live_server.url
 
     sponsor = browser.new_context().new_page()

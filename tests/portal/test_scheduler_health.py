@@ -122,8 +122,8 @@ def test_beat_stopped_for_three_periods_shows_late_then_every_job_catches_up_onc
     assignment = access.assignment_request(actor=w.owner, package=package, agent=w.agent, justification="x")
     Assignment.objects.filter(pk=assignment.pk).update(expires_at=clock.current + timedelta(hours=2))
     campaign = review_create(actor=w.owner, workspace=w.alpha, name="Quarterly", scope_kind="packages",
-                                     packages=[package], reviewer_kind="sponsors", duration_days=7,
-                                     starts_at=clock.current + timedelta(days=1))
+                             packages=[package], reviewer_kind="sponsors", duration_days=7,
+                             starts_at=clock.current + timedelta(days=1))
     assert not campaign.instances.exists()
 
     # Beat and a worker are running: every job and the heartbeat have just succeeded.

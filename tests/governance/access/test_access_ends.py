@@ -45,8 +45,8 @@ def test_the_agent_page_the_notification_and_the_review_item_show_the_same_end_w
     assert f'data-ends>{shown}</td>' in page
 
     campaign = review_create(actor=w.owner_b, workspace=w.alpha, name="Responder review, again",
-                                     scope_kind="packages", packages=[w.package], reviewer_kind="sponsors",
-                                     starts_at=timezone.now() - timedelta(minutes=5), duration_days=14)
+                             scope_kind="packages", packages=[w.package], reviewer_kind="sponsors",
+                             starts_at=timezone.now() - timedelta(minutes=5), duration_days=14)
     item = campaign.instances.get().items.get(assignment=assignment)
     assert item.ends_at == ends
     mine = client.get(reverse("review-mine", args=[campaign.pk])).content.decode()

@@ -97,14 +97,14 @@ def seeded(registry_world, client):
 
 def _agent_review(w):
     return review_create(actor=w.owner, workspace=w.alpha, name="Agents", scope_kind="workspace_agents",
-                                 reviewer_kind="sponsors", starts_at=timezone.now() - timedelta(hours=1),
-                                 duration_days=7)
+                         reviewer_kind="sponsors", starts_at=timezone.now() - timedelta(hours=1),
+                         duration_days=7)
 
 
 def _package_review(w, **options):
     return review_create(actor=w.owner_b, workspace=w.alpha, name="Packages", scope_kind="packages",
-                                 packages=[w.triage, w.hunting], reviewer_kind="sponsors",
-                                 starts_at=timezone.now() - timedelta(hours=1), duration_days=7, **options)
+                         packages=[w.triage, w.hunting], reviewer_kind="sponsors",
+                         starts_at=timezone.now() - timedelta(hours=1), duration_days=7, **options)
 
 
 def _rows(item) -> dict[str, ReviewItemPermission]:
@@ -266,8 +266,8 @@ def _reviewed_agents(w, count: int) -> None:
     for provisioned in registry.agents_provision(actor=w.owner, workspace=w.alpha, specs=specs):
         ap.assignment_request(actor=w.owner, package=package, agent=provisioned.agent)
     w.bulk = review_create(actor=w.owner_b, workspace=w.alpha, name=f"Bulk {count}", scope_kind="packages",
-                                   packages=[package], reviewer_kind="sponsors",
-                                   starts_at=timezone.now() - timedelta(hours=1), duration_days=7)
+                           packages=[package], reviewer_kind="sponsors",
+                           starts_at=timezone.now() - timedelta(hours=1), duration_days=7)
 
 
 def _queries(client, url: str) -> int:

@@ -62,8 +62,8 @@ def reviewed(registry_world):
     for agent in (w.secret, w.keyed, w.federated):
         ap.assignment_request(actor=w.owner, package=w.package, agent=agent)
     w.campaign = review_create(actor=w.owner, workspace=w.alpha, packages=[w.package], name="Quarterly",
-                                       scope_kind="packages", reviewer_kind="sponsors",
-                                       starts_at=timezone.now() - timedelta(hours=1), duration_days=7)
+                               scope_kind="packages", reviewer_kind="sponsors",
+                               starts_at=timezone.now() - timedelta(hours=1), duration_days=7)
     return w
 
 
@@ -115,8 +115,8 @@ def test_r28_review_pages_read_credential_types_in_a_fixed_number_of_queries(cli
                 _key(w, agent)
             ap.assignment_request(actor=w.owner, package=package, agent=agent)
         campaign = review_create(actor=w.owner, workspace=w.alpha, packages=[package], name=f"R{n}",
-                                         scope_kind="packages", reviewer_kind="sponsors",
-                                         starts_at=timezone.now() - timedelta(hours=1), duration_days=7)
+                                 scope_kind="packages", reviewer_kind="sponsors",
+                                 starts_at=timezone.now() - timedelta(hours=1), duration_days=7)
         client.force_login(w.owner)
         counts = []
         for url in (f"/governance/reviews/{campaign.pk}/review/", f"/governance/reviews/{campaign.pk}/results/",

@@ -109,8 +109,8 @@ def test_every_consumer_of_used_agrees_on_a_seeded_set(client, seeded, rolled_up
 
     # The access review: the evidence is the same instant; the never-used agent has no last use, and says so.
     campaign = review_create(actor=w.owner, workspace=w.alpha, name="Agents", scope_kind="workspace_agents",
-                                     reviewer_kind="sponsors", starts_at=timezone.now() - timedelta(hours=1),
-                                     duration_days=7)
+                             reviewer_kind="sponsors", starts_at=timezone.now() - timedelta(hours=1),
+                             duration_days=7)
     items = {item.agent_id: item for item in campaign.instances.get().items.all()}
     assert items[w.busy.pk].last_used_at == w.busy_used and items[w.busy.pk].recommendation == "approve"
     assert f"last use {shown(w.busy_used)}" in items[w.busy.pk].recommendation_reason
