@@ -30,6 +30,8 @@ from portal.models import AuditEvent, AuditLogState, User, Workspace
 GENESIS_HASH = "0" * 64
 REDACTED = "[redacted]"
 _SECRET_KEY_RE = re.compile(r"(secret|password|token|credential_value|private_key|api_key)", re.IGNORECASE)
+#: exact types (not subclasses such as a model's choices) that ``scrub`` keeps as they are
+_PLAIN_JSON = frozenset({str, int, float, bool, type(None)})
 
 #: Set by ``RequestIdMiddleware`` (and by Celery tasks) so every event carries the request that caused it.
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("audit_request_id", default="")
@@ -42,6 +44,8 @@ HASHED_FIELDS = (
 
 def scrub(value: Any) -> Any:
     """Remove secrets from before/after snapshots and normalise them to plain JSON types."""
+    if type(value) in _PLAIN_JSON:  # already plain: the JSON round trip below would give it back unchanged
+        return value
     if isinstance(value, dict):
         return {
             str(k): (REDACTED if _SECRET_KEY_RE.search(str(k)) else scrub(v)) for k, v in value.items()
