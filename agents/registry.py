@@ -8,11 +8,13 @@ path with one spec, so the wizard, the API, bulk upload and ``provision_agents``
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX, UNUSABLE_PASSWORD_SUFFIX_LENGTH
 from django.contrib.auth.models import Permission as AuthPermission
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -293,10 +295,11 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
 
 
 def _agent_user_row(identity: AgentIdentity, agent: Agent) -> User:
-    user = User(username=f"agent-{identity.client_id[:12]}", display_name=f"{agent.name} (agent user)",
-                kind=UserKind.AGENT_USER, is_active=agent.status == AgentStatus.ACTIVE)
-    user.set_unusable_password()  # R6: an agent user never signs in interactively
-    return user
+    # R6: an agent user never signs in interactively: an unusable password, as ``set_unusable_password`` makes
+    # one ("!" and 40 random characters), from one call to the system's random source instead of 40.
+    return User(username=f"agent-{identity.client_id[:12]}", display_name=f"{agent.name} (agent user)",
+                kind=UserKind.AGENT_USER, is_active=agent.status == AgentStatus.ACTIVE,
+                password=UNUSABLE_PASSWORD_PREFIX + secrets.token_hex(UNUSABLE_PASSWORD_SUFFIX_LENGTH // 2))
 
 
 def agent_create(*, actor: User | None, workspace: Workspace, spec: AgentSpec) -> Provisioned:
