@@ -32,7 +32,7 @@ from agents.models import (
     Credential,
     PermissionGrant,
 )
-from portal import audit
+from portal import audit, bulkrows
 from portal.choices import UserKind
 from portal.models import User, Workspace
 
@@ -239,44 +239,47 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
         ])
         with_identity = [(a, s) for a, s in zip(agents, batch, strict=True)
                          if s.identity_type == IdentityType.AGENT_IDENTITY]
-        identities = AgentIdentity.objects.bulk_create([
-            AgentIdentity(agent=a, client_id=credentials.new_client_id(), created_at=now) for a, _ in with_identity
+        # The rows below hang off the new agents and nothing reads them back as objects: they are written from
+        # plain tuples (docs/design.md, "Bulk inserts without model instances").
+        client_ids = [credentials.new_client_id() for _ in with_identity]
+        identity_ids = bulkrows.insert_rows(AgentIdentity, ("agent_id", "client_id", "created_at"), [
+            (a.pk, client_id, now) for (a, _), client_id in zip(with_identity, client_ids, strict=True)
+        ], returning_pk=True)
+        identities = [(identity_id, client_id, a, s) for identity_id, client_id, (a, s)
+                      in zip(identity_ids, client_ids, with_identity, strict=True)]
+        bulkrows.insert_rows(PermissionGrant, ("identity_id", "permission_id", "source", "granted_at"), [
+            (identity_id, permission.pk, GrantSource.BLUEPRINT, now)
+            for identity_id, _client_id, _agent, spec in identities for permission in permissions_of[spec.blueprint.pk]
         ])
-        PermissionGrant.objects.bulk_create([
-            PermissionGrant(identity=identity, permission=permission, source=GrantSource.BLUEPRINT, granted_at=now)
-            for identity, (_agent, spec) in zip(identities, with_identity, strict=True)
-            for permission in permissions_of[spec.blueprint.pk]
-        ], batch_size=BATCH)
-        agent_user_pairs = [(identity, agent) for identity, (agent, spec) in zip(identities, with_identity,
-                                                                                  strict=True)
+        agent_user_pairs = [(identity_id, client_id, agent) for identity_id, client_id, agent, spec in identities
                             if spec.with_agent_user]
-        users = User.objects.bulk_create([
-            _agent_user_row(identity, agent) for identity, agent in agent_user_pairs
+        user_ids = bulkrows.insert_rows(User, AGENT_USER_COLUMNS, [
+            _agent_user_row(client_id, agent) for _identity_id, client_id, agent in agent_user_pairs
+        ], returning_pk=True)
+        bulkrows.insert_rows(AgentUser, ("identity_id", "user_id"), [
+            (identity_id, user_id) for (identity_id, _client_id, _agent), user_id in zip(agent_user_pairs, user_ids,
+                                                                                           strict=True)])
+        secrets_by_identity = {identity_id: credentials.new_secret() for identity_id, *_ in identities
+                               if issue_secrets}
+        bulkrows.insert_rows(Credential, ("identity_id", "secret_hash", "prefix", "created_at", "created_by_id",
+                                          "expires_at"), [
+            (identity_id, credentials.hash_secret(secret), secret[:10], now, actor.pk if actor else None,
+             now + CREDENTIAL_LIFETIME) for identity_id, secret in secrets_by_identity.items()
         ])
-        AgentUser.objects.bulk_create([AgentUser(identity=identity, user=user)
-                                       for (identity, _agent), user in zip(agent_user_pairs, users, strict=True)])
-        secrets_by_identity = {identity.pk: credentials.new_secret() for identity in identities if issue_secrets}
-        Credential.objects.bulk_create([
-            Credential(identity=identity, secret_hash=credentials.hash_secret(secrets_by_identity[identity.pk]),
-                       prefix=secrets_by_identity[identity.pk][:10], created_at=now, created_by=actor,
-                       expires_at=now + CREDENTIAL_LIFETIME)
-            for identity in identities if issue_secrets
+        bulkrows.insert_rows(AgentUserObjectPermission, ("permission_id", "user_id", "content_object_id"), [
+            (own.pk, user_id, a.pk) for a, s in zip(agents, batch, strict=True)
+            for user_id in dict.fromkeys(u.pk for u in s.owners)
+        ] + [
+            (sponsor.pk, user_id, a.pk) for a, s in zip(agents, batch, strict=True)
+            for user_id in dict.fromkeys(u.pk for u in s.sponsors)
         ])
-        AgentUserObjectPermission.objects.bulk_create(
-            [AgentUserObjectPermission(permission=own, user=u, content_object=a)
-             for a, s in zip(agents, batch, strict=True) for u in {u.pk: u for u in s.owners}.values()]
-            + [AgentUserObjectPermission(permission=sponsor, user=u, content_object=a)
-               for a, s in zip(agents, batch, strict=True) for u in {u.pk: u for u in s.sponsors}.values()],
-            batch_size=BATCH,
-        )
         # R30 (docs/sponsorship.md): each named sponsor is asked; one who names themself has accepted.
         sponsorship.sponsorships_open(actor=actor, now=now, new_agents=True, pairs=[
             (a, u) for a, s in zip(agents, batch, strict=True) for u in {u.pk: u for u in s.sponsors}.values()])
-        AttributeValue.objects.bulk_create([
-            AttributeValue(agent=a, key=k, value=str(v))
-            for a, s in zip(agents, batch, strict=True) for k, v in (s.attributes or {}).items()
-        ], batch_size=BATCH)
-        identity_of = {identity.agent_id: identity for identity in identities}
+        bulkrows.insert_rows(AttributeValue, ("agent_id", "key", "value"), [
+            (a.pk, k, str(v)) for a, s in zip(agents, batch, strict=True) for k, v in (s.attributes or {}).items()
+        ])
+        identity_of = {a.pk: (identity_id, client_id) for identity_id, client_id, a, _spec in identities}
         audit.record_many(actor=actor, changes=[
             audit.Change("agent.create", a, workspace,
                          after=_snapshot(a, s, sorted(p.name for p in permissions_of[s.blueprint.pk])
@@ -285,21 +288,25 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
         ])
         signals.agent_created.send(sender=Agent, actor=actor, created=list(zip(agents, batch, strict=True)))
         for agent in agents:
-            identity = identity_of.get(agent.pk)
-            results.append(Provisioned(agent, identity.client_id if identity else "",
-                                       secrets_by_identity.get(identity.pk, "") if identity else ""))
+            identity_id, client_id = identity_of.get(agent.pk, (None, ""))
+            results.append(Provisioned(agent, client_id, secrets_by_identity.get(identity_id, "")))
         done += len(batch)
         if progress:
             progress(done)
     return results
 
 
-def _agent_user_row(identity: AgentIdentity, agent: Agent) -> User:
-    # R6: an agent user never signs in interactively: an unusable password, as ``set_unusable_password`` makes
-    # one ("!" and 40 random characters), from one call to the system's random source instead of 40.
-    return User(username=f"agent-{identity.client_id[:12]}", display_name=f"{agent.name} (agent user)",
-                kind=UserKind.AGENT_USER, is_active=agent.status == AgentStatus.ACTIVE,
-                password=UNUSABLE_PASSWORD_PREFIX + secrets.token_hex(UNUSABLE_PASSWORD_SUFFIX_LENGTH // 2))
+#: the columns ``_agent_user_row`` gives; every other column of the user gets its default
+AGENT_USER_COLUMNS = ("username", "display_name", "kind", "is_active", "password")
+
+
+def _agent_user_row(client_id: str, agent: Agent) -> tuple:
+    """The agent user's row (R6), in the order of ``AGENT_USER_COLUMNS``. An agent user never signs in
+    interactively: an unusable password as ``set_unusable_password`` makes one ("!" and 40 random characters),
+    from one call to the system's random source instead of 40."""
+    return (f"agent-{client_id[:12]}", f"{agent.name} (agent user)", UserKind.AGENT_USER,
+            agent.status == AgentStatus.ACTIVE,
+            UNUSABLE_PASSWORD_PREFIX + secrets.token_hex(UNUSABLE_PASSWORD_SUFFIX_LENGTH // 2))
 
 
 def agent_create(*, actor: User | None, workspace: Workspace, spec: AgentSpec) -> Provisioned:
