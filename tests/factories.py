@@ -60,3 +60,15 @@ def agent_spec(blueprint, name: str, *, sponsors, owners, identity_type: str = "
 
     return AgentSpec(blueprint=blueprint, name=name, identity_type=identity_type, scope=scope,
                      sponsors=list(sponsors), owners=list(owners), **extra)
+
+
+def accept_sponsorships(agent) -> None:
+    """Every named sponsor of ``agent`` who has not answered accepts, through the service (R30,
+    docs/sponsorship.md): a test that needs the agent's sponsors to count starts from there."""
+    from agents import sponsorship
+    from agents.choices import SponsorshipState
+    from agents.models import Sponsorship
+
+    for row in Sponsorship.objects.filter(agent=agent, state=SponsorshipState.PENDING).select_related("user",
+                                                                                                     "agent"):
+        sponsorship.sponsorship_accept(actor=row.user, sponsorship=row)

@@ -13,8 +13,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
 
-from agents import policy
-from agents.models import Agent, AgentUserObjectPermission, Blueprint
+from agents import policy, sponsorship
+from agents.choices import SponsorshipState
+from agents.models import Agent, AgentUserObjectPermission, Blueprint, Sponsorship
 from devkit.bench.portal import scenario, timed
 from governance.access import lifecycle
 from governance.access import services as access_packages
@@ -42,6 +43,10 @@ def _fleet(count: int):
     AgentUserObjectPermission.objects.bulk_create(
         (AgentUserObjectPermission(permission=sponsor, user=owners[0], content_object=a) for a in agents),
         batch_size=5000)
+    # ... who has accepted (R30, docs/sponsorship.md): only an accepted sponsor counts as one
+    Sponsorship.objects.bulk_create(
+        (Sponsorship(agent=a, user=owners[0], state=SponsorshipState.ACCEPTED, requested_at=now, decided_at=now,
+                     attested_at=now, due_at=sponsorship.due_after(now)) for a in agents), batch_size=5000)
     return workspace, owners, agents
 
 

@@ -230,7 +230,8 @@ class AgentFactsSerializer(serializers.Serializer):
     risk_level = serializers.CharField()
     created_at = serializers.DateTimeField()
     orphaned_at = serializers.DateTimeField(allow_null=True)
-    sponsors = serializers.IntegerField(help_text="Active sponsors.")
+    sponsors = serializers.IntegerField(help_text="Accepted sponsors (docs/sponsorship.md): a named sponsor who has "
+                                                  "not accepted, or declined or lapsed, does not count.")
     credentials = _CredentialFact(many=True, required=False, help_text="Unrevoked secrets.")
     key_credentials = _KeyCredentialFact(many=True, required=False, help_text="Active keys (with credentials).")
     federated_credentials = _FederatedCredentialFact(many=True, required=False,

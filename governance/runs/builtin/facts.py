@@ -9,7 +9,7 @@ The credentials section holds every way the agent authenticates (R28): its secre
 credentials it is trusted through. The shape of one agent (datetimes as ISO 8601 text)::
 
     {"id", "name", "workspace" (slug), "kind", "publisher_kind", "identity_type", "status", "risk_level",
-     "created_at", "orphaned_at", "sponsors" (active sponsors, a count),
+     "created_at", "orphaned_at", "sponsors" (accepted sponsors, a count: docs/sponsorship.md),
      "credentials": [{"prefix", "expires_at", "replaced"}],                      # unrevoked
      "key_credentials": [{"kid", "expires_at"}],                                 # active (unrevoked, unexpired)
      "federated_credentials": [{"issuer", "subject", "from_blueprint"}],          # unrevoked, own or blueprint's
@@ -26,14 +26,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 
-from agents import policy as agent_policy
+from agents import selectors as agent_selectors
 from agents.choices import AgentStatus, IdentityType
 from agents.models import (
     Agent,
     AgentUser,
-    AgentUserObjectPermission,
     AttributeValue,
     Credential,
     FederatedCredential,
@@ -93,7 +92,7 @@ def is_write(name: str) -> bool:
 def facts(agents: QuerySet[Agent], *, sections: Iterable[str], now: datetime) -> list[dict]:
     """The facts of the active agents among ``agents``, ordered by name, with the requested ``sections``.
 
-    Queries: one for the agents and one for their sponsors, plus credentials 3, permissions 2, run_as_admin 1,
+    Queries: one for the agents and one for their accepted sponsors, plus credentials 3, permissions 2, run_as_admin 1,
     usage 3, policies 5 — never more with more agents."""
     sections = frozenset(sections)
     unknown = sections - ALL_SECTIONS
@@ -106,9 +105,9 @@ def facts(agents: QuerySet[Agent], *, sections: Iterable[str], now: datetime) ->
     if not rows:
         return []
     ids = [a.pk for a in rows]
-    sponsors = dict(AgentUserObjectPermission.objects.filter(
-        content_object_id__in=ids, permission__codename=agent_policy.SPONSOR_AGENT, user__is_active=True)
-        .values("content_object_id").annotate(n=Count("pk")).values_list("content_object_id", "n"))
+    # Accepted sponsors only (R30, docs/sponsorship.md): the orphan sweep's and the "Unsponsored" badge's definition;
+    # a named sponsor who has not accepted, declined or lapsed does not count.
+    sponsors = {agent_id: len(users) for agent_id, users in agent_selectors.accepted_sponsor_ids(ids, now).items()}
     result = [{
         "id": a.pk, "name": a.name, "workspace": a.workspace.slug, "kind": a.kind,
         "publisher_kind": a.blueprint.publisher_kind, "identity_type": a.identity_type, "status": a.status,

@@ -3,8 +3,8 @@
 For the active agents of the run's workspace it finds credentials expired or ending soon (``ExpiringWithinDays``,
 default 30), agents still on a client secret (an active secret and no key or federated credential: R28),
 permissions held but not used for 30 days (the access reviews' definition of a permission's use, R32), agents with
-a single sponsor, agents unused for 60 days and orphaned agents, each with a level and a suggested action, ranked by
-risk.
+no or a single accepted sponsor (R30: a named sponsor who has not accepted does not count; docs/sponsorship.md),
+agents unused for 60 days and orphaned agents, each with a level and a suggested action, ranked by risk.
 
 ``execute`` reads the agents through the portal API with the run's token (``/api/v1/agent-facts/``), so it sees
 only what the agent's permissions open; ``findings_from_facts`` is the pure rule set over those API-shaped dicts.
@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from agents import policy as agent_policy
 from agents import registry
-from agents.models import Agent
+from agents.choices import SponsorshipState
+from agents.models import Agent, Sponsorship
 from governance.access import services as access_packages
 from governance.access.models import Assignment
 from governance.conditional_access.choices import RiskLevel
@@ -121,9 +122,13 @@ def _sponsor_findings(item: dict) -> list[Finding]:
     if orphaned_at is not None:
         return [Finding(item["id"], item["name"], "orphaned", RiskLevel.HIGH,
                         f"no active sponsor since {orphaned_at:%Y-%m-%d}", "add_sponsor")]
+    # Accepted sponsors (the facts' count; docs/sponsorship.md): a named sponsor who has not accepted is no sponsor.
+    if item["sponsors"] == 0:
+        return [Finding(item["id"], item["name"], "no_sponsor", RiskLevel.MEDIUM,
+                        "no sponsor has accepted: nobody is accountable for it", "add_sponsor")]
     if item["sponsors"] == 1:
         return [Finding(item["id"], item["name"], "single_sponsor", RiskLevel.LOW,
-                        "one sponsor: nobody is accountable if they leave", "add_sponsor")]
+                        "one sponsor has accepted: nobody is accountable if they leave", "add_sponsor")]
     return []
 
 
@@ -235,6 +240,9 @@ def apply(actor, run, finding: dict, params: dict) -> Applied:
         registry.agent_person_add(actor=actor, agent=agent, user=user, role=agent_policy.SPONSOR_AGENT)
         if agent.orphaned_at is not None:  # R7: it has an active sponsor again
             registry.agent_set_orphaned(actor=actor, agent=agent, orphaned=False)
+        if Sponsorship.objects.filter(agent=agent, user=user, state=SponsorshipState.PENDING).exists():
+            # R30 (docs/sponsorship.md): someone else named is asked, and sponsors once they accept.
+            return Applied(f"{user.username} is asked to sponsor {agent.name}; they sponsor it once they accept.")
         return Applied(f"{user.username} now sponsors {agent.name}.")
     if action == "retire":
         counts = registry.agent_retire(actor=actor, agent=agent)

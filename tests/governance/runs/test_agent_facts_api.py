@@ -10,15 +10,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from agents import registry
-from agents.models import Agent, Credential
+from agents import registry, sponsorship
+from agents.models import Agent, Credential, Sponsorship
 from governance.access import services as access_packages
 from governance.conditional_access import services as conditional_access
 from governance.runs.builtin import facts as agent_facts
 from governance.signin import tokens
 from governance.signin.models import SignIn
 from portal.models import Permission
-from tests.factories import agent_spec, grant_role, make_blueprint
+from tests.factories import accept_sponsorships, agent_spec, grant_role, make_blueprint
 
 pytestmark = pytest.mark.django_db
 
@@ -84,6 +84,7 @@ def test_agent_facts_of_one_agent_are_exact(client, world):
     token = _bearer(client, reader)  # before "Others" blocks it: policies apply at issuance
     target = _create(world, "target", ("User.Read.All", "Policy.Read.All"),
                      sponsors=[world.owner, world.owner_b], attributes={"tier": "0"}).agent
+    accept_sponsorships(target)  # owner_b accepts: both count (R30)
     credential = Credential.objects.get(identity__agent=target)
     package = access_packages.package_save(
         actor=world.owner, workspace=world.alpha, name="Responder", policy={"approver_kind": "workspace_owners"},
@@ -130,6 +131,30 @@ def test_agent_facts_of_one_agent_are_exact(client, world):
         ],
     }
     assert agent_facts.parse_iso(item["created_at"]) == target.created_at
+
+
+def test_r30_agent_facts_count_accepted_sponsors_only(client, world):
+    """``sponsors`` counts accepted sponsors (docs/sponsorship.md): named and not answered, declined or lapsed do
+    not count, through the API the hygiene agent reads."""
+    token = _bearer(client, _create(world, "facts-reader", EVERY_READ))
+    target = _create(world, "target", sponsors=[world.owner, world.owner_b, world.contributor]).agent
+
+    def sponsors() -> int:
+        return next(i for i in _get(client, token).json()["results"] if i["name"] == "target")["sponsors"]
+
+    def row(user) -> Sponsorship:
+        return Sponsorship.objects.get(agent=target, user=user)
+
+    assert sponsors() == 1  # w.owner named themself; owner_b and the contributor are asked
+    sponsorship.sponsorship_accept(actor=world.owner_b, sponsorship=row(world.owner_b))
+    assert sponsors() == 2
+    sponsorship.sponsorship_decline(actor=world.contributor, sponsorship=row(world.contributor))
+    assert sponsors() == 2
+    Sponsorship.objects.filter(pk=row(world.owner_b).pk).update(due_at=timezone.now() - timedelta(seconds=1))
+    assert sponsors() == 1  # owner_b's confirmation is overdue: lapsed, even before the job marks it
+    world.owner.is_active = False
+    world.owner.save(update_fields=["is_active"])
+    assert sponsors() == 0
 
 
 def test_agent_facts_flag_a_user_account_agent_running_as_an_administrator(client, world):
@@ -239,6 +264,8 @@ def _fleet(world, n: int) -> None:
                           sponsors=[world.owner, world.owner_b], attributes={"tier": str(i % 2)})
         SignIn.objects.create(agent=created.agent, client_id="x", actor_kind="agent", outcome="success",
                               granted_scopes=["User.Read.All"])
+        if i % 2:  # half the fleet with both sponsors accepted, half with owner_b still asked (R30)
+            accept_sponsorships(created.agent)
     if n == 3:
         conditional_access.policy_save(actor=None, data={"name": "Tier 1", "state": "on", "all_agents": True},
                                        excluded_agents=[Agent.objects.filter(name__startswith="fleet-").first()])

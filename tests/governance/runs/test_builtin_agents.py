@@ -22,7 +22,7 @@ from governance.runs.models import Run
 from governance.runs.portal_client import PortalClient
 from governance.signin.models import AccessToken, SignIn
 from portal.models import AuditEvent, Permission
-from tests.factories import agent_spec, make_blueprint
+from tests.factories import accept_sponsorships, agent_spec, make_blueprint
 
 pytestmark = pytest.mark.django_db
 
@@ -32,10 +32,13 @@ CA_PERMISSIONS = {"Policy.Read.All", "User.Read.All", "RoleManagement.Read.Direc
 
 # --- helpers -------------------------------------------------------------------------------------------------------
 def _builtin(w, blueprint_name: str, agent_name: str):
-    """Install the built-ins and set up one of them in alpha (two sponsors); returns (agent, its client secret)."""
+    """Install the built-ins and set up one of them in alpha (two sponsors, both accepted: R30); returns (agent, its
+    client secret)."""
     blueprints = {b.name: b for b in builtin_agents.install()}
-    return registry.agent_create(actor=w.owner, workspace=w.alpha, spec=agent_spec(
+    created = registry.agent_create(actor=w.owner, workspace=w.alpha, spec=agent_spec(
         blueprints[blueprint_name], agent_name, sponsors=[w.owner, w.owner_b], owners=[w.owner]))
+    accept_sponsorships(created.agent)
+    return created
 
 
 def _bearer(client, created) -> str:
@@ -52,6 +55,7 @@ def _agent(w, name, permissions=("User.Read.All",), sponsors=None, workspace=Non
                                   workspace=workspace or w.alpha, spec=agent_spec(
         blueprint, name, sponsors=sponsors or [w.owner, w.owner_b],
         owners=[w.owner] if workspace is None else [w.other], **spec)).agent
+    accept_sponsorships(agent)  # the named sponsors count (R30)
     if days_old:
         past = timezone.now() - timedelta(days=days_old)
         Agent.objects.filter(pk=agent.pk).update(created_at=past)

@@ -10,21 +10,24 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from agents import registry
-from agents.models import Agent, Credential
+from agents import registry, sponsorship
+from agents.models import Agent, Credential, Sponsorship
 from governance.access import services as access_packages
 from governance.runs.builtin import hygiene
 from governance.signin.models import AccessToken, SignIn
 from portal.models import Permission
-from tests.factories import agent_spec, make_blueprint
+from tests.factories import accept_sponsorships, agent_spec, make_blueprint
 
 pytestmark = pytest.mark.django_db
 
 
-def _agent(w, name, permissions, sponsors, days_old=0, **extra):
+def _agent(w, name, permissions, sponsors, days_old=0, accept=True, **extra):
+    """An agent of alpha set up by w.owner; its named sponsors accept unless ``accept`` is False (R30)."""
     agent = registry.agent_create(actor=w.owner, workspace=w.alpha, spec=agent_spec(
         make_blueprint(f"{name}-bp".title().replace("-", ""), permissions=permissions), name, sponsors=sponsors,
         owners=[w.owner])).agent
+    if accept:
+        accept_sponsorships(agent)
     if days_old:
         past = timezone.now() - timedelta(days=days_old)
         Agent.objects.filter(pk=agent.pk).update(created_at=past)
@@ -169,3 +172,65 @@ def test_a_rotated_secret_living_out_its_overlap_is_not_a_finding(world):
     assert hygiene.findings(Agent.objects.all(), now) == []
     Credential.objects.filter(pk=old.pk).update(replaced_by=None)  # not rotated: the same expiry is a finding
     assert [f.kind for f in hygiene.findings(Agent.objects.all(), now)] == ["credential_expired"]
+
+
+# --- R30: only accepted sponsors count (docs/sponsorship.md) ----------------------------------------------------
+
+
+def _sponsor_findings(agent):
+    return [(f.kind, f.level, f.detail) for f in hygiene.findings(Agent.objects.filter(pk=agent.pk))
+            if f.action == "add_sponsor"]
+
+
+def test_r30_one_accepted_and_one_pending_sponsor_is_single_sponsor_until_the_second_accepts(world):
+    agent = _keyed(_agent(world, "half", ("User.Read.All",), [world.owner, world.owner_b], accept=False))
+    _used(agent, ["User.Read.All"], 0)
+    pending = Sponsorship.objects.get(agent=agent, user=world.owner_b)
+    assert pending.state == "pending"  # named by w.owner: asked, not yet a sponsor
+    assert _sponsor_findings(agent) == [
+        ("single_sponsor", "low", "one sponsor has accepted: nobody is accountable if they leave")]
+    sponsorship.sponsorship_accept(actor=world.owner_b, sponsorship=pending)
+    assert _sponsor_findings(agent) == []
+    assert hygiene.findings(Agent.objects.all()) == []
+
+
+def test_r30_declined_and_lapsed_sponsors_do_not_count(world):
+    agent = _keyed(_agent(world, "fading", ("User.Read.All",), [world.owner, world.owner_b, world.contributor],
+                          accept=False))
+    _used(agent, ["User.Read.All"], 0)
+    sponsorship.sponsorship_accept(actor=world.owner_b, sponsorship=Sponsorship.objects.get(agent=agent,
+                                                                                            user=world.owner_b))
+    sponsorship.sponsorship_decline(actor=world.contributor, reason="not mine", sponsorship=Sponsorship.objects.get(
+        agent=agent, user=world.contributor))
+    assert _sponsor_findings(agent) == []  # owner and owner_b accepted; the contributor's "no" changes nothing
+    # owner_b's confirmation is overdue: lapsed even before the job marks it
+    Sponsorship.objects.filter(agent=agent, user=world.owner_b).update(due_at=timezone.now() - timedelta(minutes=1))
+    assert [kind for kind, _, _ in _sponsor_findings(agent)] == ["single_sponsor"]
+
+
+def test_r30_an_agent_whose_named_sponsors_have_not_accepted_has_no_sponsor(world):
+    agent = _keyed(_agent(world, "asked", ("User.Read.All",), [world.owner_b, world.contributor], accept=False))
+    _used(agent, ["User.Read.All"], 0)
+    assert agent.orphaned_at is None  # within the time to answer: the orphan sweep leaves it alone
+    assert _sponsor_findings(agent) == [
+        ("no_sponsor", "medium", "no sponsor has accepted: nobody is accountable for it")]
+    sponsorship.sponsorship_accept(actor=world.contributor, sponsorship=Sponsorship.objects.get(
+        agent=agent, user=world.contributor))
+    assert [kind for kind, _, _ in _sponsor_findings(agent)] == ["single_sponsor"]
+
+
+def test_r30_the_query_count_does_not_grow_with_sponsorships(world):
+    def count(n):
+        for i in range(n):
+            agent = _agent(world, f"mixed-{n}-{i}", ("User.Read.All",), [world.owner, world.owner_b, world.contributor],
+                           days_old=90, accept=False)
+            if i % 2:
+                sponsorship.sponsorship_accept(actor=world.owner_b, sponsorship=Sponsorship.objects.get(
+                    agent=agent, user=world.owner_b))
+        with CaptureQueriesContext(connection) as queries:
+            found = hygiene.findings(Agent.objects.filter(name__startswith=f"mixed-{n}-"))
+        assert sorted(f.kind for f in found if f.action == "add_sponsor") == \
+            ["single_sponsor"] * (n - n // 2)  # the agents with one accepted sponsor; the others have two
+        return len(queries)
+
+    assert count(2) == count(12)

@@ -24,7 +24,7 @@ from governance.runs.builtin import hygiene
 from governance.runs.models import Run
 from governance.runs.portal_client import PortalClient
 from governance.signin.models import AccessToken, SignIn
-from tests.factories import agent_spec, make_blueprint
+from tests.factories import accept_sponsorships, agent_spec, make_blueprint
 
 pytestmark = pytest.mark.django_db
 
@@ -34,10 +34,12 @@ SECRET_ONLY = ("authenticates only with a client secret (1 active secret): add a
 
 
 def _agent(w, name, blueprint=None):
-    """An agent of alpha with two sponsors, in use today: nothing to report but its credentials."""
+    """An agent of alpha with two sponsors (both accepted: R30), in use today: nothing to report but its
+    credentials."""
     agent = registry.agent_create(actor=w.owner, workspace=w.alpha, spec=agent_spec(
         blueprint or make_blueprint(f"{name}-bp".title().replace("-", ""), permissions=("User.Read.All",)), name,
         sponsors=[w.owner, w.owner_b], owners=[w.owner])).agent
+    accept_sponsorships(agent)
     SignIn.objects.create(agent=agent, client_id="x", actor_kind="agent", outcome="success",
                           granted_scopes=["User.Read.All"])
     # ... and its permission used: a token carrying it introspected today (docs/design.md, "Usage").
@@ -58,6 +60,7 @@ def hygiene_run(world):
     created = registry.agent_create(actor=world.owner, workspace=world.alpha, spec=agent_spec(
         blueprints["AgentHygieneAgent"], "agent-hygiene", sponsors=[world.owner, world.owner_b],
         owners=[world.owner]))
+    accept_sponsorships(created.agent)
     # The hygiene agent itself authenticates with a key, so it is not among its own findings.
     trust.key_credential_add(actor=world.owner, agent=created.agent, jwk=_public_jwk())
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents import registry
-from agents.models import Agent, AgentUserObjectPermission, Blueprint, Credential
+from agents.models import Agent, AgentUserObjectPermission, Blueprint, Credential, Sponsorship
 from governance.conditional_access import services as conditional_access
 from governance.conditional_access.models import ConditionalAccessPolicy
 from governance.runs import builtin as builtin_agents
@@ -367,7 +367,10 @@ def test_a_hygiene_finding_is_applied_from_the_run_page(client, registry_world):
     assert "/api/v1/agent-facts/" in page  # what the run read
 
     response = client.post(sponsor_url, {"user": w.owner_b.pk}, follow=True)
-    assert "owner_b now sponsors lonely-agent" in response.content.decode()
+    # R30 (docs/sponsorship.md): owner_b is asked; the agent counts them once they accept
+    assert "owner_b is asked to sponsor lonely-agent; they sponsor it once they accept." in \
+        response.content.decode()
+    assert Sponsorship.objects.get(agent=lonely, user=w.owner_b).state == "pending"
     assert AgentUserObjectPermission.objects.filter(content_object=lonely, user=w.owner_b,
                                                     permission__codename="sponsor_agent").exists()
     page = client.post(sponsor_url, {}, follow=True).content.decode()
