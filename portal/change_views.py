@@ -68,60 +68,65 @@ def change_detail(request, change_id: int):
         "reject_form": ChangeRejectForm(), "review_form": ChangeReviewForm()})
 
 
+def _decision(request, change_id: int, decide, done, form_class=None):
+    """The shape every decision on a change shares (approve, reject, review): the change (a 404 when hidden), the
+    posted form checked when there is one, one service called by ``decide(change, **fields)``, a form's problems or
+    the service's refusal flashed, and back to the change's page. ``done(answer)`` turns the service's answer into
+    the success message, or into the response to send instead."""
+    change = _change_or_404(request, change_id)
+    fields = {}
+    if form_class is not None:
+        form = form_class(request.POST)
+        if not form.is_valid():
+            flash_form_errors(request, form)
+            return redirect("change-detail", change_id=change.pk)
+        fields = form.cleaned_data
+    try:
+        answer = decide(change, **fields)
+    except ValidationError as error:
+        flash_errors(request, error)
+        return redirect("change-detail", change_id=change.pk)
+    outcome = done(answer)
+    if not isinstance(outcome, str):
+        return outcome
+    messages.success(request, outcome)
+    return redirect("change-detail", change_id=change.pk)
+
+
 @login_required
 @require_POST
 @never_cache
 @sensitive_variables("secret")
 def change_approve(request, change_id: int):
-    change = _change_or_404(request, change_id)
-    try:
-        change, result = changes.change_approve(actor=request.user, change=change)
-    except ValidationError as error:
-        flash_errors(request, error)
-        return redirect("change-detail", change_id=change.pk)
-    spec = changes.kind_spec(change.kind)
-    secret = spec.shown_once(result) if spec.shown_once else None
-    if secret:  # shown once, to the administrator who applied the change; never stored
-        response = render(request, "portal/changes/change_applied.html", {"change": change, "secret": secret})
-        response["Cache-Control"] = "no-store"
-        return response
-    messages.success(request, f"Approved and applied. {change.outcome}")
-    return redirect("change-detail", change_id=change.pk)
+    def applied(answer):
+        change, result = answer
+        spec = changes.kind_spec(change.kind)
+        secret = spec.shown_once(result) if spec.shown_once else None
+        if secret:  # shown once, to the administrator who applied the change; never stored
+            response = render(request, "portal/changes/change_applied.html", {"change": change, "secret": secret})
+            response["Cache-Control"] = "no-store"
+            return response
+        return f"Approved and applied. {change.outcome}"
+
+    return _decision(request, change_id, lambda change: changes.change_approve(actor=request.user, change=change),
+                     applied)
 
 
 @login_required
 @require_POST
 def change_reject(request, change_id: int):
-    change = _change_or_404(request, change_id)
-    form = ChangeRejectForm(request.POST)
-    if not form.is_valid():
-        flash_form_errors(request, form)
-        return redirect("change-detail", change_id=change.pk)
-    try:
-        changes.change_reject(actor=request.user, change=change, reason=form.cleaned_data["reason"])
-    except ValidationError as error:
-        flash_errors(request, error)
-    else:
-        messages.success(request, "Rejected: nothing was applied.")
-    return redirect("change-detail", change_id=change.pk)
+    return _decision(request, change_id,
+                     lambda change, reason: changes.change_reject(actor=request.user, change=change, reason=reason),
+                     lambda _: "Rejected: nothing was applied.", ChangeRejectForm)
 
 
 @login_required
 @require_POST
 def change_review(request, change_id: int):
-    change = _change_or_404(request, change_id)
-    form = ChangeReviewForm(request.POST)
-    if not form.is_valid():
-        flash_form_errors(request, form)
-        return redirect("change-detail", change_id=change.pk)
-    try:
-        changes.change_review(actor=request.user, change=change, verdict=form.cleaned_data["verdict"],
-                              note=form.cleaned_data["note"])
-    except ValidationError as error:
-        flash_errors(request, error)
-    else:
-        messages.success(request, "Review recorded.")
-    return redirect("change-detail", change_id=change.pk)
+    return _decision(request, change_id,
+                     lambda change, verdict, note: changes.change_review(actor=request.user, change=change,
+                                                                         verdict=verdict, note=note),
+                     lambda _: "Review recorded.", ChangeReviewForm)
 
 
 @login_required
