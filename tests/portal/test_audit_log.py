@@ -50,6 +50,50 @@ def _verify_fails_with(fragment: str) -> audit_log.LogCheck:
     return check
 
 
+class HeldTransaction:
+    """A transaction on another connection (a thread) kept open: ``hold(work)`` runs ``work`` in it and returns
+    what it returned once it has run; the transaction commits at ``release()``."""
+
+    def __init__(self):
+        self._ready, self._release = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+        self._value = None
+
+    def hold(self, work):
+        def run():
+            try:
+                with transaction.atomic():
+                    self._value = work()
+                    self._ready.set()
+                    self._release.wait(timeout=30)
+            finally:
+                connection.close()
+
+        self._thread = threading.Thread(target=run)
+        self._thread.start()
+        assert self._ready.wait(timeout=20)
+        return self._value
+
+    def release(self) -> None:
+        self._release.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+@pytest.fixture
+def held_transaction():
+    """A ``HeldTransaction``; released at the end of the test whatever happens (a failed test leaves no open
+    transaction holding locks behind)."""
+    held = HeldTransaction()
+    yield held
+    held.release()
+
+
+def _late_event() -> int:
+    """An audited change still being written: its event's id is taken, its transaction not committed."""
+    return audit.record(actor=None, action="test.late").pk
+
+
 # --- the write path -----------------------------------------------------------------------------------------
 
 
@@ -143,33 +187,18 @@ def test_r23_the_sequencer_places_every_event_once_and_signs_a_head_per_batch():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_r23_an_event_committed_after_later_ids_were_sequenced_still_gets_its_place(postgres):
+def test_r23_an_event_committed_after_later_ids_were_sequenced_still_gets_its_place(postgres, held_transaction):
     """Commit order is not id order: an event with a lower id that commits late is integrated, not skipped."""
-    holding, release = threading.Event(), threading.Event()
-    late_id: list[int] = []
-
-    def slow_writer():
-        try:
-            with transaction.atomic():
-                late_id.append(audit.record(actor=None, action="test.late").pk)
-                holding.set()
-                release.wait(timeout=30)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=slow_writer)
-    thread.start()
-    assert holding.wait(timeout=20)
+    late_id = held_transaction.hold(_late_event)
     later = _events(3, "later")
-    assert min(e.pk for e in later) > late_id[0]
+    assert min(e.pk for e in later) > late_id
     audit_log.sequence()
     assert AuditEvent.objects.filter(pk__in=[e.pk for e in later], leaf__isnull=True).count() == 0
-    release.set()
-    thread.join(timeout=30)
-    late = AuditEvent.objects.get(pk=late_id[0])
+    held_transaction.release()
+    late = AuditEvent.objects.get(pk=late_id)
     assert late.leaf_index is None and late.pending_sequencing
     audit_log.sequence()
-    late = AuditEvent.objects.get(pk=late_id[0])
+    late = AuditEvent.objects.get(pk=late_id)
     assert late.leaf_index == AuditEvent.objects.count() - 1
     assert _leaf_indexes() == list(range(AuditEvent.objects.count()))
     assert audit_log.verify_log().ok
@@ -500,7 +529,8 @@ def test_r23_the_leaf_table_places_an_event_once_and_a_stale_batch_changes_nothi
 
 
 @pytest.mark.django_db(transaction=True)
-def test_r23_the_pending_search_skips_what_is_settled_but_never_an_event_still_being_written(postgres):
+def test_r23_the_pending_search_skips_what_is_settled_but_never_an_event_still_being_written(postgres,
+                                                                                           held_transaction):
     """``scanned_through`` moves up only once no open transaction can still hold a lower id, so a slow writer's
     event is found, and events below it are not searched again."""
     _events(5, "settled")
@@ -509,69 +539,36 @@ def test_r23_the_pending_search_skips_what_is_settled_but_never_an_event_still_b
     state = AuditLogState.objects.get(pk=1)
     assert state.scanned_through == AuditEvent.objects.order_by("-id").first().pk
 
-    holding, release = threading.Event(), threading.Event()
-    late_id: list[int] = []
-
-    def slow_writer():
-        try:
-            with transaction.atomic():
-                late_id.append(audit.record(actor=None, action="test.late").pk)
-                holding.set()
-                release.wait(timeout=30)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=slow_writer)
-    thread.start()
-    try:
-        assert holding.wait(timeout=20)
-        later = _events(3, "later")
-        for _ in range(3):
-            audit_log.sequence()
-        assert not AuditEvent.objects.filter(pk__in=[e.pk for e in later], leaf__isnull=True).exists()
-        assert AuditLogState.objects.get(pk=1).scanned_through < late_id[0]  # held back by the open writer
-    finally:
-        release.set()
-        thread.join(timeout=30)
+    late_id = held_transaction.hold(_late_event)
+    later = _events(3, "later")
+    for _ in range(3):
+        audit_log.sequence()
+    assert not AuditEvent.objects.filter(pk__in=[e.pk for e in later], leaf__isnull=True).exists()
+    assert AuditLogState.objects.get(pk=1).scanned_through < late_id  # held back by the open writer
+    held_transaction.release()
     assert audit_log.pending_count() == 1
     audit_log.sequence()
-    assert AuditEvent.objects.get(pk=late_id[0]).leaf_index == AuditEvent.objects.count() - 1
+    assert AuditEvent.objects.get(pk=late_id).leaf_index == AuditEvent.objects.count() - 1
     audit_log.sequence()
     assert AuditLogState.objects.get(pk=1).scanned_through == AuditEvent.objects.order_by("-id").first().pk
     assert audit_log.pending_count() == 0 and audit_log.verify_log().ok
 
 
 @pytest.mark.django_db(transaction=True)
-def test_r23_an_audited_change_does_not_wait_for_a_lock_held_on_its_actor_or_workspace(postgres):
+def test_r23_an_audited_change_does_not_wait_for_a_lock_held_on_its_actor_or_workspace(postgres, held_transaction):
     """A long transaction holding the actor's or the workspace's row (as an owner change locks workspaces) does not
     hold up an audited change by that person in that workspace: the event's links take no lock on those rows."""
     actor = UserFactory(username="busy-actor")
     workspace = make_workspace("busy", owners=[actor, UserFactory(username="second-owner")])
-    locked, done = threading.Event(), threading.Event()
-
-    def holder():
-        try:
-            with transaction.atomic():
-                list(Workspace.objects.select_for_update().filter(pk=workspace.pk))
-                list(User.objects.select_for_update().filter(pk=actor.pk))
-                locked.set()
-                done.wait(timeout=30)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert locked.wait(timeout=20)
-        started = time.perf_counter()
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = '2s'")
-            event = audit.record(actor=actor, action="test.while_locked", workspace=workspace, after={"n": 1})
-        assert time.perf_counter() - started < 1.5
-    finally:
-        done.set()
-        thread.join(timeout=30)
+    held_transaction.hold(lambda: (list(Workspace.objects.select_for_update().filter(pk=workspace.pk)),
+                                   list(User.objects.select_for_update().filter(pk=actor.pk))))
+    started = time.perf_counter()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '2s'")
+        event = audit.record(actor=actor, action="test.while_locked", workspace=workspace, after={"n": 1})
+    assert time.perf_counter() - started < 1.5
+    held_transaction.release()
     assert AuditEvent.objects.get(pk=event.pk).workspace_id == workspace.pk
     audit_log.sequence()
     assert audit_log.verify_log().ok
