@@ -274,7 +274,7 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
             for user_id in dict.fromkeys(u.pk for u in s.sponsors)
         ])
         # R30 (docs/sponsorship.md): each named sponsor is asked; one who names themself has accepted.
-        sponsorship.sponsorships_open(actor=actor, now=now, new_agents=True, pairs=[
+        sponsorship.sponsorships_open_for_new_agents(actor=actor, now=now, pairs=[
             (a, u) for a, s in zip(agents, batch, strict=True) for u in {u.pk: u for u in s.sponsors}.values()])
         bulkrows.insert_rows(AttributeValue, ("agent_id", "key", "value"), [
             (a.pk, k, str(v)) for a, s in zip(agents, batch, strict=True) for k, v in (s.attributes or {}).items()

@@ -24,7 +24,7 @@ from django.utils import timezone
 from agents import policy
 from agents.choices import SPONSORSHIP_CURRENT, SponsorshipState
 from agents.models import Agent, AgentUserObjectPermission, Sponsorship
-from portal import audit, jobs, notifications
+from portal import audit, bulkrows, jobs, notifications
 from portal.choices import UserKind
 from portal.models import User
 
@@ -58,50 +58,81 @@ def _unname(agent_id: int, user_id: int) -> None:
                                              permission__codename=policy.SPONSOR_AGENT).delete()
 
 
-def _tell_asked(pending: Iterable[Sponsorship], note: str = "") -> None:
-    """Ask each named person: one notification per sponsorship, or one per person when a bulk file named them for
-    many agents (inside the caller's transaction)."""
-    by_user: dict[int, list[Sponsorship]] = {}
+def _tell_asked(pending: Iterable[tuple[int, Agent, User]], note: str = "") -> None:
+    """Ask each named person, given (sponsorship id, agent, person) of the pending sponsorships: one notification
+    per sponsorship, or one per person when a bulk file named them for many agents; all in one insert (inside the
+    caller's transaction)."""
+    by_user: dict[int, list[tuple[int, Agent, User]]] = {}
     for row in pending:
-        by_user.setdefault(row.user_id, []).append(row)
+        by_user.setdefault(row[2].pk, []).append(row)
+    messages = []
     for rows in by_user.values():
-        first = rows[0]
+        pk, agent, user = rows[0]
         if len(rows) == 1:
-            notifications.notify(recipients=[first.user], subject=f"You are asked to sponsor {first.agent.name}",
-                                 body=f"{note} Accept or decline: until a sponsor accepts, the agent has no "
-                                      f"sponsor.".strip(),
-                                 link=link(first))
+            messages.append(notifications.Message(
+                [user], f"You are asked to sponsor {agent.name}",
+                f"{note} Accept or decline: until a sponsor accepts, the agent has no sponsor.".strip(),
+                f"{MY_SPONSORSHIPS}{pk}/"))
         else:
-            notifications.notify(recipients=[first.user], subject=f"You are asked to sponsor {len(rows)} agents",
-                                 body="Accept or decline each one on your sponsorships page.", link=MY_SPONSORSHIPS)
+            messages.append(notifications.Message(
+                [user], f"You are asked to sponsor {len(rows)} agents",
+                "Accept or decline each one on your sponsorships page.", MY_SPONSORSHIPS))
+    notifications.notify_many(messages)
+
+
+def _new_pairs(actor: User | None, pairs: Sequence[tuple[Agent, User]], skip: set[tuple[int, int]]) \
+        -> list[tuple[Agent, User, bool]]:
+    """(agent, person, named themself) for each pair once, leaving out those in ``skip``."""
+    found, seen = [], set(skip)
+    for agent, user in pairs:
+        if (agent.pk, user.pk) in seen:
+            continue
+        seen.add((agent.pk, user.pk))
+        found.append((agent, user, actor is not None and actor.pk == user.pk))
+    return found
 
 
 def sponsorships_open(*, actor: User | None, pairs: Sequence[tuple[Agent, User]], now: datetime | None = None,
-                      note: str = "", new_agents: bool = False) -> list[Sponsorship]:
+                      note: str = "") -> list[Sponsorship]:
     """Create the sponsorships of newly named sponsors (part of the registry's naming services, which audit the
     naming). A person who names themself has accepted at once; anyone else is asked. Pairs already holding a
-    current sponsorship are skipped (with ``new_agents`` the agents were just created: nothing to look up). Must
-    run inside the caller's transaction."""
+    current sponsorship are skipped. Must run inside the caller's transaction."""
     now = now or timezone.now()
     if not pairs:
         return []
-    current = set() if new_agents else set(  # agents just created have no sponsorship yet
-        Sponsorship.objects.filter(agent_id__in={a.pk for a, _ in pairs}, state__in=SPONSORSHIP_CURRENT)
-        .values_list("agent_id", "user_id"))
-    rows, seen = [], set()
-    for agent, user in pairs:
-        if (agent.pk, user.pk) in current or (agent.pk, user.pk) in seen:
-            continue
-        seen.add((agent.pk, user.pk))
-        self_named = actor is not None and actor.pk == user.pk
-        rows.append(Sponsorship(
-            agent=agent, user=user, requested_by=actor, requested_at=now,
-            state=SponsorshipState.ACCEPTED if self_named else SponsorshipState.PENDING,
-            decided_at=now if self_named else None, attested_at=now if self_named else None,
-            due_at=due_after(now) if self_named else None))
+    current = set(Sponsorship.objects.filter(agent_id__in={a.pk for a, _ in pairs}, state__in=SPONSORSHIP_CURRENT)
+                  .values_list("agent_id", "user_id"))
+    rows = [Sponsorship(
+        agent=agent, user=user, requested_by=actor, requested_at=now,
+        state=SponsorshipState.ACCEPTED if self_named else SponsorshipState.PENDING,
+        decided_at=now if self_named else None, attested_at=now if self_named else None,
+        due_at=due_after(now) if self_named else None) for agent, user, self_named in _new_pairs(actor, pairs, current)]
     created = Sponsorship.objects.bulk_create(rows, batch_size=2000)
-    _tell_asked([r for r in created if r.state == SponsorshipState.PENDING], note)
+    _tell_asked([(r.pk, r.agent, r.user) for r in created if r.state == SponsorshipState.PENDING], note)
     return created
+
+
+def sponsorships_open_for_new_agents(*, actor: User | None, pairs: Sequence[tuple[Agent, User]],
+                                     now: datetime) -> int:
+    """``sponsorships_open`` for agents just created (a bulk file, the wizard): they have no sponsorship yet, so
+    nothing is looked up, and the rows are written without a model instance each (docs/design.md, "Bulk inserts
+    without model instances"). The same rows and the same notifications; returns how many were opened."""
+    found = _new_pairs(actor, pairs, set())
+    if not found:
+        return 0
+    due = due_after(now)
+    actor_id = actor.pk if actor is not None else None
+    pks = bulkrows.insert_rows(
+        Sponsorship, ("agent_id", "user_id", "requested_by_id", "requested_at", "state", "decided_at",
+                      "attested_at", "due_at"),
+        [(agent.pk, user.pk, actor_id, now, SponsorshipState.ACCEPTED, now, now, due) if self_named
+         else (agent.pk, user.pk, actor_id, now, SponsorshipState.PENDING, None, None, None)
+         for agent, user, self_named in found],
+        returning_pk=not all(self_named for _agent, _user, self_named in found))
+    if pks:
+        _tell_asked([(pk, agent, user) for pk, (agent, user, self_named) in zip(pks, found, strict=True)
+                     if not self_named])
+    return len(found)
 
 
 def sponsorship_close(*, agent: Agent, user: User) -> None:

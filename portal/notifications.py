@@ -16,7 +16,8 @@ This module is in the portal layer: it knows users, not agents or governance, an
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
@@ -75,6 +76,16 @@ def _human_recipients(recipients: Iterable[User]) -> list[User]:
     return chosen
 
 
+@dataclass(frozen=True)
+class Message:
+    """One notification for ``notify_many``: what ``notify`` takes."""
+
+    recipients: Sequence[User]
+    subject: str
+    body: str
+    link: str = ""
+
+
 def notify(*, recipients: Iterable[User], subject: str, body: str, link: str = "") -> list[Notification]:
     """Tell people something happened: one row per distinct active human, one e-mail each after commit.
 
@@ -84,24 +95,35 @@ def notify(*, recipients: Iterable[User], subject: str, body: str, link: str = "
     e-mail carries it as an absolute URL built from ``settings.PORTAL_BASE_URL``. Subjects longer than the
     column are shortened.
     """
+    return notify_many([Message(list(recipients), subject, body, link)])
+
+
+def notify_many(messages: Iterable[Message]) -> list[Notification]:
+    """``notify`` for many messages at once (e.g. one per person a bulk file named), in one insert whatever their
+    number; each message as ``notify`` would write it."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("notify() must run inside the transaction of the change it reports.")
-    link = _checked_link(link)
-    if len(subject) > SUBJECT_MAX_LENGTH:
-        subject = subject[: SUBJECT_MAX_LENGTH - 1] + "…"
-    people = _human_recipients(recipients)
-    if not people:
-        return []
     now = timezone.now()
-    created = Notification.objects.bulk_create(
-        [Notification(recipient=person, subject=subject, body=body, link=link, created_at=now) for person in people]
-    )
+    rows: list[Notification] = []
+    people: list[User] = []
+    for message in messages:
+        link = _checked_link(message.link)
+        subject = message.subject
+        if len(subject) > SUBJECT_MAX_LENGTH:
+            subject = subject[: SUBJECT_MAX_LENGTH - 1] + "…"
+        for person in _human_recipients(message.recipients):
+            rows.append(Notification(recipient=person, subject=subject, body=message.body, link=link,
+                                     created_at=now))
+            people.append(person)
+    if not rows:
+        return []
+    created = Notification.objects.bulk_create(rows)
     for notification, person in zip(created, people, strict=True):
         if not person.email:
             continue
         # Everything the e-mail needs is bound now: the callback runs after commit and re-reads nothing.
         transaction.on_commit(partial(_send_email, notification_id=notification.pk, address=person.email,
-                                      subject=subject, body=_email_body(notification)))
+                                      subject=notification.subject, body=_email_body(notification)))
     return created
 
 

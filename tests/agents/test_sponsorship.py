@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 from django.apps import apps as django_apps
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import policy, registry, selectors, sponsorship
@@ -236,6 +238,29 @@ def test_r30_a_bulk_file_asks_each_sponsor_once(registry_world):
     rows = Sponsorship.objects.filter(agent__in=[p.agent for p in made])
     assert rows.count() == 6 and set(rows.values_list("state", flat=True)) == {"pending"}
     assert Notification.objects.filter(recipient=w.contributor, subject__contains="asked to sponsor 3").count() == 1
+
+
+def test_r30_a_bulk_file_naming_a_different_sponsor_per_row_asks_each_in_constant_queries(registry_world):
+    """Each person named for one agent is asked about that agent (with its sponsorship's link); the whole file's
+    notifications are one insert, so the queries do not grow with the number of people named."""
+    w = registry_world
+
+    def provision(prefix: str, n: int):
+        people = [UserFactory() for _ in range(n)]
+        specs = [agent_spec(w.blueprint, f"{prefix}-{i}", sponsors=[person], owners=[w.owner_b])
+                 for i, person in enumerate(people)]
+        with CaptureQueriesContext(connection) as ctx:
+            made = registry.agents_provision(actor=None, workspace=w.alpha, specs=specs)
+        return people, made, len(ctx.captured_queries)
+
+    provision("warm-up", 1)
+    _people, _made, few = provision("few", 2)
+    people, made, many = provision("many", 8)
+    assert few == many
+    for person, provisioned in zip(people, made, strict=True):
+        note = Notification.objects.get(recipient=person)
+        assert note.subject == f"You are asked to sponsor {provisioned.agent.name}"
+        assert note.link == sponsorship.link(_of(provisioned.agent, person))
 
 
 def test_r30_the_manager_replacing_a_deactivated_sponsor_is_asked(registry_world):
