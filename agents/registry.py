@@ -280,7 +280,7 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
             (a.pk, k, str(v)) for a, s in zip(agents, batch, strict=True) for k, v in (s.attributes or {}).items()
         ])
         identity_of = {a.pk: (identity_id, client_id) for identity_id, client_id, a, _spec in identities}
-        audit.record_many(actor=actor, changes=[
+        audit.record_many(actor=actor, instances=False, changes=[
             audit.Change("agent.create", a, workspace,
                          after=_snapshot(a, s, sorted(p.name for p in permissions_of[s.blueprint.pk])
                                          if s.identity_type == IdentityType.AGENT_IDENTITY else []))
