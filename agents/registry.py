@@ -226,15 +226,20 @@ def agents_provision(*, actor: User | None, workspace: Workspace, specs: Sequenc
     # R28: a workspace that forbids new secrets sets its agents up without one (they add a key or a federated
     # credential); read afresh, the caller's workspace object may be older than the policy.
     issue_secrets = not Workspace.objects.filter(pk=workspace.pk, forbid_new_secrets=True).exists()
+    # The same answer for every agent of a blueprint in this workspace: asked once per blueprint, not per row
+    # (an answer may read the database, e.g. whether a partner blueprint's permission set is approved).
+    blueprints = {s.blueprint.pk: s.blueprint for s in specs}.values()
+    first_status = {bp.pk: _first_status(bp, workspace) for bp in blueprints}
+    periods = {bp.pk: poll_period(bp) for bp in blueprints}
     results: list[Provisioned] = []
     done = 0
     for start in range(0, len(specs), BATCH):
         batch = specs[start:start + BATCH]
-        agents = Agent.objects.bulk_create([
+        agents = bulkrows.insert_objects([
             Agent(workspace=workspace, blueprint=s.blueprint, name=s.name.strip(), scope=s.scope,
                   kind=s.kind or s.blueprint.kind, identity_type=s.identity_type, run_as_user=s.run_as_user,
-                  status=_first_status(s.blueprint, workspace), created_by=actor, created_at=now,
-                  expires_at=s.expires_at, schedule_period_seconds=poll_period(s.blueprint))
+                  status=first_status[s.blueprint.pk], created_by=actor, created_at=now,
+                  expires_at=s.expires_at, schedule_period_seconds=periods[s.blueprint.pk])
             for s in batch
         ])
         with_identity = [(a, s) for a, s in zip(agents, batch, strict=True)

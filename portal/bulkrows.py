@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
+from operator import attrgetter
 
 from django.db import connections, router
 from django.db.models import NOT_PROVIDED, Model
@@ -89,3 +90,30 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Seque
                 # array, as bulk_create relies on for its own multi-row inserts.
                 pks += [row[0] for row in cursor.fetchall()]
     return pks
+
+
+def insert_objects(objects: Sequence[Model], *, batch_size: int = BATCH) -> list[Model]:
+    """``bulk_create`` for new, unsaved instances of one model whose callers need the instances afterwards: their
+    field values are read as they stand and written by ``insert_rows``, then each gets its primary key and is
+    marked saved, as ``bulk_create`` does. A model with automatic dates or database defaults, instances that
+    already have a key, and other databases go through ``bulk_create`` itself."""
+    if not objects:
+        return []
+    model = type(objects[0])
+    meta = model._meta
+    alias = router.db_for_write(model)
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
+    plain = (connections[alias].vendor == "postgresql" and meta.auto_field is not None
+             and not any(getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+                         or getattr(f, "db_default", NOT_PROVIDED) is not NOT_PROVIDED for f in fields)
+             and all(obj.pk is None for obj in objects))
+    if not plain:
+        return model.objects.using(alias).bulk_create(objects, batch_size=batch_size)
+    columns = [f.attname for f in fields]
+    values = attrgetter(*columns)
+    pks = insert_rows(model, columns, [values(obj) for obj in objects], returning_pk=True, batch_size=batch_size)
+    for obj, pk in zip(objects, pks, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = alias
+    return list(objects)
