@@ -146,7 +146,7 @@ class PortalAutoSchema(AutoSchema):
         behind = _model_fields_behind(field)
         if not getattr(field, "many", False) and any(getattr(f, "null", False) for f in behind):
             schema["nullable"] = True
-        if behind and behind[-1].blank and "enum" in schema and "" not in schema["enum"]:
+        if behind and getattr(behind[-1], "blank", False) and "enum" in schema and "" not in schema["enum"]:
             schema["enum"] = [*schema["enum"], ""]
         return schema
 

@@ -9,8 +9,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from governance.reviews import decisions, selectors
-from governance.reviews.choices import ReviewDecisionKind
-from governance.reviews.models import AccessReview, ReviewItem
+from governance.reviews.choices import PermissionAdvice, ReviewDecisionKind
+from governance.reviews.models import AccessReview, ReviewItem, ReviewItemPermission
 from portal import api as portal_api
 from portal.api import GOVERNANCE_READ, router
 
@@ -26,6 +26,33 @@ class AccessReviewSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ReviewItemPermissionSerializer(serializers.ModelSerializer):
+    """One permission of an item with its evidence of use in the review window (docs/design.md, R32), as the review
+    page shows it."""
+
+    # ``source`` and ``decision`` are plain strings in the schema: those field names already name other choice sets
+    # there (SourceEnum, DecisionEnum), and a second set would rename them.
+    source = serializers.CharField(read_only=True, help_text="blueprint (comes with the agent) or package (from an "
+                                                             "access package).")
+    assignment = serializers.IntegerField(source="assignment_id", read_only=True, allow_null=True,
+                                          help_text="The package assignment it comes from (null: with the agent).")
+    used = serializers.BooleanField(read_only=True, help_text="Used in the review window.")
+    last_used_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Null: never used.")
+    advice = serializers.ChoiceField(choices=PermissionAdvice.choices, read_only=True,
+                                     help_text="What the evidence suggests: keep, remove, or retire_or_keep.")
+    decision = serializers.SerializerMethodField(
+        help_text="The reviewers' choice for this permission: keep or remove; null while undecided.")
+
+    class Meta:
+        model = ReviewItemPermission
+        fields = ["id", "permission", "source", "assignment", "used", "last_used_at", "advice",
+                  "decision"]
+        read_only_fields = fields
+
+    def get_decision(self, row) -> str | None:
+        return row.decision or None
+
+
 class ReviewItemSerializer(serializers.ModelSerializer):
     agent = serializers.CharField(source="agent.name", read_only=True)
     recommendation = serializers.CharField(read_only=True)  # approve or deny (one enum in the schema: DecisionEnum)
@@ -33,11 +60,14 @@ class ReviewItemSerializer(serializers.ModelSerializer):
     justification = serializers.SerializerMethodField()
     credential_types = serializers.SerializerMethodField(
         help_text="How the agent can authenticate now: secret, key, federated.")
+    permission_advice = serializers.CharField(read_only=True, help_text="The recommendation per permission, in words.")
+    permissions = ReviewItemPermissionSerializer(many=True, read_only=True)
 
     class Meta:
         model = ReviewItem
         fields = ["id", "agent", "access", "granted_at", "granted_by", "ends_at", "last_used_at", "recommendation",
-                  "recommendation_reason", "decision", "justification", "credential_types"]
+                  "recommendation_reason", "decision", "justification", "credential_types", "permission_advice",
+                  "permissions"]
         read_only_fields = fields
 
     def get_decision(self, item) -> str | None:

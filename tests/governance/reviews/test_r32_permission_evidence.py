@@ -11,7 +11,9 @@ was introspected 45 days ago only, SecurityAlert.Read.All never. Every use goes 
 from __future__ import annotations
 
 import base64
-from datetime import UTC, timedelta
+import csv
+import io
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -290,4 +292,91 @@ def test_r32_review_pages_run_a_constant_number_of_queries(registry_world, clien
         page = client.get(f"/governance/reviews/{w.bulk.pk}/review/").content.decode()
         assert page.count("data-permission=") == 2 * count
         counts.append((mine, results))
+    assert counts[0] == counts[1]
+
+
+def _when(value: str | None):
+    return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_r32_the_reviews_api_gives_each_permission_its_use_last_use_and_advice(seeded, client):
+    w = seeded
+    campaign = _agent_review(w)
+    item = campaign.instances.get().items.get(agent=w.a)
+    rows = _rows(item)
+    client.force_login(w.owner)  # the sponsor reviews
+    listed = {i["agent"]: i for i in client.get(f"/api/v1/reviews/{campaign.pk}/decisions/").json()}
+    got = listed["agent-a"]
+    assert got["permission_advice"] == item.permission_advice
+    assert got["permission_advice"].startswith("Keep Policy.Read.All, SecurityIncident.Read.All, User.Read.All; "
+                                               "remove SecurityAlert.Read.All, ThreatHunting.Read.All.")
+    hunting, triage = w.hunting_assignment.pk, w.triage_assignment.pk
+    assert [(p["permission"], p["source"], p["assignment"], p["used"], p["advice"], p["decision"])
+            for p in got["permissions"]] == [
+        (API, "blueprint", None, True, "keep", None),
+        (NEVER, "package", hunting, False, "remove", None),
+        (RUN, "package", triage, True, "keep", None),
+        (BEFORE_WINDOW, "package", hunting, False, "remove", None),
+        (INTROSPECTED, "blueprint", None, True, "keep", None)]
+    last = {p["permission"]: _when(p["last_used_at"]) for p in got["permissions"]}
+    assert last == {name: row.last_used_at for name, row in rows.items()}
+    assert last[BEFORE_WINDOW] == w.before_window and last[NEVER] is None
+    assert all(last[name] is not None for name in (API, RUN, INTROSPECTED))
+    assert {p["id"] for p in got["permissions"]} == {row.pk for row in rows.values()}
+    # A reviewer's choice per permission shows in the answer of a decision.
+    review_permission_decide(actor=w.owner, permission=rows[NEVER], decision="remove")
+    decided = client.post(f"/api/v1/reviews/{campaign.pk}/decisions/", {"item": item.pk, "decision": "approve"},
+                          content_type="application/json")
+    assert decided.status_code == 200
+    assert {p["permission"]: p["decision"] for p in decided.json()["permissions"]} == {
+        API: None, NEVER: "remove", RUN: None, BEFORE_WINDOW: None, INTROSPECTED: None}
+
+
+def test_r32_the_results_csv_gives_each_permission_its_use_last_use_advice_and_result(seeded, client):
+    w = seeded
+    campaign = _agent_review(w)
+    instance = campaign.instances.get()
+    item = instance.items.get(agent=w.a)
+    rows = _rows(item)
+    review_permission_decide(actor=w.owner, permission=rows[NEVER], decision="remove")
+    review_decide(actor=w.owner, item=item, decision="approve")
+    review_instance_close(actor=w.owner, instance=instance)
+    review_instance_apply(instance=instance)
+    client.force_login(w.owner)
+    export = client.get(f"/governance/reviews/{campaign.pk}/results.csv")
+    found = {r["agent"]: r for r in csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode()))}
+    row = found["agent-a"]
+    assert row["permission_advice"] == item.permission_advice
+
+    def iso(name):
+        return rows[name].last_used_at.astimezone(UTC).isoformat()
+
+    assert row["permissions"].split("; ") == [
+        f"{API} (blueprint): used, last use {iso(API)}, advice keep",
+        f"{NEVER} (package): not used, last use never, advice remove, decided remove, kept: the access package is "
+        "held whole and some of it is still used",
+        f"{RUN} (package): used, last use {iso(RUN)}, advice keep",
+        f"{BEFORE_WINDOW} (package): not used, last use {w.before_window.astimezone(UTC).isoformat()}, advice remove",
+        f"{INTROSPECTED} (blueprint): used, last use {iso(INTROSPECTED)}, advice keep"]
+    assert found[w.agent.name]["permissions"] == "User.Read.All (blueprint): not used, last use never, advice " \
+                                                 "retire_or_keep"
+
+
+def test_r32_the_reviews_api_and_the_csv_run_a_constant_number_of_queries(registry_world, client):
+    w = registry_world
+    counts = []
+    for count in (2, 8):
+        _reviewed_agents(w, count)
+        client.force_login(w.owner)
+        api = _queries(client, f"/api/v1/reviews/{w.bulk.pk}/decisions/")
+        listed = client.get(f"/api/v1/reviews/{w.bulk.pk}/decisions/").json()
+        assert sum(len(i["permissions"]) for i in listed) == 2 * count
+        client.force_login(w.owner_b)
+        url = f"/governance/reviews/{w.bulk.pk}/results.csv"
+        b"".join(client.get(url).streaming_content)
+        with CaptureQueriesContext(connection) as captured:
+            body = b"".join(client.get(url).streaming_content).decode()
+        exported = list(csv.DictReader(io.StringIO(body)))
+        assert len(exported) == count and all(r["permissions"].count(" (package): ") == 2 for r in exported)
+        counts.append((api, len(captured.captured_queries)))
     assert counts[0] == counts[1]
