@@ -31,7 +31,9 @@ class AccessPackage(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["workspace", "name"], name="package_unique_name")]
+        # A removed package keeps its name in its history, and the name is free again for a new package.
+        constraints = [models.UniqueConstraint(fields=["workspace", "name"], condition=Q(removed_at__isnull=True),
+                                               name="package_unique_name_not_removed")]
 
     def __str__(self) -> str:
         return self.name

@@ -71,7 +71,8 @@ def package_save(*, actor: User | None, workspace: Workspace, name: str, descrip
     permissions = _grantable(permissions)
     before = None
     if package is None:
-        if AccessPackage.objects.filter(workspace=workspace, name=name.strip()).exists():
+        # Only a package not removed holds its name: a removed one's is free again (docs/design.md, R29).
+        if AccessPackage.objects.filter(workspace=workspace, name=name.strip(), removed_at__isnull=True).exists():
             raise ValidationError(f"A package called '{name}' already exists in {workspace.name}.")
         package = AccessPackage.objects.create(workspace=workspace, name=name.strip(), description=description,
                                                created_by=actor)
@@ -79,6 +80,9 @@ def package_save(*, actor: User | None, workspace: Workspace, name: str, descrip
     else:
         package = AccessPackage.objects.select_for_update().get(pk=package.pk, workspace=workspace)
         _refuse_removed(package)
+        if AccessPackage.objects.filter(workspace=workspace, name=name.strip(), removed_at__isnull=True) \
+                .exclude(pk=package.pk).exists():
+            raise ValidationError(f"A package called '{name}' already exists in {workspace.name}.")
         rules = package.policy
         before = _package_snapshot(package)
         package.name, package.description = name.strip(), description

@@ -68,6 +68,12 @@ def review_create(*, actor: User | None, workspace: Workspace, name: str, scope_
         problems.append("Choose the access packages whose assignments are reviewed.")
     if any(p.workspace_id != workspace.pk for p in packages):
         problems.append("The packages must belong to the review's workspace.")
+    # Read from the database, not from the objects passed: a removed package is kept for its history only
+    # (docs/design.md, R29) and nothing is assigned from it any more.
+    removed = sorted(AccessPackage.objects.filter(pk__in=[p.pk for p in packages], removed_at__isnull=False)
+                     .values_list("name", flat=True)) if packages else []
+    if removed:
+        problems.append(f"Removed access packages cannot be reviewed: {', '.join(removed)}.")
     named = _human_reviewers(named_reviewers, "Named reviewers")
     if reviewer_kind == ReviewerKind.NAMED and not named:
         problems.append("Name at least one reviewer.")

@@ -21,8 +21,10 @@ class ReviewForm(StyledForm):
     name = forms.CharField(max_length=150)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     scope_kind = forms.ChoiceField(choices=ReviewScope.choices, label="What is reviewed")
-    packages = forms.ModelMultipleChoiceField(queryset=AccessPackage.objects.none(), required=False,
-                                              label="Access packages (for a package review)")
+    packages = forms.ModelMultipleChoiceField(
+        queryset=AccessPackage.objects.none(), required=False, label="Access packages (for a package review)",
+        error_messages={"invalid_choice": "Choose the access packages from the list: a removed package, or one of "
+                                          "another workspace, cannot be reviewed."})
     reviewer_kind = forms.ChoiceField(choices=ReviewerKind.choices, label="Reviewers")
     named_reviewers = UsernameListField(required=False, label="Named reviewers",
                                         help_text="Type part of a name and choose; separate several with a semicolon.")
@@ -37,5 +39,7 @@ class ReviewForm(StyledForm):
 
     def __init__(self, *args, workspace=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["packages"].queryset = AccessPackage.objects.filter(workspace=workspace).order_by("name")
+        # A removed package is kept for its history only (docs/design.md, R29): it is not offered for a new review.
+        self.fields["packages"].queryset = AccessPackage.objects.filter(
+            workspace=workspace, removed_at__isnull=True).order_by("name")
         self.fields["auto_apply"].widget.attrs["class"] = "form-check-input"
