@@ -80,9 +80,9 @@ class Verified:
     issuer: str = ""
     error: str = ""
     reason: str = ""
-    # The client's row as ``tokens.authenticate_identity`` reads it, when it was read with the rules (PostgreSQL:
-    # one statement for both); issuance then reads it no more.
-    client_row: tuple | None = field(default=None, repr=False)
+    # The client as ``tokens.authenticate_identity`` gives it, when its row was read with the rules (PostgreSQL:
+    # one statement for both) and built once to check its agent; issuance then reads and builds it no more.
+    client: tokens.AgentClient | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -387,11 +387,11 @@ class _Rule(NamedTuple):
 _RULES_FOR_ISSUER = None
 
 
-def _rules(issuer: str, client_id: str, now: datetime) -> tuple[list[_Rule], tuple | None]:
+def _rules(issuer: str, client_id: str, now: datetime) -> tuple[list[_Rule], tokens.AgentClient | None]:
     """The active rules trusting ``issuer``: for ``client_id``, its agent's and its blueprint's defaults; without
     one (the jwt-bearer grant), every agent's own rules. Retired agents have none. On PostgreSQL (the hot path,
     docs/design.md "The token endpoint") one prepared statement, which for a named client also reads the client's
-    row for issuance (returned second; None elsewhere); the ORM elsewhere."""
+    row for issuance (the client built from it is returned second; None elsewhere); the ORM elsewhere."""
     global _RULES_FOR_ISSUER
     if fastpath.enabled():
         t = fastpath._t
@@ -400,11 +400,10 @@ def _rules(issuer: str, client_id: str, now: datetime) -> tuple[list[_Rule], tup
             row = fastpath.authenticate_identity_with_rules(client_id, issuer, now)
             if row is None:
                 return [], None
-            client_row = row[1:]
-            agent = tokens.client_from_row(client_row).agent
-            if agent.status == AgentStatus.RETIRED or not row[0]:
+            client = tokens.client_from_row(row[1:])
+            if client.agent.status == AgentStatus.RETIRED or not row[0]:
                 return [], None
-            return [_Rule(*rule, client_row[0], agent.pk, client_row[1]) for rule in row[0]], client_row
+            return [_Rule(*rule, client.credential_id, client.agent.pk, client.client_id) for rule in row[0]], client
         if _RULES_FOR_ISSUER is None:
             _RULES_FOR_ISSUER = (
                 f"SELECT {columns} FROM {t(FederatedCredential)} r JOIN {t(Agent)} a ON a.id = r.agent_id "
@@ -433,7 +432,7 @@ def _federated(client_id: str, jws: _JWS, now: datetime, replay: Replay | None) 
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not issuer:
         raise _Refused("the token has no issuer")
-    rules, client_row = _rules(issuer, client_id, now)
+    rules, client = _rules(issuer, client_id, now)
     if not rules:
         raise _Refused(f"no federated credential trusts the issuer {issuer[:120]}")
     jws.verify(_key_for(issuer, jws.header.get("kid"), issuer=True))
@@ -454,7 +453,7 @@ def _federated(client_id: str, jws: _JWS, now: datetime, replay: Replay | None) 
     _not_seen_before(issuer, claims, jws.token, now, replay)
     rule = matching[0]
     return Verified(client_id=rule.client_id, agent_id=rule.identity_agent_id, identity_id=rule.identity_id,
-                    credential_type=CredentialType.FEDERATED, issuer=issuer, client_row=client_row)
+                    credential_type=CredentialType.FEDERATED, issuer=issuer, client=client)
 
 
 # --- entry points ---------------------------------------------------------------------------------------------

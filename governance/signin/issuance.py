@@ -131,8 +131,8 @@ def _decide(request: TokenRequest, locked: bool, policy_version: int | None,
                     if request.grant_type == JWT_BEARER else
                     assertions.verify_client_assertion(request.client_id, request.client_assertion, request.at,
                                                        replay=replay))
-        client = None if not verified.ok else tokens.client_from_row(verified.client_row) \
-            if verified.client_row is not None else tokens.authenticate_identity(verified.client_id, request.at)
+        client = None if not verified.ok else verified.client if verified.client is not None \
+            else tokens.authenticate_identity(verified.client_id, request.at)
         if client is None:
             return _unverified(request, exchange, verified)
         credential_type, credential_issuer = verified.credential_type, verified.issuer
