@@ -47,3 +47,10 @@ def test_record_many_without_instances_writes_the_same_event():
     columns = [c for c in audit.EVENT_COLUMNS if c != "created_at"]
     assert [getattr(second, c) for c in columns] == [getattr(first, c) for c in columns]
     assert second.after["nested"] == {"token": audit.REDACTED}
+
+
+def test_insert_rows_keeps_every_character_of_a_value():
+    names = ['quote " and \\ backslash', "line\nbreak\ttab", "é ü 中文 🙂", "{\"json\": [1]}", "\\u00e9 stays as typed"]
+    pks = bulkrows.insert_rows(User, ("username", "display_name"),
+                               [(f"chars-{i}", name) for i, name in enumerate(names)], returning_pk=True)
+    assert [User.objects.get(pk=pk).display_name for pk in pks] == names
