@@ -1,10 +1,11 @@
 """What governance adds to an agent's timeline (``agents.signals.timeline_lanes``): sign-ins and runs per day,
 access-package assignments starting and ending, and risk detections — each lane one query, whatever the volume
-(daily counts, not rows, for the busy ones)."""
+(daily counts, not rows, for the busy ones). Sign-ins per UTC day, whole days, come from the usage rollup's per-day
+totals plus the log's tail (``governance.usage.selectors.sign_ins_per_day``: two queries, the watermark first)."""
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
@@ -15,8 +16,7 @@ from governance.risk import services as risk
 from governance.risk.models import RiskDetection
 from governance.runs import policy as run_policy
 from governance.runs.choices import RunStatus
-from governance.signin.choices import SignInOutcome
-from governance.signin.models import SignIn
+from governance.usage import selectors as usage
 
 
 def _noon(day) -> datetime:
@@ -24,9 +24,7 @@ def _noon(day) -> datetime:
 
 
 def lanes(user, agent, start: datetime, end: datetime) -> list[tuple]:
-    signins = (SignIn.objects.filter(agent_id=agent.pk, at__gte=start, at__lte=end)
-               .annotate(day=TruncDate("at")).values_list("day")
-               .annotate(n=Count("pk"), failed=Count("pk", filter=~Q(outcome=SignInOutcome.SUCCESS))).order_by("day"))
+    signins = usage.sign_ins_per_day(agent.pk, start.astimezone(UTC).date(), end.astimezone(UTC).date())
     runs = (run_policy.runs_visible_to(user).filter(agent=agent, created_at__gte=start, created_at__lte=end)
             .annotate(day=TruncDate("created_at")).values_list("day")
             .annotate(n=Count("pk"), failed=Count("pk", filter=Q(status=RunStatus.FAILED))).order_by("day"))
@@ -39,8 +37,8 @@ def lanes(user, agent, start: datetime, end: datetime) -> list[tuple]:
             if at is not None and start <= at <= end:
                 access.append((at, f"{row.package.name} {what}", None))
     found = [
-        ("Sign-ins", [(_noon(day), f"{day}: {n} sign-ins ({failed} refused or failed)", n)
-                      for day, n, failed in signins]),
+        ("Sign-ins", [(_noon(day), f"{day}: {n.total} sign-ins ({n.refused_or_failed} refused or failed)", n.total)
+                      for day, n in signins.items()]),
         ("Runs", [(_noon(day), f"{day}: {n} runs ({failed} failed)", n) for day, n, failed in runs]),
         ("Access packages", access),
     ]

@@ -36,13 +36,33 @@ class SignInUsage(models.Model):
         return f"agent {self.agent_id} {self.day} {self.scope or '(no scope)'} {self.resource}"
 
 
+class SignInDay(models.Model):
+    """What one agent's token requests of one UTC day came to, each sign-in counted once (docs/design.md, "Usage").
+
+    ``SignInUsage`` counts a sign-in once per granted scope, right for "used" and wrong for a volume; this is the
+    per-day total the agent page's timeline reads. Written by the same ``rollup_sign_ins`` batch, in the same
+    transaction and from the same rows, so it is at the same watermark."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField(help_text="The UTC day of the sign-ins.")
+    successes = models.PositiveBigIntegerField(default=0)
+    failures = models.PositiveBigIntegerField(default=0)
+    blocked = models.PositiveBigIntegerField(default=0, help_text="Refused by conditional access.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "day"], name="usage_one_day_row_per_agent_day")]
+
+    def __str__(self) -> str:
+        return f"agent {self.agent_id} {self.day}: {self.successes + self.failures + self.blocked} sign-ins"
+
+
 class SignInRollupMark(models.Model):
     """The rollup's watermark: one row, locked by the run that moves it.
 
-    Every sign-in whose id is at most ``integrated_through`` is in ``SignInUsage``; the rest is the log's tail,
-    which the usage selectors read directly. ``observed_id`` and ``observed_at`` are the highest sign-in id a run saw
-    and when: ids up to it are integrated once no transaction that could still commit one of them is left
-    (``governance.usage.rollup.settled``)."""
+    Every sign-in whose id is at most ``integrated_through`` is in ``SignInUsage`` and ``SignInDay``; the rest is
+    the log's tail, which the usage selectors read directly. ``observed_id`` and ``observed_at`` are the highest
+    sign-in id a run saw and when: ids up to it are integrated once no transaction that could still commit one of
+    them is left (``governance.usage.rollup.settled``)."""
 
     name = models.CharField(max_length=40, primary_key=True, default="sign_ins")
     integrated_through = models.BigIntegerField(default=0)

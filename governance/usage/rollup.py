@@ -1,4 +1,5 @@
-"""The ``rollup_sign_ins`` job: the sign-in log summarised once into ``SignInUsage`` (docs/design.md, "Usage").
+"""The ``rollup_sign_ins`` job: the sign-in log summarised once into ``SignInUsage`` and its per-day totals,
+``SignInDay`` (docs/design.md, "Usage").
 
 Each run moves the watermark (``SignInRollupMark``) forward over sign-in ids, in batches, one set-based statement
 per batch (``INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE``, on PostgreSQL and on SQLite alike), each batch in
@@ -26,7 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from governance.signin.models import AccessToken, SignIn
-from governance.usage.models import PermissionUse, SignInRollupMark, SignInUsage, TokenUseMark
+from governance.usage.models import PermissionUse, SignInDay, SignInRollupMark, SignInUsage, TokenUseMark
 from portal import jobs
 
 MARK = "sign_ins"
@@ -35,22 +36,39 @@ SCOPE_LENGTH = SignInUsage._meta.get_field("scope").max_length
 
 def _tables() -> dict[str, str]:
     quote = connection.ops.quote_name
-    return {"usage": quote(SignInUsage._meta.db_table), "signin": quote(SignIn._meta.db_table),
-            "scope_length": str(SCOPE_LENGTH)}
+    return {"usage": quote(SignInUsage._meta.db_table), "day": quote(SignInDay._meta.db_table),
+            "signin": quote(SignIn._meta.db_table), "scope_length": str(SCOPE_LENGTH)}
 
 
-# One statement per batch: the sign-ins with ids in (low, high], one group per agent, UTC day, granted scope (or
-# none) and resource, added to the rows already there.
+# One statement per batch: the sign-ins with ids in (low, high] grouped first per agent, UTC day, granted scope set
+# and resource (a few groups, however many rows), then spread per granted scope (or none) into ``SignInUsage`` and
+# summed per agent and day into ``SignInDay`` (a data-modifying CTE: the batch's rows are read once), each added to
+# the rows already there. A sign-in that granted the same scope twice counts twice in its row, as it always did.
 _POSTGRESQL = """
+WITH g AS (
+    SELECT s.agent_id, (s.at AT TIME ZONE 'UTC')::date AS day,
+           CASE jsonb_typeof(s.granted_scopes) WHEN 'array' THEN s.granted_scopes ELSE '[]'::jsonb END AS scopes,
+           s.resource,
+           COUNT(*) FILTER (WHERE s.outcome = 'success') AS successes,
+           COUNT(*) FILTER (WHERE s.outcome = 'failure') AS failures,
+           COUNT(*) FILTER (WHERE s.outcome = 'blocked') AS blocked,
+           MIN(s.at) FILTER (WHERE s.outcome = 'success') AS first_used_at,
+           MAX(s.at) FILTER (WHERE s.outcome = 'success') AS last_used_at
+    FROM {signin} s
+    WHERE s.id > %s AND s.id <= %s AND s.agent_id IS NOT NULL
+    GROUP BY 1, 2, 3, 4
+), totals AS (
+    INSERT INTO {day} AS d (agent_id, day, successes, failures, blocked)
+    SELECT agent_id, day, SUM(successes), SUM(failures), SUM(blocked) FROM g GROUP BY 1, 2
+    ON CONFLICT (agent_id, day) DO UPDATE SET
+        successes = d.successes + EXCLUDED.successes,
+        failures = d.failures + EXCLUDED.failures,
+        blocked = d.blocked + EXCLUDED.blocked
+)
 INSERT INTO {usage} AS u (agent_id, day, scope, resource, successes, failures, blocked, first_used_at, last_used_at)
-SELECT s.agent_id, (s.at AT TIME ZONE 'UTC')::date, COALESCE(LEFT(g.scope, {scope_length}), ''), s.resource,
-       COUNT(*) FILTER (WHERE s.outcome = 'success'), COUNT(*) FILTER (WHERE s.outcome = 'failure'),
-       COUNT(*) FILTER (WHERE s.outcome = 'blocked'),
-       MIN(s.at) FILTER (WHERE s.outcome = 'success'), MAX(s.at) FILTER (WHERE s.outcome = 'success')
-FROM {signin} s
-LEFT JOIN LATERAL jsonb_array_elements_text(
-    CASE jsonb_typeof(s.granted_scopes) WHEN 'array' THEN s.granted_scopes ELSE '[]'::jsonb END) AS g(scope) ON TRUE
-WHERE s.id > %s AND s.id <= %s AND s.agent_id IS NOT NULL
+SELECT g.agent_id, g.day, COALESCE(LEFT(e.scope, {scope_length}), ''), g.resource,
+       SUM(g.successes), SUM(g.failures), SUM(g.blocked), MIN(g.first_used_at), MAX(g.last_used_at)
+FROM g LEFT JOIN LATERAL jsonb_array_elements_text(g.scopes) AS e(scope) ON TRUE
 GROUP BY 1, 2, 3, 4
 ON CONFLICT (agent_id, scope, resource, day) DO UPDATE SET
     successes = u.successes + EXCLUDED.successes,
@@ -58,6 +76,19 @@ ON CONFLICT (agent_id, scope, resource, day) DO UPDATE SET
     blocked = u.blocked + EXCLUDED.blocked,
     first_used_at = LEAST(u.first_used_at, EXCLUDED.first_used_at),
     last_used_at = GREATEST(u.last_used_at, EXCLUDED.last_used_at)
+"""
+
+# SQLite has no data-modifying CTE: the same two writes as two statements over the same ids, in the same transaction.
+_SQLITE_DAYS = """
+INSERT INTO {day} (agent_id, day, successes, failures, blocked)
+SELECT s.agent_id, date(s.at), SUM(s.outcome = 'success'), SUM(s.outcome = 'failure'), SUM(s.outcome = 'blocked')
+FROM {signin} s
+WHERE s.id > %s AND s.id <= %s AND s.agent_id IS NOT NULL
+GROUP BY 1, 2
+ON CONFLICT (agent_id, day) DO UPDATE SET
+    successes = successes + excluded.successes,
+    failures = failures + excluded.failures,
+    blocked = blocked + excluded.blocked
 """
 
 _SQLITE = """
@@ -91,14 +122,27 @@ SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 
 
 def integrate(low: int, high: int) -> int:
-    """Add the sign-ins with ids in (low, high] to the rollup; returns how many rollup rows were written. The caller
-    holds the watermark and moves it to ``high`` in the same transaction."""
+    """Add the sign-ins with ids in (low, high] to the rollup (``SignInUsage`` and ``SignInDay``); returns how many
+    ``SignInUsage`` rows were written. The caller holds the watermark and moves it to ``high`` in the same
+    transaction."""
     if high <= low:
         return 0
-    sql = (_POSTGRESQL if connection.vendor == "postgresql" else _SQLITE).format(**_tables())
+    tables = _tables()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [low, high])
-        return max(cursor.rowcount, 0)
+        if connection.vendor != "postgresql":
+            cursor.execute(_SQLITE_DAYS.format(**tables), [low, high])
+            cursor.execute(_SQLITE.format(**tables), [low, high])
+            return max(cursor.rowcount, 0)
+        # No JIT for this statement: over the log's day partitions its plan's estimated cost sets off inlining and
+        # optimisation of hundreds of functions, about 20 s per batch for a statement that runs in about one
+        # (docs/design.md, "Usage"). Restored after it (a caller's outer transaction keeps its own setting); a failed
+        # statement rolls the setting back with its transaction or savepoint.
+        cursor.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
+        jit = cursor.fetchone()[0]
+        cursor.execute(_POSTGRESQL.format(**tables), [low, high])
+        written = max(cursor.rowcount, 0)
+        cursor.execute("SELECT set_config('jit', %s, true)", [jit])
+        return written
 
 
 def _lock() -> SignInRollupMark | None:

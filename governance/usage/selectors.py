@@ -26,14 +26,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Max, Min
+from django.db.models import BigIntegerField, Count, Max, Min, Q, Subquery
+from django.db.models.functions import Coalesce, TruncDate
 
 from governance.signin.choices import SignInOutcome
 from governance.signin.models import AccessToken, SignIn
-from governance.usage.models import PermissionUse, SignInUsage
-from governance.usage.rollup import token_use_tail_start, watermark
+from governance.usage.models import PermissionUse, SignInDay, SignInRollupMark, SignInUsage
+from governance.usage.rollup import MARK, token_use_tail_start, watermark
 
 USED = SignInOutcome.SUCCESS
 
@@ -135,6 +136,55 @@ def last_used_per_resource(agent_ids: Iterable[int]) -> dict[int, dict[str, date
     """``{agent_id: {resource: last use}}`` (``""``: tokens asked for no resource)."""
     return {agent_id: {resource: use.last for resource, use in found.resources.items()}
             for agent_id, found in usage(agent_ids).items()}
+
+
+@dataclass(frozen=True)
+class DayTotal:
+    """One agent's sign-ins of one UTC day, each counted once (not once per granted scope)."""
+
+    successes: int
+    failures: int
+    blocked: int
+
+    @property
+    def total(self) -> int:
+        return self.successes + self.failures + self.blocked
+
+    @property
+    def refused_or_failed(self) -> int:
+        return self.failures + self.blocked
+
+
+def sign_ins_per_day(agent_id: int, first_day: date, last_day: date) -> dict[date, DayTotal]:
+    """The agent's sign-ins per UTC day from ``first_day`` to ``last_day`` (whole days; days without any are
+    absent): the agent page's timeline. Two queries whatever the length of the log: the watermark, then the rollup's
+    per-day totals (``SignInDay``) and the tail's counts per day in one ``UNION ALL``.
+
+    These are counts, which an overlap would change (unlike ``last_used``'s maxima), so the tail also skips the ids
+    up to the watermark as the ``UNION ALL`` itself sees it: both halves read one snapshot, and a batch committed
+    after the first query moves rows from the tail to the rollup without counting them twice. The watermark read
+    first stays in the tail's query as a value, so the planner reads each partition's key from it (see
+    ``last_used``); the window's bounds keep the tail to the window's partitions."""
+    through = watermark()
+    start = datetime.combine(first_day, time.min, UTC)
+    end = datetime.combine(last_day + timedelta(days=1), time.min, UTC)
+    now_through = Coalesce(Subquery(SignInRollupMark.objects.filter(name=MARK).values("integrated_through")[:1]),
+                           0, output_field=BigIntegerField())
+    rolled = (SignInDay.objects.filter(agent_id=agent_id, day__gte=first_day, day__lte=last_day).order_by()
+              .values_list("day", "successes", "failures", "blocked"))
+    tail = (SignIn.objects.filter(agent_id=agent_id, at__gte=start, at__lt=end, id__gt=through)
+            .filter(id__gt=now_through).order_by().annotate(utc_day=TruncDate("at", tzinfo=UTC)).values("utc_day")
+            .annotate(ok=Count("pk", filter=Q(outcome=SignInOutcome.SUCCESS)),
+                      failed=Count("pk", filter=Q(outcome=SignInOutcome.FAILURE)),
+                      refused=Count("pk", filter=Q(outcome=SignInOutcome.BLOCKED)))
+            .values_list("utc_day", "ok", "failed", "refused"))
+    found: dict[date, list[int]] = {}
+    for day, successes, failures, blocked in rolled.union(tail, all=True):
+        counts = found.setdefault(day, [0, 0, 0])
+        counts[0] += successes
+        counts[1] += failures
+        counts[2] += blocked
+    return {day: DayTotal(*counts) for day, counts in sorted(found.items()) if sum(counts)}
 
 
 # --- per permission (docs/design.md, "Usage" and R32) --------------------------------------------------------------

@@ -8,19 +8,23 @@ import random
 import threading
 import time
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from agents import registry
+from agents import timeline as agent_timeline
+from governance.runs import timeline
 from governance.signin.models import SignIn
 from governance.usage import rollup, selectors
-from governance.usage.models import SignInRollupMark, SignInUsage
+from governance.usage.models import SignInDay, SignInRollupMark, SignInUsage
 from portal import jobs
 from portal.models import JobRun
 from portal.schedules import JOB_SCHEDULES, schedule_period
@@ -63,6 +67,28 @@ def rolled_up() -> dict[tuple, tuple]:
                                                        r.last_used_at) for r in SignInUsage.objects.all()}
 
 
+def direct_day_totals(agent_id: int | None = None) -> dict[tuple, tuple]:
+    """The per-day totals computed from the log itself, each sign-in once: {(agent, UTC day): (successes,
+    failures, blocked)}."""
+    found: dict[tuple, list] = {}
+    rows = SignIn.objects.filter(agent__isnull=False)
+    if agent_id is not None:
+        rows = rows.filter(agent_id=agent_id)
+    for row_agent, at, outcome in rows.values_list("agent_id", "at", "outcome"):
+        found.setdefault((row_agent, at.astimezone(UTC).date()), [0, 0, 0])[OUTCOMES.index(outcome)] += 1
+    return {key: tuple(value) for key, value in found.items()}
+
+
+def rolled_up_days() -> dict[tuple, tuple]:
+    return {(r.agent_id, r.day): (r.successes, r.failures, r.blocked) for r in SignInDay.objects.all()}
+
+
+def selected_days(agent_ids, first_day, last_day) -> dict[tuple, tuple]:
+    """What the timeline's selector answers (rollup + tail), in the shape of ``direct_day_totals``."""
+    return {(agent_id, day): (n.successes, n.failures, n.blocked) for agent_id in agent_ids
+            for day, n in selectors.sign_ins_per_day(agent_id, first_day, last_day).items()}
+
+
 def direct_usage() -> dict[int, tuple]:
     """What the usage selector must answer, from the log itself: {agent: (last use, {scope: (first, last)},
     {resource: last})}."""
@@ -88,6 +114,7 @@ def selected_usage(agent_ids) -> dict[int, tuple]:
 def _reset() -> None:
     SignIn.objects.all().delete()
     SignInUsage.objects.all().delete()
+    SignInDay.objects.all().delete()
     SignInRollupMark.objects.all().delete()
 
 
@@ -101,7 +128,8 @@ rows = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3 * 24 * 60), st.sam
 @given(chunks=st.lists(rows, min_size=1, max_size=4), batch=st.integers(1, 7))
 def test_the_rollup_equals_a_direct_aggregation_of_the_log_on_random_data(registry_world, settings, chunks, batch):
     """Sign-ins arrive in chunks; the job runs between chunks with a random batch size. At every point the
-    selector (rollup + tail) answers what the log says, and once caught up the rollup's rows are the log's."""
+    selectors (rollup + tail: usage, and the timeline's per-day totals) answer what the log says, and once caught up
+    the rollup's rows and its per-day totals are the log's."""
     _reset()
     settings.USAGE_ROLLUP_BATCH = batch
     agents = getattr(registry_world, "usage_agents", None) or _agents(registry_world)
@@ -111,9 +139,12 @@ def test_the_rollup_equals_a_direct_aggregation_of_the_log_on_random_data(regist
         SignIn.objects.bulk_create([_sign_in(agents[a], BASE + timedelta(minutes=m), outcome, scopes, resource)
                                     for a, m, outcome, scopes, resource in chunk])
         assert selected_usage(ids) == direct_usage()  # the tail alone, or rollup + tail
+        assert selected_days(ids, BASE.date(), BASE.date() + timedelta(days=3)) == direct_day_totals()
         rollup.catch_up()
         assert selected_usage(ids) == direct_usage()
+        assert selected_days(ids, BASE.date(), BASE.date() + timedelta(days=3)) == direct_day_totals()
     assert rolled_up() == direct_aggregation()
+    assert rolled_up_days() == direct_day_totals()
     assert rollup.watermark() == (SignIn.objects.order_by("-id").values_list("id", flat=True).first() or 0)
 
 
@@ -128,11 +159,11 @@ def test_the_job_is_idempotent_and_a_second_run_changes_nothing(registry_world):
     first = rollup.catch_up()
     assert first["batches"] == 1 and first["busy"] == 0
     assert first["integrated_through"] == SignIn.objects.order_by("-id").values_list("id", flat=True).first()
-    before = rolled_up()
-    assert before == direct_aggregation()
+    before, days = rolled_up(), rolled_up_days()
+    assert before == direct_aggregation() and days == direct_day_totals()
     again = rollup.catch_up()
     assert again["ids_integrated"] == 0 and again["rows_written"] == 0
-    assert rolled_up() == before
+    assert rolled_up() == before and rolled_up_days() == days
 
 
 @pytest.mark.django_db
@@ -234,6 +265,7 @@ def test_two_workers_racing_while_rows_commit_late_integrate_every_sign_in_exact
     assert runs["batches"] > 0
     rollup.catch_up()
     assert rolled_up() == direct_aggregation()  # a row counted twice or missed would change a count
+    assert rolled_up_days() == direct_day_totals()
     assert rollup.watermark() == SignIn.objects.order_by("-id").values_list("id", flat=True).first()
 
 
@@ -293,3 +325,91 @@ def test_a_row_still_uncommitted_holds_the_watermark_back_until_it_commits(postg
     rollup.catch_up()
     assert rolled_up() == direct_aggregation()
     assert {scope for _agent, _day, scope, _resource in rolled_up()} == {"Policy.Read.All", "User.Read.All"}
+
+
+# --- the agent page's timeline: sign-ins per day from the per-day totals plus the tail ------------------------------
+def _timeline_sign_ins(user, agent, now) -> dict:
+    """The timeline's sign-in lane as {day: (count, refused or failed)}, read from what it draws."""
+    found = {}
+    for name, events in timeline.lanes(user, agent, now - agent_timeline.BACK, now + agent_timeline.AHEAD):
+        if name == "Sign-ins":
+            for _at, text, count in events:
+                day, rest = text.split(": ", 1)
+                found[date.fromisoformat(day)] = (count, int(rest.split("(", 1)[1].split(" ", 1)[0]))
+    return found
+
+
+def _direct_timeline(agent, now) -> dict:
+    """The same from the log itself: every sign-in of the agent on a UTC day from the window's first day on."""
+    first = (now - agent_timeline.BACK).astimezone(UTC).date()
+    return {day: (s + f + b, f + b) for (_agent, day), (s, f, b) in direct_day_totals(agent.pk).items()
+            if day >= first}
+
+
+def _random_sign_ins(agents, now, count, seed) -> list[SignIn]:
+    randomly = random.Random(seed)
+    return [_sign_in(randomly.choice(agents), now - timedelta(minutes=randomly.randrange(70 * 24 * 60)),
+                     randomly.choice(OUTCOMES), randomly.sample(SCOPES, randomly.randrange(4)),
+                     randomly.choice(RESOURCES)) for _ in range(count)]
+
+
+@pytest.mark.django_db
+def test_the_timeline_counts_equal_a_direct_count_of_the_log_including_the_tail(registry_world, settings):
+    """Sign-ins over 70 days (some before the 60-day window), several scopes each: the rolled-up days, then more
+    rows past the watermark on the same days and on new ones. The lane counts each sign-in once per UTC day."""
+    settings.USAGE_ROLLUP_BATCH = 97
+    agents, now = _agents(registry_world), timezone.now()
+    agent = registry_world.agent
+    SignIn.objects.bulk_create(_random_sign_ins(agents, now, 400, 1))
+    assert _timeline_sign_ins(registry_world.owner, agent, now) == _direct_timeline(agent, now)  # the tail alone
+    rollup.catch_up()
+    assert SignInDay.objects.filter(agent=agent).exists()
+    assert _timeline_sign_ins(registry_world.owner, agent, now) == _direct_timeline(agent, now)
+    SignIn.objects.bulk_create(_random_sign_ins(agents, now, 150, 2))  # the tail, past the watermark
+    assert SignIn.objects.filter(agent=agent, id__gt=rollup.watermark()).exists()
+    expected = _direct_timeline(agent, now)
+    assert _timeline_sign_ins(registry_world.owner, agent, now) == expected
+    assert any(count > 1 for count, _failed in expected.values())
+
+
+@pytest.mark.django_db
+def test_a_batch_committed_between_the_timelines_two_reads_is_not_counted_twice(registry_world, monkeypatch):
+    """The watermark is read first; a rollup batch that commits before the second read moves rows from the tail
+    into the per-day totals. The tail skips them (the watermark as the second read sees it): still a direct count."""
+    agents, now = _agents(registry_world), timezone.now()
+    agent = registry_world.agent
+    SignIn.objects.bulk_create(_random_sign_ins(agents, now, 200, 3))
+    stale = rollup.watermark()  # what the first read saw
+    rollup.catch_up()  # the batch that commits in between
+    assert rollup.watermark() > stale
+    monkeypatch.setattr(selectors, "watermark", lambda: stale)
+    assert _timeline_sign_ins(registry_world.owner, agent, now) == _direct_timeline(agent, now)
+
+
+@pytest.mark.django_db
+def test_the_timelines_sign_in_lane_is_two_queries_whatever_the_log(registry_world):
+    agents, now = _agents(registry_world), timezone.now()
+    agent = registry_world.agent
+    first, last = (now - agent_timeline.BACK).date(), (now + agent_timeline.AHEAD).date()
+    with CaptureQueriesContext(connection) as few:
+        selectors.sign_ins_per_day(agent.pk, first, last)
+    SignIn.objects.bulk_create(_random_sign_ins(agents, now, 300, 4))
+    rollup.catch_up()
+    SignIn.objects.bulk_create(_random_sign_ins(agents, now, 100, 5))
+    with CaptureQueriesContext(connection) as many:
+        found = selectors.sign_ins_per_day(agent.pk, first, last)
+    assert found and len(few.captured_queries) == len(many.captured_queries) == 2
+
+
+@pytest.mark.django_db
+def test_a_batch_turns_jit_off_for_its_own_statement_only(postgres, registry_world):
+    """Over the log's day partitions the batch's plan set off JIT compilation (about 20 s a batch); the batch turns
+    it off and gives the transaction its setting back."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = on")
+    SignIn.objects.bulk_create([_sign_in(registry_world.agent, BASE, "success", ["User.Read.All"], "")])
+    assert rollup.catch_up()["batches"] == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "on"
+    assert rolled_up_days() == direct_day_totals()
