@@ -139,11 +139,13 @@ class _JWS:
 class Replay(NamedTuple):
     """An assertion's entry in the replay store: its cache key (``cache.make_key`` gives the Redis key), how long it
     is kept, and, once the token endpoint's gate has written it (``SET NX`` in the gate's one Redis command),
-    whether this request was the first to present it (None: not written yet; the verifier then writes it itself)."""
+    whether this request was the first to present it (None: not written yet; the verifier then writes it itself).
+    ``jws``: the assertion as read for the entry, which the verifier then reads no more."""
 
     key: str
     ttl: int
     first: bool | None = None
+    jws: _JWS | None = None
 
 
 def _replay_key(issuer: str, claims: dict, assertion: str) -> str:
@@ -161,17 +163,18 @@ def _replay_ttl(exp: float, now: float) -> int:
 def replay_entry(assertion: str, now: float) -> Replay | None:
     """The replay-store entry of an assertion as sent (read, not verified: the gate writes it before the signature
     is checked, and the verifier releases it when the assertion is refused for any other reason, so a forged
-    token cannot use up a real one's ``jti``). None when it has no readable ``iss`` and ``exp`` (it is refused)."""
+    token cannot use up a real one's ``jti``). None when it is no JWS of an accepted algorithm or has no readable
+    ``iss`` and ``exp`` (it is refused before the replay store is asked). The assertion is read once: the entry
+    carries it to the verifier."""
     try:
-        claims = json.loads(_b64(assertion.split(".")[1]))
-    except (ValueError, TypeError, IndexError, binascii.Error, UnicodeDecodeError):
+        jws = _JWS(assertion)
+    except _Refused:
         return None
-    if not isinstance(claims, dict):
-        return None
+    claims = jws.claims
     issuer, exp = claims.get("iss"), claims.get("exp")
     if not isinstance(issuer, str) or not issuer or isinstance(exp, bool) or not isinstance(exp, int | float):
         return None
-    return Replay(_replay_key(issuer, claims, assertion), _replay_ttl(exp, now))
+    return Replay(_replay_key(issuer, claims, assertion), _replay_ttl(exp, now), jws=jws)
 
 
 def release(replay: Replay | None) -> None:
@@ -183,8 +186,14 @@ def release(replay: Replay | None) -> None:
 
 def _not_seen_before(issuer: str, claims: dict, assertion: str, now: datetime, replay: Replay | None) -> None:
     """Remember the assertion until just after it expires; a second use is refused. The gate has usually written the
-    entry already (``replay``: one Redis command per request); otherwise ``cache.add`` (SET NX) writes it here."""
-    key = _replay_key(issuer, claims, assertion)
+    entry already (``replay``: one Redis command per request); otherwise ``cache.add`` (SET NX) writes it here.
+    An entry made from this very reading of the assertion has its key already (``issuer`` is the assertion's
+    ``iss`` on both paths: the federated one reads it there, private_key_jwt has checked it is the client id)."""
+    if replay is not None and replay.first is not None and replay.jws is not None and replay.jws.claims is claims \
+            and claims.get("iss") == issuer:
+        key = replay.key
+    else:
+        key = _replay_key(issuer, claims, assertion)
     if replay is not None and replay.first is not None and replay.key == key:
         if not replay.first:
             raise _Refused("assertion replayed (its jti was already used)")
@@ -478,7 +487,8 @@ def _verify(client_id: str, assertion: str, now: datetime, error: str, *, federa
             replay: Replay | None = None) -> Verified:
     issuer, own = "", False
     try:
-        jws = _JWS(assertion)
+        jws = replay.jws if replay is not None and replay.jws is not None and replay.jws.token == assertion \
+            else _JWS(assertion)
         claims = jws.claims
         issuer = claims.get("iss") if isinstance(claims.get("iss"), str) else ""
         if not client_id and not federated_only and issuer and issuer == claims.get("sub"):

@@ -278,6 +278,23 @@ def test_r28_the_gate_writes_the_replay_entry_in_its_one_redis_command(redis_url
     assert assertions.replay_entry("not.a-jwt", time.time()) is None
 
 
+
+def test_r28_the_verifier_reads_a_replay_entrys_assertion_only_for_that_assertion(agent, issuer):
+    """The gate's entry carries the assertion as it was read, and the verifier checks what it carries only when it
+    is handed the same assertion: another one (here a forged token) is read, verified and refused on its own."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    real = issuer.service_account_token("agents", "cluster-agent", audience=AUDIENCE)
+    entry = assertions.replay_entry(real, now.timestamp())._replace(first=True)
+    assert entry.jws.token == real
+    forged = FederationIssuer().sign({**entry.jws.claims, "jti": "another"})
+    refused = assertions.verify_client_assertion(agent.identity.client_id, forged, now, replay=entry)
+    assert not refused.ok and ("signature" in refused.reason or "signing key" in refused.reason)
+    accepted = assertions.verify_client_assertion(agent.identity.client_id, real, now, replay=entry)
+    assert accepted.ok and accepted.agent_id == agent.pk
+    assert assertions.replay_entry("eyJhbGciOiJub25lIn0.e30.", now.timestamp()) is None  # alg none: no entry
+
 REPLAY_PROBE = """
 import os, sys, time
 import django
