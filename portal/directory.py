@@ -80,7 +80,9 @@ def user_update(*, actor: User | None, user: User, display_name: str, email: str
     _check_manager(user, manager)
     before = snapshot(user, USER_FIELDS)
     user.display_name, user.email, user.manager = display_name, email, manager
-    user.full_clean()
+    # None of these three fields is unique, so the uniqueness queries (username, OAuth subject) would re-check
+    # values this change leaves as they are.
+    user.full_clean(validate_unique=False)
     user.save(update_fields=["display_name", "email", "manager"])
     audit.record(actor=actor, action="directory.user_update", target=user, before=before,
                  after=snapshot(user, USER_FIELDS))
