@@ -98,6 +98,7 @@ def _decision(request, change_id: int, decide, done, form_class=None):
 @never_cache
 @sensitive_variables("secret")
 def change_approve(request, change_id: int):
+    @sensitive_variables("secret", "result", "answer")  # the shown-once secret lives in this function's frame
     def applied(answer):
         change, result = answer
         spec = changes.kind_spec(change.kind)
