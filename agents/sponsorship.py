@@ -31,9 +31,9 @@ from portal.models import User
 MY_SPONSORSHIPS = "/agents/sponsorships/"
 
 
-def link(sponsorship: Sponsorship) -> str:
-    """The page where the named person answers or confirms (a notification's link)."""
-    return f"{MY_SPONSORSHIPS}{sponsorship.pk}/"
+def link(sponsorship: Sponsorship | int) -> str:
+    """The page where the named person answers or confirms (a notification's link): a sponsorship, or its id."""
+    return f"{MY_SPONSORSHIPS}{sponsorship if isinstance(sponsorship, int) else sponsorship.pk}/"
 
 
 def due_after(when: datetime) -> datetime:
@@ -72,7 +72,7 @@ def _tell_asked(pending: Iterable[tuple[int, Agent, User]], note: str = "") -> N
             messages.append(notifications.Message(
                 [user], f"You are asked to sponsor {agent.name}",
                 f"{note} Accept or decline: until a sponsor accepts, the agent has no sponsor.".strip(),
-                f"{MY_SPONSORSHIPS}{pk}/"))
+                link(pk)))
         else:
             messages.append(notifications.Message(
                 [user], f"You are asked to sponsor {len(rows)} agents",
