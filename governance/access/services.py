@@ -61,6 +61,15 @@ def _policy_problems(policy: AssignmentPolicy) -> list[str]:
     return problems
 
 
+def _refuse_taken_name(workspace: Workspace, name: str, other_than: AccessPackage | None = None) -> None:
+    """Only a package not removed holds its name: a removed one's is free again (docs/design.md, R29)."""
+    taken = AccessPackage.objects.filter(workspace=workspace, name=name.strip(), removed_at__isnull=True)
+    if other_than is not None:
+        taken = taken.exclude(pk=other_than.pk)
+    if taken.exists():
+        raise ValidationError(f"A package called '{name}' already exists in {workspace.name}.")
+
+
 @transaction.atomic
 def package_save(*, actor: User | None, workspace: Workspace, name: str, description: str = "",
                  permissions: Iterable[Permission], policy: dict, approvers: Iterable[User] = (),
@@ -71,18 +80,14 @@ def package_save(*, actor: User | None, workspace: Workspace, name: str, descrip
     permissions = _grantable(permissions)
     before = None
     if package is None:
-        # Only a package not removed holds its name: a removed one's is free again (docs/design.md, R29).
-        if AccessPackage.objects.filter(workspace=workspace, name=name.strip(), removed_at__isnull=True).exists():
-            raise ValidationError(f"A package called '{name}' already exists in {workspace.name}.")
+        _refuse_taken_name(workspace, name)
         package = AccessPackage.objects.create(workspace=workspace, name=name.strip(), description=description,
                                                created_by=actor)
         rules = AssignmentPolicy(package=package)
     else:
         package = AccessPackage.objects.select_for_update().get(pk=package.pk, workspace=workspace)
         _refuse_removed(package)
-        if AccessPackage.objects.filter(workspace=workspace, name=name.strip(), removed_at__isnull=True) \
-                .exclude(pk=package.pk).exists():
-            raise ValidationError(f"A package called '{name}' already exists in {workspace.name}.")
+        _refuse_taken_name(workspace, name, other_than=package)
         rules = package.policy
         before = _package_snapshot(package)
         package.name, package.description = name.strip(), description
